@@ -1,0 +1,66 @@
+"""Typed, validated settings for speculation and sampling, shared by the CLI, bench and server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.index import POLICIES
+
+METHODS = ("greedy", "copy", "draft", "copy+draft")
+
+
+@dataclass(frozen=True)
+class SpecConfig:
+    """How tokens are proposed: method, γ, block length K and the match policy."""
+
+    method: str = "copy"
+    gamma: int = 3
+    block: int = 10
+    adaptive: bool = True
+    max_block: int = 64
+    policy: str = "recent"
+    draft_block: int = 5
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.gamma < 1:
+            raise ValueError(f"gamma must be at least 1, got {self.gamma}")
+        if self.block < 1:
+            raise ValueError(f"block must be at least 1, got {self.block}")
+        if self.max_block < self.block:
+            raise ValueError(f"max_block ({self.max_block}) must be at least block ({self.block})")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.draft_block < 1:
+            raise ValueError(f"draft_block must be at least 1, got {self.draft_block}")
+
+    @property
+    def copies(self) -> bool:
+        return self.method in ("copy", "copy+draft")
+
+    @property
+    def drafts(self) -> bool:
+        return self.method in ("draft", "copy+draft")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Temperature 0 means greedy; otherwise seeded sampling with top-k and top-p filtering."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0

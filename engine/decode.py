@@ -1,0 +1,114 @@
+"""The decode loop, top to bottom: propose → verify in one forward → accept → crop → callback.
+
+Prefill happens before (`SequenceState.sync`). Each step makes exactly one target forward over
+`[pending token, proposal…]` and one host sync inside the acceptance rule.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.proposers import Proposal, Proposer
+from engine.sampling import Sampler
+from engine.sequence import SequenceState
+from engine.stats import TurnStats
+from engine.verify import accept_greedy, accept_sampled
+
+OnTokens = Callable[[list[int]], None]
+
+
+@dataclass
+class StopRules:
+    """When to end a turn: EOS ids, a token budget, stop strings and an external stop event."""
+
+    eos_ids: frozenset[int]
+    max_new_tokens: int
+    stop_strings: Sequence[str] = ()
+    stop_event: threading.Event | None = None
+    decode_text: Callable[[list[int]], str] | None = None
+
+
+def decode(
+    state: SequenceState,
+    proposers: Sequence[Proposer],
+    rules: StopRules,
+    sampler: Sampler | None = None,
+    on_tokens: OnTokens | None = None,
+    stats: TurnStats | None = None,
+) -> list[int]:
+    """Generate after the pending token; returns the new tokens (EOS included when it ends)."""
+    stats = stats if stats is not None else TurnStats()
+    generated: list[int] = []
+    started = time.perf_counter()
+    while True:
+        if rules.stop_event is not None and rules.stop_event.is_set():
+            stats.cancelled, stats.stop_reason = True, "cancelled"
+            break
+        remaining = rules.max_new_tokens - len(generated)
+        if remaining <= 0:
+            stats.stop_reason = "length"
+            break
+        proposal = _first_proposal(state, proposers, remaining - 1)
+        logits = state.forward([state.tokens[-1], *proposal.tokens])
+        stats.forward_passes += 1
+        if sampler is None:
+            accepted, own = accept_greedy(logits, proposal.tokens)
+        else:
+            accepted, own = accept_sampled(logits, proposal.tokens, sampler, proposal.probs)
+        _count(stats, proposal, accepted)
+        if proposal.proposer is not None:
+            proposal.proposer.feedback(proposal, accepted)
+        emitted, reason = _apply_stops([*proposal.tokens[:accepted], own], generated, rules)
+        state.accept(emitted)
+        generated.extend(emitted)
+        if len(generated) == len(emitted):
+            stats.time_to_first_token = time.perf_counter() - started
+        if on_tokens is not None:
+            on_tokens(emitted)
+        if reason:
+            stats.stop_reason = reason
+            break
+    stats.new_tokens = len(generated)
+    stats.decode_seconds = time.perf_counter() - started
+    return generated
+
+
+def _first_proposal(state: SequenceState, proposers: Sequence[Proposer], budget: int) -> Proposal:
+    """Ask each proposer in priority order (copy before draft) and take the first non-empty."""
+    if budget > 0:
+        for proposer in proposers:
+            proposal = proposer.propose(state, budget)
+            if proposal.tokens:
+                return proposal
+    return Proposal()
+
+
+def _count(stats: TurnStats, proposal: Proposal, accepted: int) -> None:
+    if proposal.source == "copy":
+        stats.copy_attempts += 1
+        stats.copied_tokens += accepted
+    elif proposal.source == "draft":
+        stats.draft_attempts += 1
+        stats.drafted_tokens += accepted
+
+
+def _apply_stops(
+    emitted: list[int], generated: list[int], rules: StopRules
+) -> tuple[list[int], str]:
+    """Cut the accepted block at the first EOS, the token budget or a completed stop string."""
+    for i, token in enumerate(emitted):
+        if token in rules.eos_ids:
+            return emitted[: i + 1], "eos"
+    room = rules.max_new_tokens - len(generated)
+    reason = "length" if len(emitted) >= room else ""
+    emitted = emitted[:room]
+    if rules.stop_strings and rules.decode_text is not None:
+        window = 4 * max(len(stop) for stop in rules.stop_strings) + 8
+        for i in range(len(emitted)):
+            text = rules.decode_text([*generated, *emitted[: i + 1]][-window:])
+            if any(stop in text for stop in rules.stop_strings):
+                return emitted[: i + 1], "stop_string"
+    return emitted, reason

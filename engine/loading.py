@@ -1,0 +1,122 @@
+"""Offline model and tokenizer loading with device/dtype choice and errors that name the path."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names what was tried and why."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer and where it lives."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Every id that ends generation: the generation config's EOS ids and the tokenizer's."""
+        ids: set[int] = set()
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif eos is not None:
+            ids.update(int(i) for i in eos)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return frozenset(ids)
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's maximum sequence length, when its config states one."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+
+def default_model_path() -> Path:
+    """The built-in demonstration model shipped inside the package."""
+    return Path(str(resources.files("engine") / "models" / "default"))
+
+
+def default_draft_model_path() -> Path:
+    """The built-in draft model that shares the default model's tokenizer."""
+    return Path(str(resources.files("engine") / "models" / "draft"))
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map `auto` to CUDA when present; refuse CUDA clearly when it is not."""
+    if device not in DEVICES:
+        raise ModelLoadError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """float32 on CPU and bfloat16 on CUDA unless asked otherwise."""
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(
+    path: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and tokenizer from a local directory or the local HF cache, offline."""
+    target = str(path) if path is not None else str(default_model_path())
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    expanded = Path(target).expanduser()
+    if expanded.is_dir():
+        location, where = str(expanded), "directory"
+    elif HUB_ID.fullmatch(target):
+        location, where = target, "HF cache entry (offline, local files only)"
+    else:
+        raise ModelLoadError(f"model path {target!r} does not exist (no such directory)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            location,
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
+            dtype=torch_dtype,
+        )
+    except Exception as error:  # transformers raises many types; the user needs one clear one
+        raise ModelLoadError(
+            f"could not load a causal LM from {where} {location!r}: {_first_line(error)}"
+        ) from error
+    model.to(torch_device)
+    model.eval()
+    return LoadedModel(model, tokenizer, location, torch_device, torch_dtype)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

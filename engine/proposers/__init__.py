@@ -1,0 +1,34 @@
+"""Interchangeable strategies behind one narrow interface: given the context, propose tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from engine.sequence import SequenceState
+
+
+@dataclass
+class Proposal:
+    """Tokens to verify, where they came from and, for a model draft, its probabilities."""
+
+    tokens: list[int] = field(default_factory=list)
+    source: str = "none"
+    probs: torch.Tensor | None = None
+    """Draft distributions, one row per token; None means a deterministic (one-hot) draft."""
+    proposer: Proposer | None = None
+    """Who proposed it, to hear back how much was accepted."""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class Proposer(Protocol):
+    """Given the sequence so far, propose at most `limit` next tokens (possibly none)."""
+
+    def propose(self, state: SequenceState, limit: int) -> Proposal: ...
+
+    def feedback(self, proposal: Proposal, accepted: int) -> None:
+        """Learn how many proposed tokens were accepted (e.g. to adapt the block length)."""
