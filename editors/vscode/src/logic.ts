@@ -1,0 +1,136 @@
+// Pure logic of the extension: no `vscode` import, so `node --test` can load it directly.
+// Positions are LSP-shaped and counted in UTF-16 code units, which is both the LSP default
+// encoding and how JavaScript strings index.
+
+export interface Position { line: number; character: number }
+export interface Range { start: Position; end: Position }
+export interface Change { range: Range; text: string }
+
+export interface Stats {
+  new_tokens?: number;
+  tokens_per_second?: number;
+  copied_share?: number;
+  forward_passes?: number;
+  cancelled?: boolean;
+  [key: string]: unknown;
+}
+
+export interface Status {
+  version: string;
+  model: string;
+  device?: string;
+  dtype?: string;
+  state: 'loading' | 'ready' | 'error';
+  error?: string;
+  queue?: number;
+  sessions?: { session: string; uri: string; range: Range; turns: number }[];
+  lastStats?: Stats;
+}
+
+/** Settings whose value travels to the server in `initializationOptions` (camelCase keys). */
+export const SERVER_SETTINGS = [
+  'model', 'device', 'dtype', 'draftModel', 'gamma', 'block', 'maxNewTokens',
+  'checkCommand', 'checkTimeout', 'logLevel',
+] as const;
+
+/** Unset settings (null, "", []) are left out so the server applies its own defaults. */
+export function initializationOptions(get: (key: string) => unknown): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const key of SERVER_SETTINGS) {
+    const value = get(key);
+    const unset = value === undefined || value === null || value === ''
+      || (Array.isArray(value) && value.length === 0);
+    if (!unset) options[key] = value;
+  }
+  return options;
+}
+
+export function formatStats(stats: Stats | undefined): string {
+  if (!stats) return '';
+  const parts: string[] = [];
+  if (typeof stats.tokens_per_second === 'number') parts.push(`${stats.tokens_per_second.toFixed(1)} tok/s`);
+  if (typeof stats.copied_share === 'number') parts.push(`${Math.round(stats.copied_share * 100)}% copied`);
+  if (typeof stats.new_tokens === 'number') parts.push(`${stats.new_tokens} tokens`);
+  return parts.join(' · ');
+}
+
+export function statusBarText(status: Status | undefined): string {
+  if (!status) return 'CopySpec: starting';
+  const name = status.model.split(/[\\/]/).filter(Boolean).pop() ?? status.model;
+  return `CopySpec: ${name} (${status.state})`;
+}
+
+export function formatStatus(status: Status): string {
+  const lines = [
+    `server ${status.version}`,
+    `model ${status.model} on ${status.device ?? '?'} (${status.dtype ?? '?'}): ${status.state}`,
+  ];
+  if (status.error) lines.push(`error: ${status.error}`);
+  lines.push(`queue ${status.queue ?? 0}, sessions ${status.sessions?.length ?? 0}`);
+  if (status.lastStats) lines.push(`last request: ${formatStats(status.lastStats)}`);
+  return lines.join('\n');
+}
+
+function before(a: Position, b: Position): boolean {
+  return a.line < b.line || (a.line === b.line && a.character < b.character);
+}
+
+/** Where `text` ends when inserted at `start` (\r\n, \n and \r all break lines, as in LSP). */
+export function endOf(start: Position, text: string): Position {
+  const lines = text.split(/\r\n|\r|\n/);
+  const last = lines[lines.length - 1].length;
+  return lines.length === 1
+    ? { line: start.line, character: start.character + last }
+    : { line: start.line + lines.length - 1, character: last };
+}
+
+/**
+ * Follows `region` through a document change. Returns undefined when the change touches the
+ * region itself, so a proposal is never applied over text the user typed.
+ */
+export function trackRange(region: Range, change: Change): Range | undefined {
+  const { start: cs, end: ce } = change.range;
+  if (before(region.start, ce)) {
+    // Ends after the region starts: unchanged if it starts at or after the region's end.
+    return before(cs, region.end) ? undefined : region;
+  }
+  const newEnd = endOf(cs, change.text);
+  const shift = (p: Position): Position => p.line === ce.line
+    ? { line: newEnd.line, character: newEnd.character + p.character - ce.character }
+    : { line: p.line + newEnd.line - ce.line, character: p.character };
+  return { start: shift(region.start), end: shift(region.end) };
+}
+
+export function contains(r: Range, p: Position): boolean {
+  return !before(p, r.start) && !before(r.end, p);
+}
+
+/** The last session per document, with its region kept current as the document changes. */
+export class SessionStore {
+  private readonly byUri = new Map<string, { session: string; range: Range }[]>();
+
+  set(uri: string, session: string, range: Range): void {
+    const list = (this.byUri.get(uri) ?? []).filter((s) => s.session !== session);
+    list.push({ session, range });
+    this.byUri.set(uri, list);
+  }
+
+  /** The session whose region holds `at`, else the most recent one in the document. */
+  get(uri: string, at?: Position): { session: string; range: Range } | undefined {
+    const list = this.byUri.get(uri) ?? [];
+    const hit = at && [...list].reverse().find((s) => contains(s.range, at));
+    return hit || list[list.length - 1];
+  }
+
+  /** A session whose region the user edited is dropped: its last answer no longer matches. */
+  change(uri: string, changes: readonly Change[]): void {
+    const list = this.byUri.get(uri);
+    if (!list) return;
+    const kept = list.flatMap((s) => {
+      let range: Range | undefined = s.range;
+      for (const c of changes) range = range && trackRange(range, c);
+      return range ? [{ session: s.session, range }] : [];
+    });
+    this.byUri.set(uri, kept);
+  }
+}
