@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copyspec", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(subparsers)
+    from engine.bench.cli import add_parser as add_bench_parser  # here: it imports this module
+
+    add_bench_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""`copyspec bench`: CopySpec against greedy decoding and HF prompt lookup, identity first."""
