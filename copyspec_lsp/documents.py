@@ -1,0 +1,107 @@
+"""Open documents, kept in step with incremental `didChange`, and the regions being refined.
+
+A region follows the user's edits: a change before it shifts it, a change after it leaves it
+alone, and a change inside it marks it as touched (the job then stops and leaves the text as
+the user made it). The echo of the server's own streamed edit is recognised as such: the
+region's text after the change equals the text that edit put there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lsprotocol import types
+
+from copyspec_lsp.positions import range_offsets
+
+
+@dataclass(eq=False)
+class Region:
+    """[start, end) of a document the server is rewriting, in string offsets."""
+
+    uri: str
+    start: int
+    end: int
+    expected: str | None = None
+    """Text the edit in flight will leave in the region; None when none is in flight."""
+    echoed: asyncio.Event | None = None
+    """Set when the edit in flight has come back through didChange (or the user took over)."""
+    on_touched: Callable[[], None] | None = None
+    touched: bool = False
+
+    def follow(self, before: str, start: int, end: int, new_text: str) -> None:
+        """Update for one change that replaced before[start:end] with `new_text`."""
+        if self.expected is not None and self.start <= start and end <= self.end:
+            inner = before[self.start : start] + new_text + before[end : self.end]
+            if inner == self.expected:
+                self.end, self.expected = self.start + len(inner), None
+                if self.echoed is not None:
+                    self.echoed.set()
+                return
+        if end <= self.start:
+            shift = len(new_text) - (end - start)
+            self.start, self.end = self.start + shift, self.end + shift
+        elif start < self.end and not self.touched:
+            self.touched = True
+            if self.on_touched is not None:
+                self.on_touched()
+            if self.echoed is not None:
+                self.echoed.set()
+
+
+@dataclass
+class Document:
+    """One open text document, as the server sees it now."""
+
+    uri: str
+    language_id: str
+    version: int
+    text: str
+    regions: list[Region] = field(default_factory=list)
+
+
+class Documents:
+    """The open documents and the position encoding their ranges use."""
+
+    def __init__(self) -> None:
+        self.encoding = "utf-16"
+        self._open: dict[str, Document] = {}
+
+    def open(self, item: types.TextDocumentItem) -> None:
+        self._open[item.uri] = Document(item.uri, item.language_id, item.version, item.text)
+
+    def close(self, uri: str) -> None:
+        document = self._open.pop(uri, None)
+        for region in document.regions if document else []:
+            region.follow(document.text, 0, len(document.text), "")
+
+    def get(self, uri: str) -> Document | None:
+        return self._open.get(uri)
+
+    def change(self, params: types.DidChangeTextDocumentParams) -> None:
+        """Apply each change in order, moving or touching the tracked regions."""
+        document = self._open.get(params.text_document.uri)
+        if document is None:
+            return
+        document.version = params.text_document.version
+        for change in params.content_changes:
+            if isinstance(change, types.TextDocumentContentChangeWholeDocument):
+                start, end = 0, len(document.text)
+            else:
+                start, end = range_offsets(document.text, change.range, self.encoding)
+            before = document.text
+            document.text = before[:start] + change.text + before[end:]
+            for region in list(document.regions):
+                region.follow(before, start, end, change.text)
+
+    def track(self, document: Document, start: int, end: int) -> Region:
+        region = Region(document.uri, start, end)
+        document.regions.append(region)
+        return region
+
+    def untrack(self, region: Region) -> None:
+        document = self._open.get(region.uri)
+        if document is not None and region in document.regions:
+            document.regions.remove(region)

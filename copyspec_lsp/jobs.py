@@ -1,0 +1,413 @@
+"""One refine or fix request, from its params to the final text in the buffer.
+
+The flow, top to bottom: resolve the region → build the prompt → run a turn on the engine
+thread → stream its shaped text as `copyspec/chunk` notifications and `workspace/applyEdit`
+calls → (fix only) check the attempt and, on failure, send the errors as the next turn.
+
+Edits are computed from the server's current view of the document: each one replaces
+exactly [region start, current end of the replacement). Only one is in flight at a time, and
+the next waits until the client has reported the previous one back through `didChange`, so
+the server's view never lags behind its own edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from copyspec_lsp import prompts, regions
+from copyspec_lsp.answers import Shaper
+from copyspec_lsp.check import CheckResult, run_check_command
+from copyspec_lsp.documents import Document, Region
+from copyspec_lsp.params import JobParams
+from copyspec_lsp.positions import range_offsets, to_range
+from copyspec_lsp.progress import Progress
+from copyspec_lsp.sessions import Conversation
+from copyspec_lsp.worker import Job
+from engine.config import SpecConfig
+from engine.session import Session
+
+if TYPE_CHECKING:
+    from copyspec_lsp.service import Service
+
+EDIT_INTERVAL = 0.05
+"""Seconds between two streamed edits at least (and at most one per engine step)."""
+ECHO_TIMEOUT = 5.0
+"""Seconds to wait for the client to report an applied edit back through didChange."""
+
+
+class JobError(Exception):
+    """A request that cannot be served; `kind` picks the JSON-RPC error code."""
+
+    def __init__(self, message: str, kind: str = "params") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(eq=False)
+class Request:
+    """A refine/fix request in progress: what it rewrites and how to stop it."""
+
+    uri: str
+    session: str
+    region: Region
+    job: Job | None = None
+    stopped: str = ""
+
+    def cancel(self, reason: str) -> None:
+        """Stop it for `reason` (loop thread): the running turn stops within one step."""
+        if not self.stopped:
+            self.stopped = reason
+            if self.job is not None:
+                self.job.cancel(reason)
+
+    def overlaps(self, uri: str, start: int, end: int) -> bool:
+        region = self.region
+        if uri != self.uri:
+            return False
+        return (start < region.end and region.start < end) or (start, end) == (
+            region.start,
+            region.end,
+        )
+
+
+@dataclass
+class Turn:
+    """One model answer and, in the fix loop, what its check said."""
+
+    instruction: str
+    text: str
+    stats: dict[str, Any]
+    check: CheckResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        turn: dict[str, Any] = {"instruction": self.instruction, "text": self.text}
+        turn["stats"] = self.stats
+        if self.check is not None:
+            turn["check"] = self.check.to_dict()
+        return turn
+
+
+@dataclass
+class Refinement:
+    """Runs one request; `fix=True` adds the check-and-retry loop."""
+
+    service: Service
+    params: JobParams
+    fix: bool
+    turns: list[Turn] = field(default_factory=list)
+
+    async def run(self) -> dict[str, Any]:
+        service, params = self.service, self.params
+        document = self._document()
+        start, end = self._region(document)
+        instruction = self._instruction(document, start)
+        await service.model.wait(service.settings.load_timeout)
+        conversation = service.sessions.get_or_create(params.session, params.uri)
+        for other in list(service.requests):
+            if other.overlaps(params.uri, start, end):
+                other.cancel("superseded by a newer request for the same region")
+        region = service.documents.track(document, start, end)
+        request = Request(params.uri, conversation.id, region)
+        region.on_touched = lambda: request.cancel(
+            "cancelled: the region was edited while the answer streamed"
+        )
+        service.requests.append(request)
+        progress = Progress(service.server, "CopySpec: " + ("fix" if self.fix else "refine"),
+                            lambda: request.cancel("cancelled from the progress bar"))
+        outcome = "cancelled"
+        try:
+            await progress.begin("waiting for the model")
+            ok = await self._turns(document, conversation, request, instruction, progress)
+            outcome = "done"
+            return self._result(document, conversation, request, ok)
+        finally:
+            request.cancel("the request ended")
+            service.requests.remove(request)
+            service.documents.untrack(region)
+            progress.end(outcome)
+
+    def _document(self) -> Document:
+        document = self.service.documents.get(self.params.uri)
+        if document is None:
+            raise JobError(f"unknown document {self.params.uri}: the client must open it first")
+        return document
+
+    def _region(self, document: Document) -> tuple[int, int]:
+        """The range as offsets; empty expands to the enclosing function/class/statement."""
+        try:
+            start, end = range_offsets(document.text, self.params.range, self.encoding)
+        except ValueError as error:
+            raise JobError(f"the range is outside the document: {error}") from None
+        if start == end:
+            start, end = regions.enclosing_region(document.text, document.language_id, start)
+        return widen(document.text, start, end)
+
+    def _instruction(self, document: Document, start: int) -> str:
+        if not self.fix:
+            if not self.params.instruction.strip():
+                raise JobError("the instruction is empty: say what should change")
+            return self.params.instruction.strip()
+        first_line = document.text.count("\n", 0, start)
+        instruction = prompts.fix_instruction(
+            self.params.diagnostics, first_line, self.params.instruction
+        )
+        if not instruction:
+            raise JobError("nothing to fix: no diagnostics at the range and no instruction")
+        return instruction
+
+    @property
+    def encoding(self) -> str:
+        return self.service.documents.encoding
+
+    async def _turns(
+        self,
+        document: Document,
+        conversation: Conversation,
+        request: Request,
+        instruction: str,
+        progress: Progress,
+    ) -> bool:
+        """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
+        region = request.region
+        code, indent = prompts.dedent(document.text[region.start : region.end])
+        if conversation.turns and conversation.last_code == code:
+            message = instruction
+        else:
+            message = prompts.edit_request(code, instruction, document.language_id)
+        shaper = Shaper(indent, "\r\n" if "\r\n" in document.text else "\n")
+        max_turns = self.params.max_turns if self.fix else 1
+        for _ in range(max_turns):
+            text, stats = await self._stream_turn(
+                document, conversation, request, message, shaper, progress
+            )
+            turn = Turn(message, text, stats)
+            self.turns.append(turn)
+            conversation.turns += 1
+            conversation.last_code = prompts.dedent(text)[0]
+            if not self.fix:
+                return True
+            turn.check = await self._check(document, region, text)
+            if turn.check.ok:
+                return True
+            message = prompts.failure_message(turn.check.errors)
+        return False
+
+    async def _stream_turn(
+        self,
+        document: Document,
+        conversation: Conversation,
+        request: Request,
+        message: str,
+        shaper: Shaper,
+        progress: Progress,
+    ) -> tuple[str, dict[str, Any]]:
+        service = self.service
+        settings = service.settings
+        max_new = self.params.max_new_tokens or settings.max_new_tokens
+        spec = SpecConfig(gamma=settings.gamma, block=settings.block)
+        generation = service.model.generation
+        job = Job(
+            lambda job: engine_turn(job, service, conversation, message, max_new, spec, generation),
+            uri=request.uri,
+            session=conversation.id,
+        )
+        request.job = job
+        if request.stopped:
+            raise JobCancelled(request.stopped)
+        place = service.worker.submit(job)
+        if place:
+            progress.report(f"queued: {place} ahead", force=True)
+        writer = BufferWriter(service, document, request, self.params.apply)
+        stats: dict[str, Any] = {}
+        shown = ""
+        started = time.perf_counter()
+        while True:
+            try:
+                event = await asyncio.wait_for(job.events.get(), writer.due(shown))
+            except asyncio.TimeoutError:
+                await writer.write(shown)
+                continue
+            if event.kind == "cancelled":
+                raise JobCancelled(event.value)
+            if event.kind == "error":
+                raise event.value
+            if event.kind == "position":
+                progress.report(f"queued: {event.value} ahead" if event.value else "generating",
+                                force=True)
+                started = time.perf_counter()
+                continue
+            if event.kind == "done":
+                break
+            stats = event.stats or stats
+            text = shaper(event.value)
+            if text != shown:
+                delta = text[len(shown):] if text.startswith(shown) else ""
+                service.notify_chunk(conversation.id, request.uri, delta, text, stats)
+                shown = text
+                progress.report(*live_figures(stats, max_new, started))
+                await writer.write(shown)
+        result = event.value
+        stats = result.stats.to_dict()
+        service.last_stats = stats
+        final = shaper(result.text)
+        if final != shown:
+            service.notify_chunk(conversation.id, request.uri, "", final, stats)
+        await writer.finish(final)
+        return final, stats
+
+    async def _check(self, document: Document, region: Region, text: str) -> CheckResult:
+        """Syntax errors in the attempt, then the configured check command, if any."""
+        whole = document.text[: region.start] + text + document.text[region.end :]
+        end = region.start + len(text)
+        errors = regions.syntax_errors(whole, document.language_id, region.start, end)
+        if errors:
+            return CheckResult(False, errors)
+        command = self.service.settings.check_command
+        if not command:
+            return CheckResult(True)
+        timeout = self.service.settings.check_timeout
+        name = file_name(document.uri)
+        return await run_check_command(command, whole, name, self.service.root, timeout)
+
+    def _result(
+        self, document: Document, conversation: Conversation, request: Request, ok: bool
+    ) -> dict[str, Any]:
+        region = request.region
+        final = self.turns[-1].text
+        if self.params.apply == "none":
+            view = document.text[: region.start] + final + document.text[region.end :]
+        else:
+            view = document.text
+        where = to_range(view, region.start, region.start + len(final), self.encoding)
+        conversation.range = where
+        result: dict[str, Any] = {
+            "session": conversation.id,
+            "text": final,
+            "range": self.service.converter.unstructure(where),
+            "stats": self.turns[-1].stats,
+        }
+        if self.fix:
+            result["turns"] = [turn.to_dict() for turn in self.turns]
+            result["ok"] = ok
+        return result
+
+
+class JobCancelled(Exception):
+    """The request was cancelled (user, progress bar, typing inside, superseded)."""
+
+
+class BufferWriter:
+    """Puts the shaped text into the buffer: streamed, once at the end, or never."""
+
+    def __init__(self, service: Service, document: Document, request: Request, apply: str):
+        self.service = service
+        self.document = document
+        self.request = request
+        self.apply = apply
+        self.in_buffer: str | None = None
+        self.last = 0.0
+
+    def due(self, text: str) -> float | None:
+        """Seconds until held-back text may go out as a streamed edit (None: none held)."""
+        if self.apply != "stream" or text == self.in_buffer:
+            return None
+        return max(0.001, EDIT_INTERVAL - (time.monotonic() - self.last))
+
+    async def write(self, text: str) -> None:
+        """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
+        waited = time.monotonic() - self.last >= EDIT_INTERVAL
+        if self.apply == "stream" and text != self.in_buffer and waited:
+            await self._edit(text)
+
+    async def finish(self, text: str) -> None:
+        if self.apply != "none" and text != self.in_buffer:
+            await self._edit(text)
+
+    async def _edit(self, text: str) -> None:
+        """Replace [region start, current end) with `text`; wait until the client echoes it."""
+        request, region = self.request, self.request.region
+        if request.stopped:
+            raise JobCancelled(request.stopped)
+        self.last = time.monotonic()
+        encoding = self.service.documents.encoding
+        where = to_range(self.document.text, region.start, region.end, encoding)
+        edit = types.WorkspaceEdit(changes={request.uri: [types.TextEdit(where, text)]})
+        region.expected = text
+        echoed = region.echoed = asyncio.Event()
+        try:
+            answer = await self.service.server.workspace_apply_edit_async(
+                types.ApplyWorkspaceEditParams(edit)
+            )
+            refused = "" if answer.applied else answer.failure_reason or "no reason given"
+        except JsonRpcException as error:
+            refused = str(error)
+        if refused:
+            region.expected = None
+            request.cancel(f"the editor did not apply the edit: {refused}")
+            raise JobCancelled(request.stopped)
+        try:
+            await asyncio.wait_for(echoed.wait(), ECHO_TIMEOUT)
+        except asyncio.TimeoutError:
+            request.cancel("the editor did not report the applied edit back (didChange)")
+            raise JobCancelled(request.stopped) from None
+        if request.stopped:
+            raise JobCancelled(request.stopped)
+        self.in_buffer = text
+
+
+def engine_turn(
+    job: Job,
+    service: Service,
+    conversation: Conversation,
+    message: str,
+    max_new_tokens: int,
+    spec: SpecConfig,
+    generation: int,
+):
+    """On the engine thread: one turn of the conversation, streaming its raw text."""
+    lm = service.model.lm
+    if lm is None or service.model.generation != generation:
+        raise RuntimeError("the model was reloaded or freed while this request waited")
+    if conversation.engine is None or conversation.engine.lm is not lm:
+        conversation.engine = Session(lm, spec, system=prompts.SYSTEM_PROMPT)
+    pieces: list[str] = []
+
+    def on_text(delta: str, stats) -> None:
+        pieces.append(delta)
+        job.post("text", "".join(pieces), stats.to_dict())
+
+    return conversation.engine.send(
+        message, max_new_tokens, stop_event=job.stop, on_text=on_text
+    )
+
+
+def live_figures(stats: dict[str, Any], max_new_tokens: int, started: float) -> tuple[str, int]:
+    """Progress text and percentage while decoding: the engine totals `new_tokens` only at
+    the end of a turn, so tokens so far are counted as passes plus accepted proposals."""
+    tokens = stats["forward_passes"] + stats["copied_tokens"] + stats["drafted_tokens"]
+    seconds = time.perf_counter() - started - stats["prefill_seconds"]
+    copied = stats.get("copied_tokens", 0) / tokens if tokens else 0.0
+    speed = f"{tokens / seconds:.0f} tok/s · " if seconds > 0 else ""
+    return f"{speed}{copied:.0%} copied", min(100, round(100 * tokens / max_new_tokens))
+
+
+def widen(text: str, start: int, end: int) -> tuple[int, int]:
+    """Whole lines where the range starts after indentation; no trailing line breaks."""
+    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    if not text[line_start:start].strip(" \t"):
+        start = line_start
+    while end > start and text[end - 1] in "\r\n":
+        end -= 1
+    return start, end
+
+
+def file_name(uri: str) -> str:
+    """The document's file name, for the check command's temp copy."""
+    return unquote(urlparse(uri).path).rsplit("/", 1)[-1] or "document"

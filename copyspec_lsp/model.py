@@ -1,0 +1,74 @@
+"""The loaded model's life cycle: load once in the background, wait for it, reload, free."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from copyspec_lsp.settings import Settings
+from copyspec_lsp.worker import EngineWorker, Job
+from engine.loading import LoadedModel, default_model_path, load_model
+
+
+class ModelUnavailable(RuntimeError):
+    """The model failed to load, or is still loading after the timeout."""
+
+
+class ModelHost:
+    """Loads on the engine thread, so loading queues ahead of every job like any other."""
+
+    def __init__(self, worker: EngineWorker) -> None:
+        self.worker = worker
+        self.state = "loading"
+        self.error: str | None = None
+        self.lm: LoadedModel | None = None
+        self.path = ""
+        self.generation = 0
+        """Bumped on every load, so sessions made with an older model can be told apart."""
+        self._ready: asyncio.Future[LoadedModel] = asyncio.get_running_loop().create_future()
+
+    async def load(self, settings: Settings) -> LoadedModel:
+        """Load the configured model (the built-in one when none is set); raises on failure."""
+        if self._ready.done():
+            self._ready = asyncio.get_running_loop().create_future()
+        self.state, self.error, self.lm = "loading", None, None
+        self.path = settings.model or str(default_model_path())
+        self.generation += 1
+        job = Job(lambda _: load_model(settings.model, settings.device, settings.dtype))
+        self.worker.submit(job)
+        while (event := await job.events.get()).kind not in ("done", "error"):
+            pass
+        if event.kind == "error":
+            self.state, self.error = "error", str(event.value)
+            self._ready.set_exception(ModelUnavailable(f"the model failed to load: {event.value}"))
+            self._ready.exception()  # mark retrieved: no "never retrieved" warning at exit
+            raise ModelUnavailable(self.error)
+        self.state, self.lm = "ready", event.value
+        self._ready.set_result(event.value)
+        return event.value
+
+    async def wait(self, timeout: float) -> LoadedModel:
+        """The model once loaded; a load error or `timeout` seconds of loading raise."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except asyncio.TimeoutError:
+            raise ModelUnavailable(
+                f"the model is still loading after {timeout:g} s (setting loadTimeout)"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """Path, device and dtype of the loaded model (empty strings while none is loaded)."""
+        lm = self.lm
+        return {
+            "model": lm.path if lm else self.path,
+            "device": str(lm.device) if lm else "",
+            "dtype": str(lm.dtype).removeprefix("torch.") if lm else "",
+        }
+
+    def free(self) -> None:
+        """Drop the model (after the worker stopped) so its memory can be reclaimed."""
+        self.lm, self.state = None, "error"
+        self.error = "the server is shutting down"
+        if not self._ready.done():
+            self._ready.set_exception(ModelUnavailable(self.error))
+            self._ready.exception()

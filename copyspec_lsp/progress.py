@@ -1,0 +1,75 @@
+"""Server-initiated work-done progress: a fresh uuid token each time (pygls refuses reused
+tokens), cancellable, and silently absent for clients that do not support it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import ClassVar
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+log = logging.getLogger(__name__)
+MIN_INTERVAL = 0.1
+"""Seconds between two reports, so a fast model does not flood the client."""
+
+
+class Progress:
+    """One progress bar; `on_cancel` runs when the user presses its cancel button."""
+
+    registry: ClassVar[dict[str, Callable[[], None]]] = {}
+    """Open tokens → their cancel callbacks, for `window/workDoneProgress/cancel`."""
+
+    def __init__(self, server: LanguageServer, title: str, on_cancel: Callable[[], None]):
+        self.server = server
+        self.title = title
+        self.token = str(uuid.uuid4())
+        self.on_cancel = on_cancel
+        self.active = False
+        self._last = 0.0
+
+    async def begin(self, message: str) -> None:
+        """Ask the client for a progress bar; carries on without one if it says no."""
+        capabilities = self.server.client_capabilities.window
+        if capabilities is None or not capabilities.work_done_progress:
+            return
+        try:
+            await asyncio.wait_for(self.server.work_done_progress.create_async(self.token), 5)
+        except Exception as error:  # a client that refuses progress still gets its edit
+            log.info("no progress bar: %s", error)
+            return
+        Progress.registry[self.token] = self.on_cancel
+        self.active = True
+        self.server.work_done_progress.begin(
+            self.token,
+            types.WorkDoneProgressBegin(self.title, cancellable=True, message=message),
+        )
+
+    def report(self, message: str, percentage: int | None = None, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.active and (force or now - self._last >= MIN_INTERVAL):
+            self._last = now
+            value = types.WorkDoneProgressReport(message=message, percentage=percentage)
+            self.server.work_done_progress.report(self.token, value)
+
+    def end(self, message: str) -> None:
+        if self.active:
+            self.active = False
+            Progress.registry.pop(self.token, None)
+            with contextlib.suppress(Exception):
+                self.server.work_done_progress.end(
+                    self.token, types.WorkDoneProgressEnd(message=message)
+                )
+
+    @classmethod
+    def cancel(cls, token: str) -> bool:
+        """Handle `window/workDoneProgress/cancel`; False for an unknown token."""
+        callback = cls.registry.get(str(token))
+        if callback is not None:
+            callback()
+        return callback is not None

@@ -1,0 +1,91 @@
+"""Wiring only: each LSP method to the `Service` method that handles it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from copyspec_lsp import __version__
+from copyspec_lsp.service import Service
+from copyspec_lsp.settings import Settings
+
+REFINE = "copyspec/refine"
+FIX = "copyspec/fix"
+STATUS = "copyspec/status"
+
+
+def build_server(settings: Settings) -> LanguageServer:
+    """A server with every CopySpec feature registered; it serves once started."""
+    server = LanguageServer(
+        "copyspec-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+    )
+    service = Service(server, settings)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(params: types.InitializeParams) -> None:
+        service.initialize(params)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(params: types.InitializedParams) -> None:
+        service.initialized()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(params: None) -> None:
+        service.shutdown()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
+        service.change_configuration(params)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(params: types.DidOpenTextDocumentParams) -> None:
+        service.did_open(params)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(params: types.DidChangeTextDocumentParams) -> None:
+        service.did_change(params)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(params: types.DidCloseTextDocumentParams) -> None:
+        service.did_close(params)
+
+    @server.feature(REFINE)
+    async def refine(params: Any) -> dict[str, Any]:
+        return await service.refine(params)
+
+    @server.feature(FIX)
+    async def fix(params: Any) -> dict[str, Any]:
+        return await service.refine(params, fix=True)
+
+    @server.feature(STATUS)
+    def status(params: Any) -> dict[str, Any]:
+        return service.status()
+
+    @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
+        service.cancel_progress(params)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.RefactorRewrite, types.CodeActionKind.QuickFix]
+        ),
+    )
+    def code_action(params: types.CodeActionParams) -> list[types.CodeAction]:
+        return service.code_actions(params)
+
+    @server.command("copyspec.refine")
+    async def refine_command(*args: Any) -> dict[str, Any]:
+        return await service.refine(args[0] if args else None)
+
+    @server.command("copyspec.fix")
+    async def fix_command(*args: Any) -> dict[str, Any]:
+        return await service.refine(args[0] if args else None, fix=True)
+
+    @server.command("copyspec.cancel")
+    def cancel_command(*args: Any) -> dict[str, int]:
+        return service.cancel(args[0] if args else None)
+
+    return server

@@ -1,0 +1,218 @@
+"""The server's state and what each LSP method does with it; `server.py` only wires.
+
+Every method here runs on the event loop thread, which is the only thread that sends
+messages; the model runs on the engine worker thread (`worker.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lsprotocol import converters, types
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcRequestCancelled,
+    JsonRpcServerError,
+)
+from pygls.lsp.server import LanguageServer
+
+from copyspec_lsp import __version__
+from copyspec_lsp.check import CheckCommandError
+from copyspec_lsp.documents import Documents
+from copyspec_lsp.jobs import JobCancelled, JobError, Refinement, Request
+from copyspec_lsp.model import ModelHost, ModelUnavailable
+from copyspec_lsp.params import ParamsError, parse_job, plain
+from copyspec_lsp.progress import Progress
+from copyspec_lsp.sessions import Sessions
+from copyspec_lsp.settings import Settings
+from copyspec_lsp.worker import EngineWorker
+from engine.session import PromptTooLongError
+
+log = logging.getLogger(__name__)
+CHUNK = "copyspec/chunk"
+MODEL_ERROR_CODE = -32000
+"""JSON-RPC server error code for "the model is not available" (load failed or too slow)."""
+
+
+class Service:
+    """Documents, sessions, running requests, the model and the settings of one server."""
+
+    def __init__(self, server: LanguageServer, settings: Settings) -> None:
+        self.server = server
+        self.settings = settings
+        self.documents = Documents()
+        self.sessions = Sessions()
+        self.requests: list[Request] = []
+        self.last_stats: dict[str, Any] | None = None
+        self.root: str | None = None
+        self.converter = converters.get_converter()
+        self.worker: EngineWorker | None = None
+        self.model: ModelHost | None = None
+        self._loading: asyncio.Task[None] | None = None
+
+    # life cycle
+
+    def initialize(self, params: types.InitializeParams) -> None:
+        """Settle the position encoding, the workspace root and the client's settings."""
+        encoding = self.server.workspace.position_encoding or "utf-16"
+        self.documents.encoding = str(getattr(encoding, "value", encoding))
+        root = self.server.workspace.root_path
+        self.root = root if root else None
+        self.worker = EngineWorker(asyncio.get_running_loop())
+        self.model = ModelHost(self.worker)
+        if params.initialization_options:
+            self._apply_settings(plain(params.initialization_options))
+
+    def initialized(self) -> None:
+        """Start loading the model in the background."""
+        self._loading = asyncio.ensure_future(self._load())
+
+    async def _load(self) -> None:
+        assert self.model is not None
+        progress = Progress(self.server, "CopySpec: loading the model", lambda: None)
+        await progress.begin(self.settings.model or "built-in model")
+        try:
+            await self.model.load(self.settings)
+        except ModelUnavailable as error:
+            progress.end("failed")
+            self.server.window_show_message(
+                types.ShowMessageParams(types.MessageType.Error, f"CopySpec: {error}")
+            )
+            return
+        progress.end("ready")
+
+    def shutdown(self) -> None:
+        """Stop every request and the engine thread, and free the model."""
+        for request in list(self.requests):
+            request.cancel("the server is shutting down")
+        if self.worker is not None:
+            self.worker.close()
+        if self.model is not None:
+            self.model.free()
+        self.sessions.clear()
+
+    # settings
+
+    def change_configuration(self, params: types.DidChangeConfigurationParams) -> None:
+        """Apply the "copyspec" section (or the whole payload when it has no such key)."""
+        raw = plain(params.settings)
+        if isinstance(raw, dict) and isinstance(raw.get("copyspec"), dict):
+            raw = raw["copyspec"]
+        if raw is None:
+            return
+        before = self.settings
+        self._apply_settings(raw)
+        if before.needs_reload(self.settings) and self._loading is not None:
+            self.sessions.clear()
+            self._loading = asyncio.ensure_future(self._load())
+
+    def _apply_settings(self, raw: Any) -> None:
+        self.settings, problems = self.settings.update(raw)
+        logging.getLogger().setLevel(self.settings.log_level)
+        for problem in problems:
+            self.server.window_show_message(
+                types.ShowMessageParams(types.MessageType.Warning, f"CopySpec: {problem}")
+            )
+
+    # documents
+
+    def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        self.documents.open(params.text_document)
+
+    def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        self.documents.change(params)
+
+    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        self.documents.close(params.text_document.uri)
+
+    # requests
+
+    async def refine(self, raw: Any, fix: bool = False) -> dict[str, Any]:
+        """`copyspec/refine` and `copyspec/fix` (and their commands)."""
+        try:
+            return await Refinement(self, parse_job(raw), fix).run()
+        except (ParamsError, JobError, PromptTooLongError) as error:
+            raise JsonRpcInvalidParams(str(error)) from None
+        except ModelUnavailable as error:
+            raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
+        except JobCancelled as error:
+            raise JsonRpcRequestCancelled(str(error)) from None
+        except CheckCommandError as error:
+            raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
+        except (JsonRpcException, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            log.exception("request failed")
+            raise JsonRpcInternalError(f"the model failed: {error}") from None
+
+    def cancel(self, args: Any) -> dict[str, int]:
+        """`copyspec.cancel`: stop the requests of a session or of a document (or all)."""
+        match = plain(args) if args else {}
+        if not isinstance(match, dict):
+            raise JsonRpcInvalidParams("copyspec.cancel takes {session?} or {uri?}")
+        hits = [
+            request
+            for request in list(self.requests)
+            if match.get("session") in (None, request.session)
+            and match.get("uri") in (None, request.uri)
+        ]
+        for request in hits:
+            request.cancel("cancelled by copyspec.cancel")
+        return {"cancelled": len(hits)}
+
+    def cancel_progress(self, params: types.WorkDoneProgressCancelParams) -> None:
+        Progress.cancel(str(params.token))
+
+    def status(self) -> dict[str, Any]:
+        """`copyspec/status`: what a health command shows."""
+        assert self.model is not None and self.worker is not None
+        status: dict[str, Any] = {"version": __version__, **self.model.describe()}
+        status["state"] = self.model.state
+        if self.model.error:
+            status["error"] = self.model.error
+        status["queue"] = len(self.worker.jobs())
+        status["sessions"] = self.sessions.describe()
+        if self.last_stats is not None:
+            status["lastStats"] = self.last_stats
+        return status
+
+    def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
+        """"Refine selection…" (refactor) and one "fix this error" (quickfix) per diagnostic."""
+        uri = params.text_document.uri
+        if self.documents.get(uri) is None:
+            return []
+        only = params.context.only
+        wanted = lambda kind: not only or any(kind.value.startswith(k) for k in only)  # noqa: E731
+        actions = []
+        if wanted(types.CodeActionKind.RefactorRewrite):
+            argument = {"uri": uri, "range": self.converter.unstructure(params.range)}
+            command = types.Command("CopySpec: refine selection…", "copyspec.refine", [argument])
+            actions.append(types.CodeAction(
+                command.title, kind=types.CodeActionKind.RefactorRewrite, command=command
+            ))
+        fixable = params.context.diagnostics if wanted(types.CodeActionKind.QuickFix) else []
+        for diagnostic in fixable:
+            argument = {
+                "uri": uri,
+                "range": self.converter.unstructure(diagnostic.range),
+                "diagnostics": [self.converter.unstructure(diagnostic)],
+            }
+            command = types.Command("CopySpec: fix this error", "copyspec.fix", [argument])
+            actions.append(types.CodeAction(
+                command.title, kind=types.CodeActionKind.QuickFix,
+                diagnostics=[diagnostic], command=command,
+            ))
+        return actions
+
+    def notify_chunk(
+        self, session: str, uri: str, delta: str, text: str, stats: dict[str, Any]
+    ) -> None:
+        """`copyspec/chunk`: the whole replacement so far, for clients that preview."""
+        self.server.protocol.notify(
+            CHUNK, {"session": session, "uri": uri, "delta": delta, "text": text, "stats": stats}
+        )
+

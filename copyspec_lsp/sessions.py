@@ -1,0 +1,66 @@
+"""Refinement sessions: one engine `Session` (history + KV cache) per session id, LRU-capped.
+
+The engine session is created lazily on the worker thread, the only thread that touches it;
+the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from lsprotocol import types
+
+from engine.session import Session
+
+DEFAULT_CAPACITY = 8
+
+
+@dataclass(eq=False)
+class Conversation:
+    """A chain of turns about one region of one document."""
+
+    id: str
+    uri: str
+    engine: Session | None = None
+    turns: int = 0
+    last_code: str | None = None
+    """The dedented code of the last answer, to tell whether the buffer still shows it."""
+    range: types.Range | None = None
+
+    def describe(self) -> dict[str, Any]:
+        where = None
+        if self.range is not None:
+            where = {
+                "start": {"line": self.range.start.line, "character": self.range.start.character},
+                "end": {"line": self.range.end.line, "character": self.range.end.character},
+            }
+        return {"session": self.id, "uri": self.uri, "range": where, "turns": self.turns}
+
+
+class Sessions:
+    """Conversations by id; the least recently used one goes when the cap is reached."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, Conversation] = OrderedDict()
+
+    def get_or_create(self, session_id: str | None, uri: str) -> Conversation:
+        """The named conversation, or a new one (with that id when the old one expired)."""
+        conversation = self._items.get(session_id) if session_id else None
+        if conversation is None or conversation.uri != uri:
+            conversation = Conversation(session_id or uuid.uuid4().hex, uri)
+            self._items[conversation.id] = conversation
+        self._items.move_to_end(conversation.id)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return conversation
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [conversation.describe() for conversation in self._items.values()]
+
+    def clear(self) -> None:
+        """Forget every conversation (after a model reload or at shutdown)."""
+        self._items.clear()

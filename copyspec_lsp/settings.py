@@ -1,0 +1,122 @@
+"""Typed, defaulted server settings, validated once wherever they come from.
+
+The same camelCase keys arrive as CLI flags, `initializationOptions` and the "copyspec"
+section of `workspace/didChangeConfiguration`. A bad value never stops the server: it is
+reported (the caller shows it with `window/showMessage`) and the default is used instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.loading import DEVICES, DTYPES
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MODEL_KEYS = ("model", "device", "dtype", "draftModel")
+"""Settings whose change needs the model loaded again."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a user can configure; field names are the camelCase keys in snake_case."""
+
+    model: str | None = None
+    """Local model directory or cached HF id; None means the built-in model."""
+    device: str = "auto"
+    dtype: str = "auto"
+    draft_model: str | None = None
+    """Reserved for draft-model speculation; the engine does not support it yet."""
+    gamma: int = 3
+    """γ: tokens in a copy lookup key."""
+    block: int = 10
+    """K: tokens proposed per copy attempt."""
+    max_new_tokens: int = 512
+    check_command: tuple[str, ...] | None = None
+    """Argument list run after each fix attempt; `{file}` is a temp copy of the document."""
+    check_timeout: float = 30.0
+    load_timeout: float = 300.0
+    """Seconds a request waits for the model to load before it fails."""
+    log_level: str = "WARNING"
+
+    def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+        """A copy with the valid values of `raw` applied, and one message per bad value."""
+        if not isinstance(raw, Mapping):
+            return self, [f"settings must be an object, got {type(raw).__name__}"]
+        changes: dict[str, Any] = {}
+        problems: list[str] = []
+        for key, value in raw.items():
+            field = _snake(key)
+            if field not in VALIDATORS:
+                problems.append(f"unknown setting {key!r} ignored")
+                continue
+            try:
+                changes[field] = VALIDATORS[field](value)
+            except (TypeError, ValueError) as error:
+                default = getattr(Settings(), field)
+                changes[field] = default
+                problems.append(f"bad value for {key!r}: {error}; using the default {default!r}")
+        return dataclasses.replace(self, **changes), problems
+
+    def needs_reload(self, other: Settings) -> bool:
+        """Whether going from `self` to `other` changes which model is loaded or where."""
+        return any(getattr(self, _snake(k)) != getattr(other, _snake(k)) for k in MODEL_KEYS)
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _choice(options: tuple[str, ...], fold: Callable[[str], str] = str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or fold(value) not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return fold(value)
+
+    return check
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"expected a number above 0, got {value!r}")
+    return float(value)
+
+
+def _command(value: Any) -> tuple[str, ...] | None:
+    """An argument list, never a shell string: a string here would invite shell quoting."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(a, str) for a in value):
+        raise ValueError(f"expected a list of strings (an argument list), got {value!r}")
+    return tuple(value)
+
+
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "model": _optional_text,
+    "device": _choice(DEVICES),
+    "dtype": _choice(DTYPES),
+    "draft_model": _optional_text,
+    "gamma": _positive_int,
+    "block": _positive_int,
+    "max_new_tokens": _positive_int,
+    "check_command": _command,
+    "check_timeout": _positive_number,
+    "load_timeout": _positive_number,
+    "log_level": _choice(LOG_LEVELS, str.upper),
+}

@@ -1,0 +1,128 @@
+"""The one thread that owns the model, bridged to asyncio.
+
+Jobs run one at a time in arrival order. Each job talks back to the event loop only by
+posting events (queue position, streamed text, its result or error) with
+`call_soon_threadsafe`, so every LSP message is still sent from the event loop thread.
+Stopping a job sets its `threading.Event`, which the engine checks once per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """The job was stopped before it finished."""
+
+
+@dataclass
+class Event:
+    """Something a job reports: "position" (n), "text" (raw answer, stats), "done", "error"."""
+
+    kind: str
+    value: Any = None
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """A unit of model work; `run` executes on the worker thread with the job itself."""
+
+    run: Callable[[Job], Any]
+    uri: str = ""
+    session: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    loop: asyncio.AbstractEventLoop | None = None
+    reason: str = ""
+
+    def post(self, kind: str, value: Any = None, stats: dict[str, Any] | None = None) -> None:
+        """Hand an event to the event loop; safe from any thread, a no-op once it closed."""
+        assert self.loop is not None
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.events.put_nowait, Event(kind, value, stats))
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the model within one step and wake whoever awaits this job (loop thread)."""
+        if not self.stop.is_set():
+            self.reason = reason
+            self.stop.set()
+            self.events.put_nowait(Event("cancelled", reason))
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stop.is_set()
+
+
+class EngineWorker:
+    """A FIFO of jobs served by one dedicated daemon thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="copyspec-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns its place in the queue (0: it runs next)."""
+        job.loop = self.loop
+        with self._wake:
+            if self._closing:
+                raise RuntimeError("the server is shutting down")
+            self._waiting.append(job)
+            place = len(self._waiting) - (0 if self._running else 1)
+            self._wake.notify()
+        return place
+
+    def jobs(self) -> list[Job]:
+        """The running job (if any) and the waiting ones, in order."""
+        with self._wake:
+            return [job for job in (self._running, *self._waiting) if job is not None]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every job, end the thread and let the model's memory go."""
+        with self._wake:
+            self._closing = True
+            pending = [job for job in (self._running, *self._waiting) if job is not None]
+            self._waiting.clear()
+            self._wake.notify()
+        for job in pending:
+            job.stop.set()
+        self._thread.join(timeout)
+        gc.collect()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                job = self._waiting.popleft()
+                self._running = job
+                waiting = list(self._waiting)
+            for place, other in enumerate(waiting, start=1):
+                other.post("position", place)
+            if not job.cancelled:
+                job.post("position", 0)
+                try:
+                    job.post("done", job.run(job))
+                except Exception as error:  # reported to the request, never kills the thread
+                    log.debug("job failed", exc_info=True)
+                    job.post("error", error)
+            with self._wake:
+                self._running = None
+            job = None  # drop references (the model's outputs) before waiting again

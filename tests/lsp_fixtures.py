@@ -1,0 +1,174 @@
+"""Helpers for the server tests: a tiny model on disk and an editor-like LSP client.
+
+The client keeps its own copy of each document, applies the server's `workspace/applyEdit`
+calls to it and reports them back through `didChange`, as an editor does, so tests can
+compare the buffer with the server's final text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+from tiny_models import loaded, save
+
+from copyspec_lsp.params import plain
+from copyspec_lsp.positions import range_offsets
+
+PY = "python"
+
+
+def tiny_model(base: Path, mixing: float = 0.1) -> Path:
+    """A tiny llama saved once per test session (mixing=0.1 copies heavily)."""
+    directory = base / f"tiny-llama-{mixing}"
+    if not (directory / "config.json").exists():
+        save(loaded("llama", mixing=mixing), directory)
+    return directory
+
+
+def server_command(model: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "copyspec_lsp", "--model", str(model), "--device", "cpu", *extra]
+
+
+class Editor(LanguageClient):
+    """A LanguageClient that behaves like an editor buffer for the documents it opens."""
+
+    def __init__(self) -> None:
+        super().__init__("copyspec-test-editor", "0")
+        self.docs: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
+        self.edits: list[types.ApplyWorkspaceEditParams] = []
+        self.chunks: list[Any] = []
+        self.messages: list[types.ShowMessageParams] = []
+        self.progress: list[Any] = []
+        self.encoding = "utf-16"
+        self.on_edit: Callable[[Editor, str], None] | None = None
+        """Runs after an edit was applied and echoed, before the reply: users typing."""
+
+        @self.feature(types.WORKSPACE_APPLY_EDIT)
+        def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            self.edits.append(params)
+            for uri, edits in (params.edit.changes or {}).items():
+                for edit in edits:
+                    self.change(uri, edit.range, edit.new_text)
+                if self.on_edit is not None:
+                    self.on_edit(self, uri)
+            return types.ApplyWorkspaceEditResult(applied=True)
+
+        @self.feature("copyspec/chunk")
+        def chunk(params: Any) -> None:
+            self.chunks.append(plain(params))
+
+        @self.feature(types.WINDOW_SHOW_MESSAGE)
+        def show_message(params: types.ShowMessageParams) -> None:
+            self.messages.append(params)
+
+        @self.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @self.feature(types.PROGRESS)
+        def progress(params: types.ProgressParams) -> None:
+            self.progress.append(params)
+
+    def open(self, uri: str, text: str, language_id: str = PY) -> None:
+        self.docs[uri], self.versions[uri] = text, 1
+        self.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                types.TextDocumentItem(uri=uri, language_id=language_id, version=1, text=text)
+            )
+        )
+
+    def change(self, uri: str, rng: types.Range, new_text: str) -> None:
+        """Edit the local buffer and tell the server, as typing in an editor does."""
+        start, end = range_offsets(self.docs[uri], rng, self.encoding)
+        self.docs[uri] = self.docs[uri][:start] + new_text + self.docs[uri][end:]
+        self.versions[uri] += 1
+        self.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(version=self.versions[uri], uri=uri),
+                [types.TextDocumentContentChangePartial(range=rng, text=new_text)],
+            )
+        )
+
+    async def request(self, method: str, params: Any, msg_id: Any = None) -> Any:
+        future = self.protocol.send_request(method, params, msg_id=msg_id)
+        return plain(await asyncio.wrap_future(future))
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request("copyspec/status", {})
+
+    async def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (status := await self.status())["state"] == "loading":
+            assert loop.time() < deadline, "the model did not load in time"
+            await asyncio.sleep(0.05)
+        return status
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.shutdown_async(None), 30)
+        self.exit(None)
+        await self.stop()
+
+
+def capabilities(encodings: list[str] | None = None) -> types.ClientCapabilities:
+    general = types.GeneralClientCapabilities(position_encodings=encodings) if encodings else None
+    return types.ClientCapabilities(
+        general=general,
+        workspace=types.WorkspaceClientCapabilities(apply_edit=True),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+    )
+
+
+async def start_editor(
+    command: list[str],
+    encodings: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    root: Path | None = None,
+    tcp_port: int | None = None,
+) -> Editor:
+    """Start (or connect to) the server, initialize it and return the editor client."""
+    editor = Editor()
+    if tcp_port is None:
+        await editor.start_io(*command)
+    else:
+        await editor.start_tcp("127.0.0.1", tcp_port)
+    result = await editor.initialize_async(
+        types.InitializeParams(
+            capabilities=capabilities(encodings),
+            root_uri=root.as_uri() if root else None,
+            initialization_options=options,
+        )
+    )
+    editor.encoding = str(result.capabilities.position_encoding or "utf-16")
+    editor.initialized(types.InitializedParams())
+    return editor
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def spawn_tcp(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*command, "--tcp", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def rng(start: tuple[int, int], end: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "start": {"line": start[0], "character": start[1]},
+        "end": {"line": end[0], "character": end[1]},
+    }
