@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--draft-model", help="draft model for draft methods (default: built-in)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); "
+                        "1 is steadier on a machine shared with other jobs")
     parser.set_defaults(run=run_bench)
 
 
@@ -68,6 +70,10 @@ def run_bench(args: argparse.Namespace) -> int:
     tasks = read_tasks(args.tasks)
     if args.repeats < 1 or args.max_new_tokens < 1:
         raise UsageError("--repeats and --max-new-tokens must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     methods = ["greedy", *(m for m in args.methods if m != "greedy")]
     unknown = [m for m in methods if m not in BASE_METHODS]
     if unknown:
@@ -96,8 +102,9 @@ def run_bench(args: argparse.Namespace) -> int:
     configs = {runner.name: runner.config for runner in runners}
     summaries = summarize(records)
     found = targets(summaries)
-    print_tables(Console(), summaries, list(configs))
-    print_targets(Console(), found)
+    out = Console(width=None if sys.stdout.isatty() else 132)
+    print_tables(out, summaries, list(configs))
+    print_targets(out, found)
     args.out.mkdir(parents=True, exist_ok=True)
     device = device_name(lm)
     info = meta(args, lm, device)
@@ -125,6 +132,9 @@ def load_draft(args: argparse.Namespace, methods: list[str]) -> LoadedModel | No
     """The draft model, only when a draft method is asked for and the engine supports it."""
     if not any(m in ("draft", "copy+draft") for m in methods) or not draft_supported():
         return None
+    if args.draft_model is None and args.model is not None:
+        raise MethodUnavailable("draft methods with --model need --draft-model (the built-in "
+                                "draft shares only the built-in model's tokenizer)")
     try:
         return load_model(args.draft_model or default_draft_model_path(), args.device, args.dtype)
     except ModelLoadError as error:
@@ -150,6 +160,7 @@ def meta(args: argparse.Namespace, lm: LoadedModel, device: str) -> dict[str, ob
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": lm.path, "device": device, "dtype": str(lm.dtype).removeprefix("torch."),
         "torch": torch.__version__, "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
         "tasks": [str(path) for path in args.tasks], "repeats": args.repeats,
         "max_new_tokens": args.max_new_tokens,
         "speed": "tok/s end to end per turn (prefill included); speed-ups are ratios of sums",

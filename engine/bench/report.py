@@ -100,7 +100,8 @@ def summary_table(title: str, rows: Iterable[Summary]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("turn", "method", "tok/s", "× greedy", "× pld", "passes/tok", "copied",
                    "τ", "TTFT ms", "context"):
-        table.add_column(column, justify="left" if column in ("turn", "method") else "right")
+        table.add_column(column, justify="left" if column in ("turn", "method") else "right",
+                         no_wrap=True)
     previous = None
     for s in rows:
         d = s.as_dict()
