@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import transformers
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.bench.methods import BASE_METHODS, MethodUnavailable, build_runners, draft_supported
@@ -89,7 +90,7 @@ def run_bench(args: argparse.Namespace) -> int:
         bar = progress.add_task("identity", total=count_turns(tasks, runners, args.repeats))
 
         def on_turn(what: str) -> None:
-            progress.update(bar, advance=1, description=what)
+            progress.update(bar, advance=1, description=escape(what))
 
         try:
             reference = identity_pass(lm, tasks, runners, args.max_new_tokens, on_turn)

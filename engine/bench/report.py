@@ -16,6 +16,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.bench.methods import BASE_METHODS, copy_spec
@@ -106,7 +107,7 @@ def summary_table(title: str, rows: Iterable[Summary]) -> Table:
     for s in rows:
         d = s.as_dict()
         table.add_row(
-            s.turn if s.turn != previous else "", s.method, f"{s.tokens_per_second:.1f}",
+            s.turn if s.turn != previous else "", escape(s.method), f"{s.tokens_per_second:.1f}",
             ratio(s.speedup_greedy), ratio(s.speedup_pld), f"{d['passes_per_token']:.2f}",
             f"{d['copied_share']:.0%}", f"{d['tau']:.1f}", f"{1000 * s.ttft:.0f}",
             f"{s.context:.0f}",
