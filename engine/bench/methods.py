@@ -186,12 +186,8 @@ def build_runners(
     for method in methods:
         if method == "pld":
             runners.append(GenerateRunner("pld", lm, (GAMMA, BLOCK)))
-        elif method == "copy-fixed":
-            specs[method] = copy_spec(block=BLOCK, adaptive=False)
-        elif method in ("draft", "copy+draft"):
-            specs[method] = SpecConfig(method)
         else:
-            specs[method] = copy_spec() if method == "copy" else SpecConfig(method)
+            specs[method] = base_spec(method)
     for gamma in gammas:
         specs.setdefault(f"copy[gamma={gamma}]", copy_spec(gamma=gamma))
     for block in blocks:
@@ -206,6 +202,15 @@ def build_runners(
             extra = {"draft": check_draft(name, draft_lm)}
         session_runners.append(SessionRunner(name, lm, spec, **extra))
     return [session_runners[0], *runners, *session_runners[1:]]
+
+
+def base_spec(method: str) -> SpecConfig:
+    """The engine configuration behind a method name (all but pld)."""
+    if method == "copy":
+        return copy_spec()
+    if method == "copy-fixed":
+        return copy_spec(adaptive=False)
+    return SpecConfig(method)
 
 
 def copy_spec(

@@ -20,14 +20,21 @@ class IdentityError(RuntimeError):
     deterministic). No speed is reported after this."""
 
     def __init__(
-        self, method: str, task: str, turn: int, position: int, expected: list[int], got: list[int]
+        self,
+        method: str,
+        task: str,
+        turn: int,
+        position: int,
+        expected: list[int],
+        got: list[int],
+        where: str = "generated token",
     ) -> None:
         def at(ids: list[int]) -> str:
-            return str(ids[position]) if position < len(ids) else f"end of output ({len(ids)})"
+            return str(ids[position]) if position < len(ids) else f"end ({len(ids)} tokens)"
 
         super().__init__(
             f"IDENTITY FAILURE: method {method!r} differs from {REFERENCE} on task {task!r}, "
-            f"turn {turn}, at generated token {position} ({REFERENCE}: {at(expected)}, "
+            f"turn {turn}, at {where} {position} ({REFERENCE}: {at(expected)}, "
             f"{method}: {at(got)}); no speeds are reported"
         )
         self.method, self.task, self.turn, self.position = method, task, turn, position
@@ -60,8 +67,13 @@ def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
 
 
 def check(runner: str, task: Task, expected: list[TurnOutcome], got: list[TurnOutcome]) -> None:
-    """Raise IdentityError at the first turn whose tokens differ from the reference."""
+    """Raise IdentityError at the first turn whose prompt or output differs from the reference
+    (a different prompt means the conversations were not rendered alike)."""
     for turn, (ref, out) in enumerate(zip(expected, got, strict=False), start=1):
+        position = first_difference(ref.prompt_ids, out.prompt_ids)
+        if position is not None:
+            raise IdentityError(runner, task.id, turn, position, ref.prompt_ids, out.prompt_ids,
+                                "prompt token")
         position = first_difference(ref.token_ids, out.token_ids)
         if position is not None:
             raise IdentityError(runner, task.id, turn, position, ref.token_ids, out.token_ids)
