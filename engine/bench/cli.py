@@ -22,6 +22,7 @@ from engine.bench.report import (
     summarize,
     targets,
     write_json,
+    write_markdown,
     write_plots,
 )
 from engine.bench.run import IdentityError, count_turns, identity_pass, timed_passes
@@ -110,8 +111,9 @@ def run_bench(args: argparse.Namespace) -> int:
     device = device_name(lm)
     info = meta(args, lm, device)
     write_json(args.out / "results.json", info, configs, records, summaries, found)
+    write_markdown(args.out / "results.md", summaries, list(configs), found, info)
     plots = write_plots(args.out, summaries, records, configs, device)
-    console.print(f"wrote {args.out / 'results.json'} and {len(plots)} plots in {args.out}")
+    console.print(f"wrote results.json, results.md and {len(plots)} plots in {args.out}")
     return 0
 
 

@@ -187,6 +187,50 @@ def print_targets(console: Console, found: Sequence[Target]) -> None:
     console.print(table)
 
 
+def write_markdown(
+    path: Path, summaries: dict[Key, Summary], methods: Sequence[str], found: Sequence[Target],
+    meta: dict[str, object],
+) -> None:
+    """Compact Markdown for a README: one row per workload and turn, each method's speed-up
+    over greedy, and copy's hardware-free figures; then the ablations and the targets."""
+    main = [m for m in main_methods(methods) if m != "greedy"]
+    lines = [
+        f"Device: {meta['device']}, {meta['dtype']}, {meta['threads']} torch thread(s); model "
+        f"`{meta['model']}`; {meta['repeats']} timed pass(es) after the identity pass; tok/s "
+        "end to end per turn.", "",
+        "| workload | turn | context | greedy tok/s | "
+        + " | ".join(f"{m} × greedy" for m in main)
+        + " | copy × pld | copy passes/tok | copy copied | copy τ |",
+        "|---|---|---:|---:|" + "---:|" * len(main) + "---:|---:|---:|---:|",
+    ]
+    rows = sorted({(w, t) for w, t, _ in summaries}, key=lambda k: (k[0] == ALL, k[0],
+                                                                   turn_order(k[1])))
+    for workload, turn in rows:
+        greedy, copy = summaries[workload, turn, "greedy"], summaries.get((workload, turn, "copy"))
+        cells = [ratio(summaries[workload, turn, m].speedup_greedy) for m in main]
+        figures = ["–"] * 4
+        if copy is not None:
+            d = copy.as_dict()
+            figures = [ratio(copy.speedup_pld), f"{d['passes_per_token']:.2f}",
+                       f"{d['copied_share']:.0%}", f"{d['tau']:.1f}"]
+        lines.append(f"| {workload} | {turn} | {greedy.context:.0f} | "
+                     f"{greedy.tokens_per_second:.1f} | " + " | ".join([*cells, *figures]) + " |")
+    ablations = [m for m in methods if m not in BASE_METHODS]
+    if ablations:
+        lines += ["", "| variant (all workloads, all turns) | × greedy | passes/tok | copied | τ |",
+                  "|---|---:|---:|---:|---:|"]
+        for name in ["copy", "copy-fixed", *ablations]:
+            if (ALL, ALL, name) in summaries:
+                v = summaries[ALL, ALL, name]
+                d = v.as_dict()
+                lines.append(f"| {name} | {ratio(v.speedup_greedy)} | {d['passes_per_token']:.2f}"
+                             f" | {d['copied_share']:.0%} | {d['tau']:.1f} |")
+    lines += ["", "| target (method copy) | goal | measured | |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.goal} | {t.measured} | {'met' if t.met else 'missed'} |"
+              for t in found]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def write_json(
     path: Path,
     meta: dict[str, object],
