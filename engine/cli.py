@@ -15,7 +15,14 @@ from pathlib import Path
 
 from engine.config import METHODS, SamplingConfig, SpecConfig
 from engine.index import POLICIES
-from engine.loading import DEVICES, DTYPES, LoadedModel, ModelLoadError, load_model
+from engine.loading import (
+    DEVICES,
+    DTYPES,
+    LoadedModel,
+    ModelLoadError,
+    default_draft_model_path,
+    load_model,
+)
 from engine.session import PromptTooLongError, Session
 from engine.stats import TurnStats
 
@@ -41,6 +48,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fixed", dest="adaptive", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--policy", choices=POLICIES, default="recent")
+    parser.add_argument(
+        "--draft-block", type=int, default=5, help="D: tokens drafted per step (draft methods)"
+    )
 
 
 def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,6 +62,11 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--method", choices=METHODS, default="copy")
     add_model_arguments(parser)
+    parser.add_argument(
+        "--draft-model",
+        help="draft model sharing the target's tokenizer, for --method draft and copy+draft "
+        "(default: the built-in draft when the target is the built-in model)",
+    )
     add_spec_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0)
@@ -89,6 +104,7 @@ def spec_from_args(args: argparse.Namespace, method: str) -> SpecConfig:
         return SpecConfig(
             method=method, gamma=args.gamma, block=args.block, adaptive=args.adaptive,
             max_block=max(args.max_block, args.block), policy=args.policy,
+            draft_block=args.draft_block,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
@@ -101,6 +117,22 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
         raise UsageError(str(error)) from error
 
 
+def load_draft_from_args(args: argparse.Namespace, spec: SpecConfig) -> LoadedModel | None:
+    """The draft model a drafting method needs: --draft-model, or the built-in draft that
+    shares the built-in target's tokenizer; any other target needs an explicit one."""
+    if not spec.drafts:
+        return None
+    path = args.draft_model
+    if path is None:
+        if args.model is not None:
+            raise UsageError(f"--method {spec.method} with --model needs --draft-model")
+        path = default_draft_model_path()
+    try:
+        return load_model(path, args.device, args.dtype, args.trust_remote_code)
+    except ModelLoadError as error:
+        raise UsageError(f"draft model: {error}") from error
+
+
 def run_generate(args: argparse.Namespace) -> int:
     messages = read_messages(args)
     spec = spec_from_args(args, args.method)
@@ -111,8 +143,9 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be at least 1")
     lm = load_from_args(args)
+    draft = load_draft_from_args(args, spec)
     try:
-        session = Session(lm, spec, system=args.system)
+        session = Session(lm, spec, system=args.system, draft=draft)
     except ValueError as error:
         raise UsageError(str(error)) from error
     stream = None if args.json else _print_delta
@@ -151,6 +184,7 @@ def _print_stats(stats: TurnStats) -> None:
     print(
         f"[{stats.new_tokens} tokens, {stats.forward_passes} forward passes, "
         f"{stats.copied_share:.0%} copied, τ={stats.tau:.2f}, "
+        f"{stats.draft_forward_passes} draft passes, τ₂={stats.draft_tau:.2f}, "
         f"{stats.tokens_per_second:.1f} tok/s, prefill {stats.prefill_tokens} tokens]",
         file=sys.stderr,
     )

@@ -93,6 +93,7 @@ def _count(stats: TurnStats, proposal: Proposal, accepted: int) -> None:
     elif proposal.source == "draft":
         stats.draft_attempts += 1
         stats.drafted_tokens += accepted
+    stats.draft_forward_passes += proposal.forward_passes
 
 
 def _apply_stops(

@@ -17,6 +17,7 @@ from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.proposers import Proposer
 from engine.proposers.copy import CopyProposer
+from engine.proposers.draft import DraftProposer
 from engine.sampling import Sampler
 from engine.schedule import BlockSchedule
 from engine.sequence import SequenceState
@@ -54,11 +55,11 @@ class Session:
         spec: SpecConfig | None = None,
         system: str | None = None,
         history: Sequence[dict[str, str]] = (),
+        draft: LoadedModel | None = None,
     ) -> None:
         self.lm = lm
         self.spec = spec or SpecConfig()
-        if self.spec.drafts:
-            raise ValueError(f"method {self.spec.method!r} is not available yet: no draft support")
+        self.draft = draft_state(lm, self.spec, draft)
         self.messages: list[dict[str, str]] = []
         if system:
             self.messages.append({"role": "system", "content": system})
@@ -97,12 +98,16 @@ class Session:
             decode_text=stream.decode,
         )
 
+        stats = TurnStats()  # shared with the decode loop, so `on_text` sees live counters
+
         def on_tokens(new_ids: list[int]) -> None:
             delta = stream.push(new_ids)
             if delta and on_text is not None:
                 on_text(delta, stats)
 
-        tokens, stats = run_turn(self.state, ids, self.lm, self.spec, rules, sampling, on_tokens)
+        tokens, stats = run_turn(
+            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft, stats
+        )
         tail = stream.finish()
         if tail and on_text is not None:
             on_text(tail, stats)
@@ -124,11 +129,39 @@ def fit_budget(prompt_tokens: int, max_new_tokens: int, window: int | None) -> i
     return min(max_new_tokens, window - prompt_tokens)
 
 
-def build_proposers(spec: SpecConfig) -> list[Proposer]:
-    """The proposers a method uses, in priority order."""
+def draft_state(
+    lm: LoadedModel, spec: SpecConfig, draft: LoadedModel | None
+) -> SequenceState | None:
+    """The draft model's own sequence state, kept across turns, when the method drafts.
+
+    Drafting needs a draft model that tokenizes exactly like the target, since its token ids
+    are verified as the target's."""
+    if not spec.drafts:
+        return None
+    if draft is None:
+        raise ValueError(f"method {spec.method!r} needs a draft model")
+    if draft.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
+        raise ValueError(
+            f"the draft model {draft.path!r} does not share the vocabulary of {lm.path!r}"
+        )
+    if draft.device != lm.device:
+        raise ValueError(f"the draft model is on {draft.device}, the target on {lm.device}")
+    return SequenceState(draft.model, spec.gamma, spec.policy)
+
+
+def build_proposers(
+    spec: SpecConfig, draft: SequenceState | None = None, sampler: Sampler | None = None
+) -> list[Proposer]:
+    """The proposers a method uses, in priority order: a copy when the index has a match, else
+    a draft."""
+    proposers: list[Proposer] = []
     if spec.copies:
-        return [CopyProposer(BlockSchedule(spec.block, spec.adaptive, spec.max_block))]
-    return []
+        proposers.append(CopyProposer(BlockSchedule(spec.block, spec.adaptive, spec.max_block)))
+    if spec.drafts:
+        if draft is None:
+            raise ValueError(f"method {spec.method!r} needs a draft model")
+        proposers.append(DraftProposer(draft, spec.draft_block, spec.adaptive, sampler))
+    return proposers
 
 
 def run_turn(
@@ -139,16 +172,21 @@ def run_turn(
     rules: StopRules,
     sampling: SamplingConfig | None = None,
     on_tokens: Callable[[list[int]], None] | None = None,
+    draft: SequenceState | None = None,
+    stats: TurnStats | None = None,
 ) -> tuple[list[int], TurnStats]:
-    """Prefill what the cache lacks of `ids`, then decode; returns new tokens and stats."""
-    stats = TurnStats()
+    """Prefill what the caches lack of `ids`, then decode; returns new tokens and stats."""
+    stats = stats if stats is not None else TurnStats()
     started = time.perf_counter()
     stats.prefill_tokens = state.sync(ids)
+    if draft is not None:
+        draft.sync(ids)
     stats.reused_tokens = len(ids) - 1 - stats.prefill_tokens
     stats.cache_reused = stats.reused_tokens > 0
     stats.prefill_seconds = time.perf_counter() - started
     sampler = Sampler(sampling, lm.device) if sampling and not sampling.greedy else None
-    tokens = decode(state, build_proposers(spec), rules, sampler, on_tokens, stats)
+    proposers = build_proposers(spec, draft, sampler)
+    tokens = decode(state, proposers, rules, sampler, on_tokens, stats)
     stats.time_to_first_token += stats.prefill_seconds
     return tokens, stats
 
@@ -160,9 +198,11 @@ def generate_ids(
     max_new_tokens: int = 128,
     sampling: SamplingConfig | None = None,
     stop_event: threading.Event | None = None,
+    draft: LoadedModel | None = None,
 ) -> tuple[list[int], TurnStats]:
     """One-shot decoding from raw token ids, with no chat template."""
     spec = spec or SpecConfig()
     state = SequenceState(lm.model, spec.gamma, spec.policy)
     rules = StopRules(lm.eos_token_ids, max_new_tokens, stop_event=stop_event)
-    return run_turn(state, prompt_ids, lm, spec, rules, sampling)
+    drafter = draft_state(lm, spec, draft)
+    return run_turn(state, prompt_ids, lm, spec, rules, sampling, None, drafter)

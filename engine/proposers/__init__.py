@@ -20,6 +20,8 @@ class Proposal:
     """Draft distributions, one row per token; None means a deterministic (one-hot) draft."""
     proposer: Proposer | None = None
     """Who proposed it, to hear back how much was accepted."""
+    forward_passes: int = 0
+    """Draft-model forwards spent on it (catching up included); copying costs none."""
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -76,7 +76,7 @@ def read_source(path: Path) -> str:
     return "\n".join(line.expandtabs(4).rstrip() for line in text.splitlines())
 
 
-def extract_snippet(lines: list[str], rng: random.Random, lo: int = 5, hi: int = 25) -> str | None:
+def extract_snippet(lines: list[str], rng: random.Random, lo: int, hi: int) -> str | None:
     """A dedented window of lo..hi lines starting at a statement, or None if unsuitable."""
     if len(lines) < lo:
         return None
@@ -420,7 +420,7 @@ class SnippetSource:
         counts = Counter(m for t in self.texts for m in _IDENT.findall(t) if m not in _RESERVED)
         self.pool = sorted(n for n, c in counts.most_common(3000) if len(n) > 2)
 
-    def snippet(self, rng: random.Random, lo: int = 5, hi: int = 25) -> str:
+    def snippet(self, rng: random.Random, lo: int = 4, hi: int = 16) -> str:
         while True:
             snippet = extract_snippet(rng.choice(self.lines), rng, lo, hi)
             if snippet is not None:

@@ -1,0 +1,403 @@
+"""The real server over stdio with a tiny model on the CPU: streaming, sessions, cancel,
+queueing, typing during a stream, bad input, Unicode positions, the fix loop, code actions
+and status. One server serves the whole module (starting one costs seconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
+
+from copyspec_lsp.positions import count_units
+from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PY_DOC = (
+    "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n\n\n"
+    "class Box:\n    def size(self):\n        return 1\n"
+)
+LONG = 400
+"""maxNewTokens for runs that must still be going when a cancel arrives."""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def editor(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.getbasetemp()
+    root = tmp_path_factory.mktemp("workspace")
+    command = server_command(tiny_model(base), "--log-file", str(root / "server.log"))
+    client = await start_editor(command, options={"gamma": 0, "maxNewTokens": 48}, root=root)
+    client.root = root
+    await client.wait_ready()
+    yield client
+    await client.close()
+
+
+def refine_params(uri: str, where: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"textDocument": {"uri": uri}, "range": where, "instruction": "rename total", **extra}
+
+
+def text_at(editor: Editor, uri: str, where: dict[str, Any]) -> str:
+    from copyspec_lsp.params import CONVERTER
+    from copyspec_lsp.positions import range_offsets
+
+    start, end = range_offsets(editor.docs[uri], CONVERTER.structure(where, types.Range))
+    return editor.docs[uri][start:end]
+
+
+async def test_bad_initialization_option_warns_and_falls_back(editor: Editor) -> None:
+    warnings = [m.message for m in editor.messages if m.type == types.MessageType.Warning]
+    assert any("gamma" in w and "default 3" in w for w in warnings), warnings
+
+
+async def test_streamed_edits_rebuild_the_final_text(editor: Editor) -> None:
+    uri = "file:///stream.py"
+    editor.open(uri, PY_DOC)
+    edits_before, chunks_before = len(editor.edits), len(editor.chunks)
+    result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 6), (4, 6))))
+    edits = editor.edits[edits_before:]
+    assert len(edits) >= 2, "the answer should stream in more than one edit"
+    assert all(e.label is None and e.edit.document_changes is None for e in edits)
+    assert result["range"]["start"] == {"line": 3, "character": 0}, "expands to the function"
+    expected = PY_DOC.replace(PY_DOC[PY_DOC.index("def add") : PY_DOC.index("\n\n\nclass")],
+                              result["text"])
+    assert editor.docs[uri] == expected
+    assert text_at(editor, uri, result["range"]) == result["text"]
+    chunks = [c for c in editor.chunks[chunks_before:] if c["uri"] == uri]
+    assert chunks[-1]["text"] == result["text"]
+    assert "".join(c["delta"] for c in chunks) == result["text"]
+    assert result["stats"]["new_tokens"] > 0 and "forward_passes" in result["stats"]
+
+
+async def test_apply_none_and_final(editor: Editor) -> None:
+    uri = "file:///modes.py"
+    editor.open(uri, PY_DOC)
+    before = len(editor.edits)
+    result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
+                                                                   apply="none"))
+    assert len(editor.edits) == before and editor.docs[uri] == PY_DOC
+    final = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
+                                                                  apply="final"))
+    assert len(editor.edits) == before + 1
+    assert final["text"] == result["text"], "greedy decoding is deterministic"
+    assert text_at(editor, uri, final["range"]) == final["text"]
+
+
+async def test_follow_up_turn_copies_from_the_session(editor: Editor) -> None:
+    uri = "file:///session.py"
+    editor.open(uri, PY_DOC)
+    where = rng((3, 0), (5, 16))
+    first = await editor.request("copyspec/refine", refine_params(uri, where, maxNewTokens=120))
+    ask = {"instruction": "now add type hints", "maxNewTokens": 120, "apply": "none"}
+    fresh = await editor.request("copyspec/refine", {**refine_params(uri, first["range"]), **ask})
+    follow = await editor.request(
+        "copyspec/refine", {**refine_params(uri, first["range"]), **ask, "session": first["session"]}
+    )
+    assert follow["session"] == first["session"] and fresh["session"] != first["session"]
+    assert follow["stats"]["cache_reused"] and follow["stats"]["reused_tokens"] > 0
+    assert follow["stats"]["forward_passes"] < fresh["stats"]["forward_passes"]
+    sessions = {s["session"]: s for s in (await editor.status())["sessions"]}
+    assert sessions[first["session"]]["turns"] == 2
+
+
+async def cancelled_mid_stream(editor: Editor, uri: str, cancel) -> None:
+    """Start a long refinement, cancel it from the first streamed edit, check nothing follows."""
+    editor.open(uri, PY_DOC)
+    fired: list[int] = []
+
+    def on_edit(client: Editor, edited: str) -> None:
+        if edited == uri and not fired:
+            fired.append(len(client.edits))
+            cancel(client)
+
+    editor.on_edit = on_edit
+    try:
+        with pytest.raises(JsonRpcRequestCancelled):
+            await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
+                                                                  maxNewTokens=LONG), msg_id=uri)
+    finally:
+        editor.on_edit = None
+    assert fired, "no edit was streamed before the answer ended"
+    count = sum(1 for e in editor.edits if uri in (e.edit.changes or {}))
+    await asyncio.sleep(0.3)
+    assert sum(1 for e in editor.edits if uri in (e.edit.changes or {})) == count
+    while (status := await editor.status())["queue"]:
+        await asyncio.sleep(0.02)
+    assert status["lastStats"]["cancelled"], status["lastStats"]
+    assert status["lastStats"]["new_tokens"] < LONG
+
+
+async def test_cancel_request_stops_the_model(editor: Editor) -> None:
+    uri = "file:///cancel.py"
+    await cancelled_mid_stream(
+        editor, uri, lambda client: client.cancel_request(types.CancelParams(id=uri))
+    )
+
+
+async def test_progress_cancel_stops_the_model(editor: Editor) -> None:
+    def cancel(client: Editor) -> None:
+        begun = [p.token for p in client.progress
+                 if p.value["kind"] == "begin" and "refine" in p.value["title"]]
+        client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(begun[-1]))
+
+    await cancelled_mid_stream(editor, "file:///progress.py", cancel)
+
+
+async def test_cancel_command_stops_an_execute_command_job(editor: Editor) -> None:
+    uri = "file:///command.py"
+    editor.open(uri, PY_DOC)
+    args = {"uri": uri, "range": rng((4, 0), (4, 0)), "instruction": "x", "maxNewTokens": LONG}
+    running = asyncio.ensure_future(editor.workspace_execute_command_async(
+        types.ExecuteCommandParams("copyspec.refine", [args])
+    ))
+    while not any(c["uri"] == uri for c in editor.chunks):
+        await asyncio.sleep(0.01)
+    answer = await editor.workspace_execute_command_async(
+        types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
+    )
+    assert plain_dict(answer) == {"cancelled": 1}
+    with pytest.raises(JsonRpcRequestCancelled, match="copyspec.cancel"):
+        await running
+
+
+def plain_dict(value: Any) -> Any:
+    from copyspec_lsp.params import plain
+
+    return plain(value)
+
+
+async def test_requests_queue_and_report_their_place(editor: Editor) -> None:
+    uris = ["file:///queue-a.py", "file:///queue-b.py"]
+    for uri in uris:
+        editor.open(uri, PY_DOC)
+    reports_before = len(editor.progress)
+    results = await asyncio.gather(*(
+        editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=60))
+        for uri in uris
+    ))
+    assert [editor.docs[u].count(r["text"]) for u, r in zip(uris, results, strict=True)] == [1, 1]
+    messages = [p.value.get("message", "") for p in editor.progress[reports_before:]]
+    assert any(m.startswith("queued: 1 ahead") for m in messages), messages
+    assert any("tok/s" in m and "copied" in m for m in messages), messages
+
+
+async def test_new_refine_of_the_same_region_cancels_the_old_one(editor: Editor) -> None:
+    uri = "file:///supersede.py"
+    editor.open(uri, PY_DOC)
+    old = asyncio.ensure_future(editor.request(
+        "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=LONG, apply="none")
+    ))
+    while not any(c["uri"] == uri for c in editor.chunks):
+        await asyncio.sleep(0.01)
+    new = await editor.request("copyspec/refine", refine_params(uri, rng((5, 0), (5, 0)),
+                                                                apply="none"))
+    with pytest.raises(JsonRpcRequestCancelled, match="superseded"):
+        await old
+    assert new["text"]
+
+
+async def test_typing_outside_the_region_moves_it(editor: Editor) -> None:
+    uri = "file:///outside.py"
+    editor.open(uri, PY_DOC)
+    typed: list[bool] = []
+
+    def on_edit(client: Editor, edited: str) -> None:
+        if edited == uri and not typed:
+            typed.append(True)
+            client.change(uri, types.Range(types.Position(0, 0), types.Position(0, 0)), "# hi\n")
+            end = len(client.docs[uri].splitlines())
+            client.change(uri, types.Range(types.Position(end, 0), types.Position(end, 0)), "x=1\n")
+
+    editor.on_edit = on_edit
+    try:
+        result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+    finally:
+        editor.on_edit = None
+    assert typed
+    assert editor.docs[uri].startswith("# hi\nimport os\n") and editor.docs[uri].endswith("x=1\n")
+    assert result["range"]["start"]["line"] == 4
+    assert text_at(editor, uri, result["range"]) == result["text"]
+    assert "class Box:" in editor.docs[uri]
+
+
+async def test_typing_inside_the_region_cancels_and_keeps_the_users_text(editor: Editor) -> None:
+    uri = "file:///inside.py"
+    editor.open(uri, PY_DOC)
+    typed: list[str] = []
+
+    def on_edit(client: Editor, edited: str) -> None:
+        if edited == uri and not typed:
+            assert len(client.docs[uri].splitlines()[3]) > 1
+            client.change(uri, types.Range(types.Position(3, 1), types.Position(3, 1)), "USER")
+            typed.append(client.docs[uri])
+
+    editor.on_edit = on_edit
+    try:
+        with pytest.raises(JsonRpcRequestCancelled, match="edited"):
+            await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
+                                                                  maxNewTokens=LONG))
+    finally:
+        editor.on_edit = None
+    await asyncio.sleep(0.2)
+    assert typed and editor.docs[uri] == typed[0] and "USER" in editor.docs[uri]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (refine_params("file:///nowhere.py", rng((0, 0), (0, 1))), "unknown document"),
+        (refine_params("file:///bad.py", rng((40, 0), (41, 0))), "outside the document"),
+        ({**refine_params("file:///bad.py", rng((0, 0), (0, 1))), "instruction": "  "}, "empty"),
+        ({"textDocument": {"uri": "file:///bad.py"}, "instruction": "x"}, "range is missing"),
+        ({**refine_params("file:///bad.py", rng((0, 0), (0, 1))), "range": {"start": 3}},
+         "not a valid Range"),
+        ({**refine_params("file:///bad.py", rng((0, 0), (0, 1))), "apply": "later"}, "apply"),
+        ({**refine_params("file:///bad.py", rng((0, 0), (0, 1))), "maxNewTokens": 0},
+         "maxNewTokens"),
+        (refine_params("file:///bad.py", rng((2, 0), (2, 0))), "context window is 1024"),
+    ],
+)
+async def test_bad_input_gets_a_clear_error(editor: Editor, params: dict, message: str) -> None:
+    editor.open("file:///bad.py", "x = 1\ny = 2\n" + "z = 3 + 4 + 5 + 6\n" * 80)
+    with pytest.raises(JsonRpcInvalidParams, match=message):
+        await editor.request("copyspec/refine", params)
+    assert (await editor.status())["state"] == "ready"
+
+
+async def test_malformed_params_object(editor: Editor) -> None:
+    with pytest.raises(JsonRpcException, match="params must be an object"):
+        await editor.request("copyspec/refine", [1, 2])
+
+
+async def test_utf16_positions_with_emoji_and_cjk(editor: Editor) -> None:
+    uri = "file:///unicode.txt"
+    line = 's = "😀 中文"; t = 1'
+    text = f"# 注释 🎉\n{line}\nend\n"
+    editor.open(uri, text, language_id="plaintext")
+    start = count_units(line[: line.index("t = 1")], "utf-16")
+    assert start == len(line[: line.index("t = 1")]) + 1, "the emoji is two UTF-16 units"
+    result = await editor.request("copyspec/refine", refine_params(uri, rng((1, start), (1, start + 5))))
+    assert editor.docs[uri].startswith(f'# 注释 🎉\ns = "😀 中文"; {result["text"]}')
+    assert editor.docs[uri].endswith("\nend\n")
+    assert result["range"]["start"] == {"line": 1, "character": start}
+    assert text_at(editor, uri, result["range"]) == result["text"]
+
+
+async def configure(editor: Editor, **settings: Any) -> None:
+    editor.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"copyspec": settings})
+    )
+    await editor.status()  # a round trip: the notification has been handled
+
+
+def fix_params(uri: str, **extra: Any) -> dict[str, Any]:
+    diagnostic = {"range": rng((1, 0), (1, 5)), "message": "NameError: name 'y' is not defined"}
+    return {"textDocument": {"uri": uri}, "range": rng((1, 0), (1, 5)),
+            "diagnostics": [diagnostic], "maxNewTokens": 24, **extra}
+
+
+CHECK = "import sys; print('check says boom'); sys.exit({code})"
+
+
+async def test_fix_stops_as_soon_as_the_check_passes(editor: Editor) -> None:
+    uri = "file:///fix-pass.txt"
+    editor.open(uri, "a\nx = y\nb\n", language_id="plaintext")
+    counter = editor.root / "attempts"
+    script = (f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+              "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+              "print('attempt', n, 'fails'); sys.exit(0 if n >= 2 else 1)")
+    await configure(editor, checkCommand=[sys.executable, "-c", script, "{file}"])
+    try:
+        result = await editor.request("copyspec/fix", fix_params(uri, maxTurns=3))
+    finally:
+        await configure(editor, checkCommand=None)
+    turns = result["turns"]
+    assert result["ok"] is True and len(turns) == 2 and counter.read_text() == "2"
+    assert turns[0]["instruction"].startswith("```\nx = y\n```\nFix this error: NameError")
+    assert turns[0]["check"] == {"ok": False, "errors": ["attempt 1 fails"]}
+    assert turns[1]["instruction"] == "That fails with: attempt 1 fails\nPlease fix it."
+    assert turns[1]["check"]["ok"] and result["text"] == turns[1]["text"]
+    assert all(t["stats"]["new_tokens"] > 0 for t in turns)
+    assert turns[1]["stats"]["cache_reused"], "the retry is the next turn of the same session"
+
+
+async def test_fix_gives_up_after_max_turns(editor: Editor) -> None:
+    uri = "file:///fix-fail.txt"
+    editor.open(uri, "a\nx = y\nb\n", language_id="plaintext")
+    await configure(editor, checkCommand=[sys.executable, "-c", CHECK.format(code=1)])
+    try:
+        result = await editor.request("copyspec/fix", fix_params(uri, maxTurns=2))
+    finally:
+        await configure(editor, checkCommand=None)
+    assert result["ok"] is False and len(result["turns"]) == 2
+    assert all(t["check"] == {"ok": False, "errors": ["check says boom"]} for t in result["turns"])
+    assert "check says boom" in result["turns"][1]["instruction"]
+
+
+async def test_fix_checks_syntax_with_tree_sitter(editor: Editor) -> None:
+    uri = "file:///fix-syntax.py"
+    editor.open(uri, "def f(x):\n    return x +\n", language_id="python")
+    params = fix_params(uri, maxTurns=2, range=rng((0, 0), (1, 14)), apply="none")
+    params["diagnostics"][0]["message"] = "SyntaxError: invalid syntax"
+    result = await editor.request("copyspec/fix", params)
+    assert len(result["turns"]) == 2 and result["ok"] is False, "tiny-model gibberish never parses"
+    assert result["turns"][0]["check"]["errors"][0].startswith("SyntaxError")
+    assert result["turns"][1]["instruction"].startswith("That fails with: SyntaxError")
+
+
+async def test_code_actions_are_offered(editor: Editor) -> None:
+    uri = "file:///actions.py"
+    editor.open(uri, PY_DOC)
+    diagnostic = types.Diagnostic(types.Range(types.Position(4, 4), types.Position(4, 9)), "bad")
+    actions = await editor.text_document_code_action_async(types.CodeActionParams(
+        types.TextDocumentIdentifier(uri),
+        types.Range(types.Position(4, 0), types.Position(5, 0)),
+        types.CodeActionContext([diagnostic]),
+    ))
+    kinds = {a.kind: a for a in actions}
+    refine, fix = kinds[types.CodeActionKind.RefactorRewrite], kinds[types.CodeActionKind.QuickFix]
+    assert refine.title == "CopySpec: refine selection…" and refine.command.command == "copyspec.refine"
+    assert fix.title == "CopySpec: fix this error" and fix.command.command == "copyspec.fix"
+    argument = plain_dict(fix.command.arguments[0])
+    assert argument["uri"] == uri and argument["diagnostics"][0]["message"] == "bad"
+
+
+async def test_status_reports_the_model(editor: Editor) -> None:
+    status = await editor.status()
+    assert status["state"] == "ready" and status["model"].endswith("tiny-llama-0.1")
+    assert status["device"] == "cpu" and status["dtype"] == "float32"
+    assert status["version"] and isinstance(status["sessions"], list)
+    assert "passes_per_token" in status["lastStats"]
+
+
+async def test_a_failure_inside_the_model_is_reported_and_the_server_stays_up(
+    editor: Editor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A model whose embedding is smaller than its tokenizer fails inside the forward pass."""
+    from tiny_models import build_model, build_tokenizer, save
+
+    tokenizer = build_tokenizer()
+    model = build_model("llama", tokenizer)
+    model.resize_token_embeddings(20)
+    from engine.loading import LoadedModel
+
+    broken = tmp_path_factory.mktemp("broken-model")
+    save(LoadedModel(model, tokenizer, "broken", model.device, model.dtype), broken)
+    uri = "file:///model-failure.py"
+    editor.open(uri, PY_DOC)
+    await configure(editor, model=str(broken))
+    try:
+        await editor.wait_ready()
+        with pytest.raises(JsonRpcException, match="the model failed"):
+            await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+    finally:
+        await configure(editor, model=str(tiny_model(tmp_path_factory.getbasetemp())))
+        await editor.wait_ready()
+    result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+    assert result["text"]
