@@ -2,90 +2,50 @@
 // vscode-languageclient's LanguageClient and a vscode-jsonrpc MessageConnection satisfy, so the
 // protocol test drives this same code against the real server.
 //
-// Proposals are shown as a live diff preview and applied on Accept as ONE edit (one undo step).
-// The server is asked for apply "none": it never touches the buffer, so a stream can't fight the
-// user's typing and the linters don't re-run on every chunk.
+// Refinements stream live into the buffer as ONE undo step: the server streams (apply
+// "stream") and follows the region through didChange, cancelling when the user types inside
+// it; this class applies each of the server's workspace/applyEdit calls itself with
+// editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
+// which would make every chunk its own undo step.
 import * as vscode from 'vscode';
-import {
-  Change, Range, SessionStore, Stats, Status, endOf, formatStats, formatStatus, statusBarText, trackRange,
-} from './logic';
+import { Change, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
 
 export interface Rpc {
   sendRequest<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
   onNotification(method: string, handler: (params: any) => void): vscode.Disposable;
+  onRequest(method: string, handler: (params: any) => unknown): vscode.Disposable;
 }
 
 interface Chunk { session: string; uri: string; delta: string; text: string; stats: Stats }
-interface JobResult { session: string; text: string; range: Range; stats: Stats; turns?: { check: { ok: boolean } }[]; ok?: boolean }
+interface TextEdit { range: Range; newText: string }
+interface ApplyEditParams { label?: string; edit: { changes?: Record<string, TextEdit[]>; documentChanges?: unknown[] } }
+interface ApplyEditResult { applied: boolean; failureReason?: string }
+interface JobResult { session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean }
 
 interface Job {
   uri: string;
-  session?: string;
   cts: vscode.CancellationTokenSource;
-  preview: Preview;
   progress?: vscode.Progress<{ message?: string }>;
+  /** Document version right after this job's last edit: the next edit joins its undo step. */
+  version?: number;
+  /** What this job's last edit put into the buffer: the next edit must replace exactly that. */
+  lastText?: string;
 }
 
-/** Proposal waiting for Accept/Reject; `range` follows the document as it changes. */
-interface Pending { uri: string; session: string; range?: Range; original: string; text: string; preview: Preview }
-
-export const PREVIEW_SCHEME = 'copyspec-preview';
-
-/** Two read-only virtual documents (region before, proposal so far) shown in a diff editor. */
-class Preview {
-  private static next = 0;
-  readonly left: vscode.Uri;
-  readonly right: vscode.Uri;
-
-  constructor(private readonly docs: PreviewDocs, uri: string, original: string) {
-    const name = uri.split('/').pop() || 'untitled';
-    const id = Preview.next++;
-    this.left = vscode.Uri.parse(`${PREVIEW_SCHEME}:/${id}/original/${name}`);
-    this.right = vscode.Uri.parse(`${PREVIEW_SCHEME}:/${id}/proposed/${name}`);
-    docs.set(this.left, original);
-    docs.set(this.right, '');
-  }
-
-  show(title: string): Thenable<unknown> {
-    return vscode.commands.executeCommand('vscode.diff', this.left, this.right, title,
-      { preview: true, preserveFocus: true, viewColumn: vscode.ViewColumn.Beside });
-  }
-
-  setOriginal(text: string): void { this.docs.set(this.left, text); }
-  setProposal(text: string): void { this.docs.set(this.right, text); }
-
-  close(): void {
-    const right = this.right.toString();
-    const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) =>
-      t.input instanceof vscode.TabInputTextDiff && t.input.modified.toString() === right);
-    void vscode.window.tabGroups.close(tabs);
-    this.docs.delete(this.left);
-    this.docs.delete(this.right);
-  }
-}
-
-export class PreviewDocs implements vscode.TextDocumentContentProvider {
-  private readonly texts = new Map<string, string>();
-  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
-  readonly onDidChange = this.changed.event;
-
-  provideTextDocumentContent(uri: vscode.Uri): string { return this.texts.get(uri.toString()) ?? ''; }
-  set(uri: vscode.Uri, text: string): void { this.texts.set(uri.toString(), text); this.changed.fire(uri); }
-  delete(uri: vscode.Uri): void { this.texts.delete(uri.toString()); }
-}
+const REQUEST_CANCELLED = -32800;
 
 export class Controller implements vscode.Disposable {
-  readonly docs = new PreviewDocs();
   readonly sessions = new SessionStore();
   private readonly jobs = new Map<string, Job>();
-  private readonly pending = new Map<string, Pending>();
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(private readonly rpc: Rpc, private readonly statusBar: vscode.StatusBarItem,
               private readonly log: vscode.OutputChannel) {
     this.disposables.push(
       rpc.onNotification('copyspec/chunk', (p: Chunk) => this.onChunk(p)),
-      vscode.workspace.onDidChangeTextDocument((e) => this.onChange(e.document.uri.toString(), e.contentChanges)),
+      rpc.onRequest('workspace/applyEdit', (p: ApplyEditParams) => this.applyEdit(p)),
+      vscode.workspace.onDidChangeTextDocument((e) => this.sessions.change(e.document.uri.toString(),
+        e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text })))),
     );
   }
 
@@ -98,7 +58,8 @@ export class Controller implements vscode.Disposable {
     const editor = this.editor();
     if (!editor) return;
     const instruction = await vscode.window.showInputBox({
-      prompt: 'CopySpec: how should the selection change?', placeHolder: 'e.g. add type hints' });
+      prompt: 'CopySpec: how should the selection change? (no selection: the enclosing function)',
+      placeHolder: 'e.g. add type hints' });
     if (!instruction) return;
     await this.run(editor, 'copyspec/refine', toLsp(editor.selection), { instruction });
   }
@@ -106,8 +67,7 @@ export class Controller implements vscode.Disposable {
   async followUp(): Promise<void> {
     const editor = this.editor();
     if (!editor) return;
-    const uri = editor.document.uri.toString();
-    const last = this.sessions.get(uri, editor.selection.active);
+    const last = this.sessions.get(editor.document.uri.toString(), editor.selection.active);
     if (!last) {
       void vscode.window.showInformationMessage('CopySpec: no earlier refinement in this file to follow up.');
       return;
@@ -132,9 +92,11 @@ export class Controller implements vscode.Disposable {
     await this.run(editor, 'copyspec/fix', range, { diagnostics: diagnostics.map(toLspDiagnostic) });
   }
 
+  /** Cancels the active document's request, or every request when it has none. */
   cancel(): void {
     const uri = vscode.window.activeTextEditor?.document.uri.toString();
-    const targets = [...this.jobs.values()].filter((j) => !uri || j.uri === uri || this.jobs.size === 1);
+    const own = uri !== undefined && this.jobs.has(uri);
+    const targets = [...this.jobs.values()].filter((j) => !own || j.uri === uri);
     if (targets.length === 0) void vscode.window.showInformationMessage('CopySpec: nothing running.');
     targets.forEach((j) => j.cts.cancel());
   }
@@ -156,41 +118,6 @@ export class Controller implements vscode.Disposable {
     return status;
   }
 
-  /** Applies the pending proposal of the active document (or the only one) as one edit. */
-  async accept(uri = this.pendingUri()): Promise<boolean> {
-    const p = uri === undefined ? undefined : this.pending.get(uri);
-    if (!p) return false;
-    this.finish(p);
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === p.uri);
-    if (!p.range || !doc || doc.getText(toVs(p.range)) !== p.original) {
-      void vscode.window.showWarningMessage('CopySpec: the region changed since the proposal; not applied.');
-      return false;
-    }
-    const edit = new vscode.WorkspaceEdit();
-    edit.replace(doc.uri, toVs(p.range), p.text);
-    if (!(await vscode.workspace.applyEdit(edit))) return false;
-    this.sessions.set(p.uri, p.session, { start: p.range.start, end: endOf(p.range.start, p.text) });
-    return true;
-  }
-
-  reject(uri = this.pendingUri()): void {
-    const p = uri === undefined ? undefined : this.pending.get(uri);
-    if (p) this.finish(p);
-  }
-
-  private finish(p: Pending): void {
-    this.pending.delete(p.uri);
-    p.preview.close();
-    // The session still holds the turn; a follow-up continues from the region as it stands.
-    if (p.range) this.sessions.set(p.uri, p.session, p.range);
-  }
-
-  private pendingUri(): string | undefined {
-    const active = vscode.window.activeTextEditor?.document.uri.toString();
-    if (active && this.pending.has(active)) return active;
-    return this.pending.size === 1 ? [...this.pending.keys()][0] : undefined;
-  }
-
   private editor(): vscode.TextEditor | undefined {
     const editor = vscode.window.activeTextEditor;
     if (!editor) void vscode.window.showErrorMessage('CopySpec: open a file first.');
@@ -200,69 +127,85 @@ export class Controller implements vscode.Disposable {
   private async run(editor: vscode.TextEditor, method: string, range: Range, extra: Record<string, unknown>): Promise<void> {
     const uri = editor.document.uri.toString();
     this.jobs.get(uri)?.cts.cancel(); // the server also cancels an older job on the same region
-    this.reject(uri);
-    const job: Job = {
-      uri, session: extra.session as string | undefined, cts: new vscode.CancellationTokenSource(),
-      preview: new Preview(this.docs, uri, editor.document.getText(toVs(range))),
-    };
+    const job: Job = { uri, cts: new vscode.CancellationTokenSource() };
     this.jobs.set(uri, job);
-    void job.preview.show(`CopySpec: ${method === 'copyspec/fix' ? 'fix' : 'refine'} (proposal)`);
     const title = method === 'copyspec/fix' ? 'CopySpec: fixing' : 'CopySpec: refining';
-    let result: JobResult | undefined;
+    let result: JobResult | null;
     try {
       result = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title, cancellable: true },
         (progress, token) => {
           job.progress = progress;
           token.onCancellationRequested(() => job.cts.cancel());
-          const params = { textDocument: { uri }, range, apply: 'none', ...extra };
+          const params = { textDocument: { uri }, range, apply: 'stream', ...extra };
           return this.rpc.sendRequest<JobResult>(method, params, job.cts.token);
         });
     } catch (e) {
-      job.preview.close();
-      if (job.cts.token.isCancellationRequested) vscode.window.setStatusBarMessage('CopySpec: cancelled', 3000);
-      else void vscode.window.showErrorMessage(`CopySpec: ${message(e)}`);
+      // Cancelled by the user, or by the server (typing inside the region, a newer request).
+      if (job.cts.token.isCancellationRequested || (e as { code?: number }).code === REQUEST_CANCELLED) {
+        vscode.window.setStatusBarMessage(`CopySpec: ${job.cts.token.isCancellationRequested ? 'cancelled' : message(e)}`, 5000);
+      } else {
+        void vscode.window.showErrorMessage(`CopySpec: ${message(e)}`);
+      }
       return;
     } finally {
       if (this.jobs.get(uri) === job) this.jobs.delete(uri);
     }
-    if (result.stats?.cancelled) {
-      job.preview.close();
+    if (!result || result.stats?.cancelled) { // defensive: a cancel answered without an error
+      vscode.window.setStatusBarMessage('CopySpec: cancelled', 5000);
       return;
     }
-    await this.propose(editor.document, job, result, method === 'copyspec/fix');
-  }
-
-  private async propose(doc: vscode.TextDocument, job: Job, result: JobResult, isFix: boolean): Promise<void> {
-    const original = doc.getText(toVs(result.range));
-    job.preview.setOriginal(original);
-    job.preview.setProposal(result.text);
-    const p: Pending = { uri: job.uri, session: result.session, range: result.range, original, text: result.text, preview: job.preview };
-    this.pending.set(job.uri, p);
-    this.log.appendLine(`${isFix ? 'fix' : 'refine'} ${result.session}: ${formatStats(result.stats)}`);
-    const verdict = isFix && result.ok === false
-      ? `check still fails after ${result.turns?.length ?? 0} turns`
-      : formatStats(result.stats);
-    const choice = await vscode.window.showInformationMessage(`CopySpec proposal (${verdict})`, 'Accept', 'Reject');
-    // Dismissing the message leaves the proposal pending for the Accept/Reject commands.
-    if (this.pending.get(job.uri) !== p) return;
-    if (choice === 'Accept') await this.accept(job.uri);
-    else if (choice === 'Reject') this.reject(job.uri);
+    this.sessions.set(uri, result.session, result.range);
+    const summary = formatStats(result.stats);
+    this.log.appendLine(`${method} ${result.session}: ${summary}`);
+    if (result.ok === false) {
+      void vscode.window.showWarningMessage(
+        `CopySpec: the check still fails after ${result.turns?.length ?? 0} turns (undo to revert).`);
+    } else {
+      vscode.window.setStatusBarMessage(`CopySpec: done, ${summary}`, 5000);
+    }
   }
 
   private onChunk(p: Chunk): void {
     const job = this.jobs.get(p.uri);
-    if (!job || job.cts.token.isCancellationRequested || (job.session && job.session !== p.session)) return;
-    job.session = p.session;
-    job.preview.setProposal(p.text);
-    job.progress?.report({ message: formatStats(p.stats) });
+    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: formatStats(p.stats) });
   }
 
-  private onChange(uri: string, changes: readonly vscode.TextDocumentContentChangeEvent[]): void {
-    const lsp: Change[] = changes.map((c) => ({ range: toLsp(c.range), text: c.text }));
-    this.sessions.change(uri, lsp);
-    const p = this.pending.get(uri);
-    if (p) for (const c of lsp) p.range = p.range && trackRange(p.range, c);
+  private async applyEdit(p: ApplyEditParams): Promise<ApplyEditResult> {
+    const entries = Object.entries(p.edit.changes ?? {});
+    if (p.edit.documentChanges || entries.length === 0) {
+      return { applied: false, failureReason: 'only `changes` edits are supported' };
+    }
+    const job = entries.length === 1 ? this.jobs.get(entries[0][0]) : undefined;
+    if (!job) return this.applyPlain(entries); // e.g. a code action's command
+    // Edits already in flight when the user cancelled must not land.
+    if (job.cts.token.isCancellationRequested) return { applied: false, failureReason: 'cancelled by the user' };
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === job.uri);
+    if (!editor) return { applied: false, failureReason: 'the document is no longer shown in an editor' };
+    const edits = entries[0][1];
+    // Unversioned edits race with typing: one computed before the server saw a keystroke
+    // would overwrite it. So a chunk may only replace exactly what the previous chunk wrote.
+    if (job.lastText !== undefined
+        && (edits.length !== 1 || editor.document.getText(toVs(edits[0].range)) !== job.lastText)) {
+      return { applied: false, failureReason: 'the document changed under the streamed text' };
+    }
+    // Join the previous chunk's undo step unless something else changed the document since.
+    const join = job.version !== undefined && editor.document.version === job.version;
+    const ok = await editor.edit((b) => {
+      for (const e of edits) b.replace(toVs(e.range), e.newText);
+    }, { undoStopBefore: !join, undoStopAfter: false });
+    if (!ok) return { applied: false, failureReason: 'the editor rejected the edit' };
+    job.version = editor.document.version;
+    job.lastText = edits.length === 1 ? edits[0].newText : undefined;
+    return { applied: true };
+  }
+
+  private async applyPlain(entries: [string, TextEdit[]][]): Promise<ApplyEditResult> {
+    const edit = new vscode.WorkspaceEdit();
+    for (const [uri, edits] of entries) {
+      for (const e of edits) edit.replace(vscode.Uri.parse(uri), toVs(e.range), e.newText);
+    }
+    return { applied: await vscode.workspace.applyEdit(edit) };
   }
 }
 

@@ -2,7 +2,7 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as vscode from 'vscode';
 import { LanguageClient } from 'vscode-languageclient/node';
-import { Controller, PREVIEW_SCHEME } from './controller';
+import { Controller } from './controller';
 import { initializationOptions } from './logic';
 
 let client: LanguageClient | undefined;
@@ -31,12 +31,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ['copyspec.ui.followUp', () => controller.followUp()],
     ['copyspec.ui.cancel', () => controller.cancel()],
     ['copyspec.ui.showStatus', () => controller.showStatus()],
-    ['copyspec.ui.acceptProposal', () => controller.accept()],
-    ['copyspec.ui.rejectProposal', () => controller.reject()],
   ];
   context.subscriptions.push(
     log, statusBar, controller,
-    vscode.workspace.registerTextDocumentContentProvider(PREVIEW_SCHEME, controller.docs),
     ...commands.map(([id, run]) => vscode.commands.registerCommand(id, run)),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
       if (!e.affectsConfiguration('copyspec')) return;

@@ -1,7 +1,7 @@
 // A stand-in for the `vscode` module. VS Code itself can't be downloaded on these machines
 // (@vscode/test-electron fetches a build at run time), so this fakes ONLY the editor window:
-// documents, dialogs, progress and tabs. Everything behind it (the controller, the JSON-RPC
-// connection, the Python server) is real in the protocol test.
+// documents with their undo stack, editors, dialogs and progress notifications. Everything
+// behind it (the controller, the JSON-RPC connection, the Python server) is real.
 'use strict';
 const Module = require('module');
 const { CancellationTokenSource, Emitter } = require('vscode-jsonrpc');
@@ -30,8 +30,6 @@ class Uri {
   toString() { return this.s; }
 }
 
-class TabInputTextDiff { constructor(original, modified) { this.original = original; this.modified = modified; } }
-
 class WorkspaceEdit {
   constructor() { this.edits = []; }
   replace(uri, range, text) { this.edits.push({ uri, range, text }); }
@@ -39,33 +37,48 @@ class WorkspaceEdit {
 
 const changeListeners = new Emitter();
 
-/** An in-memory document; every applied WorkspaceEdit is one undo step, as in VS Code. */
+/**
+ * An in-memory document with VS Code's undo grouping: an edit starts a new undo step unless
+ * it is made with `undoStopBefore: false` right after another edit.
+ */
 class FakeDocument {
-  constructor(uri, text) { this.uri = Uri.parse(uri); this.text = text; this.version = 1; this.undoStack = []; }
+  constructor(uri, text) { this.uri = Uri.parse(uri); this.text = text; this.version = 1; this.undoStack = []; this.joinable = false; }
   offsetAt(p) {
     const lines = this.text.split('\n');
     let off = 0;
     for (let i = 0; i < p.line; i++) off += lines[i].length + 1;
     return off + p.character;
   }
+  positionAt(offset) {
+    const before = this.text.slice(0, offset).split('\n');
+    return new Position(before.length - 1, before[before.length - 1].length);
+  }
   getText(r) { return r ? this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end)) : this.text; }
-  replace(range, text) {
+  /** One edit; `group` false joins the current undo step. */
+  replace(range, text, group = true) {
+    if (group || !this.joinable) this.undoStack.push(this.text);
     this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
     this.version++;
+    this.joinable = true;
     changeListeners.fire({ document: this, contentChanges: [{ range, text }] });
   }
+  /** A user's keystrokes: their own undo step, after which nothing joins the previous one. */
+  type(range, text) { this.replace(range, text); this.joinable = false; }
   undo() {
     const previous = this.undoStack.pop();
     if (previous === undefined) return false;
+    const whole = new Range(new Position(0, 0), this.positionAt(this.text.length));
     this.text = previous;
     this.version++;
+    this.joinable = false;
+    changeListeners.fire({ document: this, contentChanges: [{ range: whole, text: previous }] });
     return true;
   }
 }
 
 /** Scripted user: answers queued by the test, everything shown is recorded. */
 const ui = {
-  inputs: [], answers: [], shown: [], progress: [], diffs: [], closedTabs: [], openTabs: [],
+  inputs: [], answers: [], shown: [], progress: [], onReport: undefined,
   /** CancellationTokenSource of the running progress notification: its Cancel button. */
   progressCancel: undefined,
 };
@@ -73,8 +86,10 @@ const ui = {
 const documents = [];
 const diagnostics = new Map();
 
+const editors = [];
+
 const vscode = {
-  Position, Range, Selection, Uri, TabInputTextDiff, WorkspaceEdit, CancellationTokenSource,
+  Position, Range, Selection, Uri, WorkspaceEdit, CancellationTokenSource,
   EventEmitter: Emitter,
   ProgressLocation: { Notification: 15, Window: 10 },
   ViewColumn: { Beside: -2 },
@@ -82,6 +97,7 @@ const vscode = {
   DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2, Hint: 3 },
   window: {
     activeTextEditor: undefined,
+    visibleTextEditors: editors,
     showInputBox: async () => ui.inputs.shift(),
     showInformationMessage: async (msg, ...items) => { ui.shown.push(msg); return items.length ? ui.answers.shift() : undefined; },
     showWarningMessage: async (msg) => { ui.shown.push(msg); },
@@ -91,43 +107,38 @@ const vscode = {
       const cts = new CancellationTokenSource();
       ui.progressCancel = cts;
       try {
-        return await task({ report: (v) => ui.progress.push(v.message) }, cts.token);
+        return await task({ report: (v) => { ui.progress.push(v.message); ui.onReport?.(v.message); } }, cts.token);
       } finally {
         ui.progressCancel = undefined;
       }
-    },
-    tabGroups: {
-      get all() { return [{ tabs: ui.openTabs }]; },
-      close: async (tabs) => { for (const t of tabs) { ui.closedTabs.push(t); ui.openTabs.splice(ui.openTabs.indexOf(t), 1); } },
     },
   },
   workspace: {
     textDocuments: documents,
     onDidChangeTextDocument: changeListeners.event,
     applyEdit: async (edit) => {
-      for (const { uri, range, text } of edit.edits) {
-        const doc = documents.find((d) => d.uri.toString() === uri.toString());
-        doc.undoStack.push(doc.text);
-        doc.replace(range, text);
-      }
+      for (const { uri, range, text } of edit.edits) documents.find((d) => d.uri.toString() === uri.toString()).replace(range, text);
       return true;
     },
   },
   languages: { getDiagnostics: (uri) => diagnostics.get(uri.toString()) ?? [] },
-  commands: {
-    executeCommand: async (id, left, right) => {
-      if (id !== 'vscode.diff') throw new Error(`unexpected command ${id}`);
-      ui.diffs.push({ left, right });
-      ui.openTabs.push({ input: new TabInputTextDiff(left, right) });
-    },
-  },
 };
 
 /** Opens `text` as the active editor with `selection` selected. */
 function openEditor(uri, text, selection) {
   const document = new FakeDocument(uri, text);
   documents.push(document);
-  vscode.window.activeTextEditor = { document, selection };
+  const editor = {
+    document, selection,
+    // Replacements are applied in call order (the server sends one per applyEdit).
+    edit: async (build, { undoStopBefore = true } = {}) => {
+      let group = undoStopBefore;
+      build({ replace: (range, newText) => { document.replace(range, newText, group); group = false; } });
+      return true;
+    },
+  };
+  editors.push(editor);
+  vscode.window.activeTextEditor = editor;
   return document;
 }
 

@@ -20,12 +20,13 @@ function M.check()
   health.ok(('server command: %s (%s)'):format(table.concat(cmd, ' '), exe))
 
   local ok, out = pcall(function()
-    return vim.system({ exe, '--version' }, { text = true }):wait(15000)
+    return vim.system({ exe, '--version' }, { text = true }):wait(60000)
   end)
   if ok and out.code == 0 then
     health.ok('version: ' .. vim.trim(out.stdout ~= '' and out.stdout or out.stderr))
   else
-    health.error('`' .. cmd[1] .. ' --version` failed: ' .. vim.trim(ok and (out.stderr or '') or tostring(out)))
+    local why = ok and ('exit %d: %s'):format(out.code, vim.trim(out.stderr or '')) or tostring(out)
+    health.error('`' .. cmd[1] .. ' --version` failed (' .. why .. ')')
   end
 
   local client = vim.lsp.get_clients({ name = 'copyspec' })[1]

@@ -105,8 +105,10 @@ local function finish(bufnr, job, err, result, enc)
   -- For statuslines and scripts: `User CopySpecDone` with data = { buf, err, result }.
   vim.api.nvim_exec_autocmds('User', { pattern = 'CopySpecDone', data = { buf = bufnr, err = err, result = result } })
   if err then
-    if err.code == REQUEST_CANCELLED or job.cancelled then
+    if job.cancelled then
       notify('cancelled')
+    elseif err.code == REQUEST_CANCELLED then
+      notify(err.message)
     else
       notify(err.message or vim.inspect(err), vim.log.levels.ERROR)
     end
@@ -302,7 +304,15 @@ local function on_chunk(_, params, ctx)
   show_progress(bufnr, job, M.format_stats(params.stats))
 end
 
--- workspace/applyEdit: the default handler, made into one undo step per request.
+-- The text an LSP range covers now, with LF line breaks.
+local function text_in(bufnr, range, enc)
+  local srow, scol = to_byte(bufnr, range.start, enc)
+  local erow, ecol = to_byte(bufnr, range['end'], enc)
+  local ok, lines = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
+  return ok and table.concat(lines, '\n') or nil
+end
+
+-- workspace/applyEdit: the default handler, made safe against typing and one undo step.
 local function on_apply_edit(err, params, ctx)
   local uris = vim.tbl_keys(params.edit.changes or {})
   local bufnr = #uris == 1 and vim.uri_to_bufnr(uris[1]) or nil
@@ -312,6 +322,13 @@ local function on_apply_edit(err, params, ctx)
   end
   if job.cancelled then
     return { applied = false, failureReason = 'cancelled by the user' }
+  end
+  local edits = params.edit.changes[uris[1]]
+  local enc = vim.lsp.get_client_by_id(ctx.client_id).offset_encoding
+  -- Unversioned edits race with typing: one computed before the server saw a keystroke would
+  -- overwrite it. So a chunk may only replace exactly what the previous chunk wrote.
+  if job.last_text and (#edits ~= 1 or text_in(bufnr, edits[1].range, enc) ~= job.last_text) then
+    return { applied = false, failureReason = 'the buffer changed under the streamed text' }
   end
   local result
   vim.api.nvim_buf_call(bufnr, function()
@@ -323,7 +340,29 @@ local function on_apply_edit(err, params, ctx)
     result = vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
     job.changenr = vim.fn.changenr()
   end)
+  job.last_text = #edits == 1 and edits[1].newText:gsub('\r\n', '\n') or nil
   return result
+end
+
+-- Neovim swallows RequestCancelled answers: the handler never runs, but LspRequest still
+-- reports the request 'complete'. That is how a job ends after :CopySpecCancel, or when the
+-- server cancels it (the user typed inside the region, or a newer request replaced it).
+local function on_request_event(ev)
+  local data = ev.data
+  if data.request.type ~= 'complete' then
+    return
+  end
+  for bufnr, job in pairs(M.jobs) do
+    if job.id == data.request_id and job.client_id == data.client_id then
+      -- Scheduled: for any other answer the request's own handler runs right after this.
+      vim.schedule(function()
+        if M.jobs[bufnr] == job then
+          local reason = 'cancelled by the server (the region was edited, or a newer request replaced it)'
+          finish(bufnr, job, { code = REQUEST_CANCELLED, message = reason })
+        end
+      end)
+    end
+  end
 end
 
 local function command(name, fn, opts)
@@ -340,8 +379,14 @@ function M.setup(opts)
     -- An empty Lua table would be sent as a JSON array.
     init_options = next(cfg.init_options) and cfg.init_options or vim.empty_dict(),
     handlers = { ['copyspec/chunk'] = on_chunk, ['workspace/applyEdit'] = on_apply_edit },
+    -- The server sends the next chunk once didChange reports the previous one: don't delay it.
+    flags = { debounce_text_changes = 0 },
   })
   vim.lsp.enable('copyspec')
+  vim.api.nvim_create_autocmd('LspRequest', {
+    group = vim.api.nvim_create_augroup('copyspec', {}),
+    callback = on_request_event,
+  })
 
   command('CopySpecRefine', M.refine, { range = true, nargs = '*' })
   command('CopySpecFix', M.fix, { range = true })

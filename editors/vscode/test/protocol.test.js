@@ -1,0 +1,213 @@
+// Protocol and end-to-end tests against the REAL Python server (tiny model, CPU).
+// The first tests speak raw LSP with vscode-jsonrpc; the rest drive the extension's Controller,
+// with only the VS Code window faked (./vscode-stub.js). Tests share one server, in order.
+'use strict';
+const { stub, Range, Position, Selection, workspace } = require('./vscode-stub');
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { CancellationTokenSource, ResponseError } = require('vscode-jsonrpc');
+const { Controller } = require('../out/controller');
+const { startServer, waitFor } = require('./server');
+
+const SOURCE = 'def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n';
+const REGION = { start: { line: 0, character: 0 }, end: { line: 1, character: 16 } };
+const REQUEST_CANCELLED = -32800;
+
+let s;
+test.before(async () => {
+  s = await startServer();
+  await waitFor(async () => (await s.conn.sendRequest('copyspec/status', {})).state !== 'loading', 90000, 'the model to load');
+}, { timeout: 180000 });
+test.after(async () => { await s?.stop(); });
+
+/** The document with `range` (in `before`) replaced by `text`. */
+function replaced(before, range, text) {
+  const lines = before.split('\n');
+  const offset = (p) => lines.slice(0, p.line).reduce((n, l) => n + l.length + 1, 0) + p.character;
+  return before.slice(0, offset(range.start)) + text + before.slice(offset(range.end));
+}
+
+test('copyspec/status reports a ready model with the contract keys', async () => {
+  const status = await s.conn.sendRequest('copyspec/status', {});
+  assert.equal(status.state, 'ready', JSON.stringify(status));
+  for (const key of ['version', 'model', 'device', 'dtype', 'queue', 'sessions']) assert.ok(key in status, `missing ${key}`);
+  assert.equal(status.device, 'cpu');
+});
+
+test('streamed applyEdits and chunks both rebuild exactly the final text', async () => {
+  const uri = 'file:///tmp/stream.py';
+  s.open(uri, SOURCE);
+  s.edits.length = 0;
+  s.chunks.length = 0;
+  const result = await s.conn.sendRequest('copyspec/refine',
+    { textDocument: { uri }, range: REGION, instruction: 'add type hints', maxNewTokens: 120 });
+  assert.ok(s.edits.length >= 2, `expected a stream of edits, got ${s.edits.length}`);
+  assert.ok(s.edits.every((e) => e.label === undefined && !e.edit.documentChanges), 'edits are unversioned and unlabelled');
+  assert.equal(s.text(uri), replaced(SOURCE, REGION, result.text));
+  assert.deepEqual(result.range.start, REGION.start);
+  const chunks = s.chunks.filter((c) => c.session === result.session);
+  assert.ok(chunks.length >= 1);
+  assert.equal(chunks.map((c) => c.delta).join(''), result.text, 'deltas concatenate to the text');
+  assert.equal(chunks[chunks.length - 1].text, result.text);
+  for (const key of ['tokens_per_second', 'copied_share']) assert.equal(typeof chunks[0].stats[key], 'number', key);
+  assert.ok(s.progress.some((p) => p.value?.kind === 'report' && /tok\/s/.test(p.value.message ?? '')), 'work-done progress with tok/s');
+});
+
+test('$/cancelRequest stops a streaming refine and no edit follows the answer', async () => {
+  const uri = 'file:///tmp/cancel.py';
+  s.open(uri, SOURCE);
+  s.edits.length = 0;
+  const cts = new CancellationTokenSource();
+  const pending = s.conn.sendRequest('copyspec/refine',
+    { textDocument: { uri }, range: REGION, instruction: 'rewrite it', maxNewTokens: 900 }, cts.token);
+  await waitFor(() => s.edits.length >= 1, 60000, 'the first streamed edit');
+  cts.cancel();
+  const outcome = await pending.then((r) => r, (e) => e);
+  const cancelled = (outcome instanceof ResponseError && outcome.code === REQUEST_CANCELLED) || outcome?.stats?.cancelled === true;
+  assert.ok(cancelled, `the request finished instead of being cancelled: ${JSON.stringify(outcome)}`);
+  const edits = s.edits.length;
+  const text = s.text(uri);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(s.edits.length, edits, 'applyEdit after the cancel was answered');
+  assert.equal(s.text(uri), text);
+});
+
+// ---- The extension's Controller, driven through the stubbed window ----
+
+/** `maxNewTokens` makes the Controller's requests long enough to interrupt. */
+function controllerFor(uri, text, selection, maxNewTokens) {
+  const doc = stub.openEditor(uri, text, selection);
+  s.open(uri, text);
+  // What vscode-languageclient's document sync does for the real editor.
+  const sync = workspace.onDidChangeTextDocument((e) => {
+    if (e.document === doc) s.change(uri, e.contentChanges.map((c) => ({ range: c.range, newText: c.text })));
+  });
+  const statusBar = stub.statusBarItem();
+  const rpc = maxNewTokens === undefined ? s.client
+    : { ...s.client, sendRequest: (m, p, token) => s.client.sendRequest(m, { ...p, maxNewTokens }, token) };
+  const controller = new Controller(rpc, statusBar, stub.outputChannel());
+  return { doc, statusBar, controller, dispose: () => { sync.dispose(); controller.dispose(); } };
+}
+
+const selectRegion = () => new Selection(new Position(0, 0), new Position(1, 16));
+const lastRequest = (method) => s.sent.filter((r) => r.method === method).pop();
+const textAt = (doc, r) => doc.getText(new Range(r.start.line, r.start.character, r.end.line, r.end.character));
+
+test('Refine Selection streams into the buffer as ONE undo step, with tok/s progress', async (t) => {
+  const uri = 'file:///tmp/ui-refine.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion());
+  t.after(dispose);
+  s.edits.length = 0;
+  stub.ui.inputs.push('add type hints');
+  stub.ui.progress.length = 0;
+  await controller.refineSelection();
+
+  assert.ok(s.edits.length >= 2, `expected several streamed edits, got ${s.edits.length}`);
+  assert.ok(stub.ui.progress.some((m) => /tok\/s/.test(m)), `progress messages: ${stub.ui.progress}`);
+  const req = lastRequest('copyspec/refine');
+  assert.equal(req.params.apply, 'stream');
+  assert.deepEqual(req.params.range, REGION);
+  const last = controller.sessions.get(uri);
+  const text = textAt(doc, last.range);
+  assert.equal(doc.text, replaced(SOURCE, REGION, text));
+  assert.equal(s.text(uri), doc.text, 'the server saw every edit through didChange');
+  assert.equal(doc.undoStack.length, 1, 'one undo step for the whole stream');
+  doc.undo();
+  assert.equal(doc.text, SOURCE);
+});
+
+test('Follow-up continues the same session on the region of the last answer', async (t) => {
+  const uri = 'file:///tmp/ui-followup.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion());
+  t.after(dispose);
+  stub.ui.inputs.push('add type hints', 'now make it shorter');
+  await controller.refineSelection();
+  const first = controller.sessions.get(uri);
+  const afterFirst = doc.text;
+  await controller.followUp();
+  const req = lastRequest('copyspec/refine');
+  assert.equal(req.params.session, first.session, 'the follow-up names the session');
+  assert.deepEqual(req.params.range, first.range, 'on the region the first answer occupies');
+  const second = controller.sessions.get(uri);
+  assert.equal(second.session, first.session, 'the server continued the session');
+  assert.equal(doc.text, replaced(afterFirst, first.range, textAt(doc, second.range)));
+  assert.equal(doc.undoStack.length, 2, 'one undo step per turn');
+  doc.undo();
+  assert.equal(doc.text, afterFirst);
+});
+
+test('Cancel from the progress notification stops the stream; one undo restores the original', async (t) => {
+  const uri = 'file:///tmp/ui-cancel.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 900);
+  t.after(dispose);
+  stub.ui.inputs.push('rewrite it');
+  stub.ui.shown.length = 0;
+  s.edits.length = 0;
+  const run = controller.refineSelection();
+  await waitFor(() => s.edits.length >= 2, 60000, 'two streamed edits');
+  stub.ui.progressCancel.cancel();
+  await run;
+  assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
+  const text = doc.text;
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(doc.text, text, 'the buffer changed after the cancel');
+  assert.ok(doc.text.endsWith('def perimeter(w, h):\n    return 2 * (w + h)\n'), 'code after the region is intact');
+  assert.equal(doc.undoStack.length, 1);
+  doc.undo();
+  assert.equal(doc.text, SOURCE);
+});
+
+test('Typing inside the region mid-stream: the server cancels and the typing survives', async (t) => {
+  const uri = 'file:///tmp/ui-typed.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 900);
+  t.after(dispose);
+  stub.ui.inputs.push('rewrite it');
+  stub.ui.shown.length = 0;
+  s.edits.length = 0;
+  const run = controller.refineSelection();
+  await waitFor(() => s.edits.length >= 2 && doc.text.length > SOURCE.length - 31, 60000, 'streamed text in the region');
+  const typed = doc.text.slice(0, 1) + 'MINE' + doc.text.slice(1);
+  doc.type(new Range(0, 1, 0, 1), 'MINE'); // inside the streamed text
+  await run;
+  assert.ok(stub.ui.shown.some((m) => /CopySpec: .*(edited|changed|did not apply)/.test(m)), `shown: ${stub.ui.shown}`);
+  assert.equal(doc.text, typed, 'the typing is intact and nothing was written after it');
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(doc.text, typed, 'no edit after the cancel');
+});
+
+test('Fix Error at Cursor sends the diagnostics and an empty range the server widens', async (t) => {
+  const uri = 'file:///tmp/ui-fix.py';
+  const broken = 'def total(xs):\n    return sum(ys)\n\n\nx = 1\n';
+  const cursor = new Position(1, 12);
+  // A short answer per turn keeps all three turns inside the tiny model's 1024-token window.
+  const { doc, controller, dispose } = controllerFor(uri, broken, new Selection(cursor, cursor), 40);
+  t.after(dispose);
+  stub.diagnostics.set(uri, [{ range: new Range(1, 15, 1, 17), message: "undefined name 'ys'", severity: 0, source: 'test' }]);
+  await controller.fixAtCursor();
+  const req = lastRequest('copyspec/fix');
+  assert.deepEqual(req.params.range, { start: { line: 1, character: 12 }, end: { line: 1, character: 12 } });
+  assert.deepEqual(req.params.diagnostics, [{ range: { start: { line: 1, character: 15 }, end: { line: 1, character: 17 } },
+    message: "undefined name 'ys'", severity: 1, source: 'test' }]);
+  const last = controller.sessions.get(uri);
+  assert.equal(last.range.start.line, 0, 'widened to the enclosing function');
+  assert.ok(doc.text.endsWith('\n\n\nx = 1\n'), 'code after the enclosing function is untouched');
+  assert.equal(doc.undoStack.length, 1, 'all turns of the fix are one undo step');
+  doc.undo();
+  assert.equal(doc.text, broken);
+});
+
+test('Show Status fills the status bar with the model and its state', async (t) => {
+  const { statusBar, controller, dispose } = controllerFor('file:///tmp/ui-status.py', 'x = 1\n', selectRegion());
+  t.after(dispose);
+  await controller.showStatus();
+  assert.equal(statusBar.text, 'CopySpec: model (ready)');
+  assert.match(statusBar.tooltip, /on cpu/);
+});
+
+test('Cancel with nothing running says so', () => {
+  const { controller, dispose } = controllerFor('file:///tmp/ui-idle.py', 'x = 1\n', selectRegion());
+  stub.ui.shown.length = 0;
+  controller.cancel();
+  dispose();
+  assert.deepEqual(stub.ui.shown, ['CopySpec: nothing running.']);
+});

@@ -1,0 +1,120 @@
+// Starts the real `copyspec-lsp --stdio` on a tiny model and talks to it with vscode-jsonrpc,
+// the library vscode-languageclient is built on. `documents` plays the part of VS Code's
+// document sync: every change to a synced document is sent as an incremental didChange.
+'use strict';
+const { execFileSync, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const rpc = require('vscode-jsonrpc/node');
+const { TextDocument } = require('vscode-languageserver-textdocument');
+
+const ROOT = path.resolve(__dirname, '../../..');
+
+/** copyspec-lsp from $COPYSPEC_LSP, the active venv, the repo's .venv, or PATH. */
+function findServer() {
+  const candidates = [process.env.COPYSPEC_LSP,
+    process.env.VIRTUAL_ENV && path.join(process.env.VIRTUAL_ENV, 'bin', 'copyspec-lsp'),
+    path.join(ROOT, '.venv', 'bin', 'copyspec-lsp'),
+    ...(process.env.PATH || '').split(path.delimiter).map((d) => path.join(d, 'copyspec-lsp'))];
+  const found = candidates.find((c) => c && fs.existsSync(c));
+  if (!found) throw new Error('copyspec-lsp not found: pip install -e . in a venv, activate it, or set COPYSPEC_LSP');
+  return found;
+}
+
+/** A tiny random model directory (gibberish but deterministic output; loads in about a second). */
+function buildTinyModel(server) {
+  const python = fs.existsSync(path.join(path.dirname(server), 'python'))
+    ? path.join(path.dirname(server), 'python') : 'python3';
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'copyspec-vscode-'));
+  execFileSync(python, ['-c', 'import sys; from pathlib import Path; sys.path.insert(0, "tests"); '
+    + 'from tiny_models import loaded, save; save(loaded("llama", mixing=0.1), Path(sys.argv[1]))', path.join(dir, 'model')],
+  { cwd: ROOT, timeout: 120000, stdio: ['ignore', 'ignore', 'inherit'] });
+  return dir;
+}
+
+async function startServer() {
+  const server = findServer();
+  const dir = buildTinyModel(server);
+  const proc = spawn(server, ['--stdio'], { cwd: dir, stdio: ['pipe', 'pipe', 'inherit'] });
+  const conn = rpc.createMessageConnection(new rpc.StreamMessageReader(proc.stdout), new rpc.StreamMessageWriter(proc.stdin));
+  const s = { proc, conn, dir, model: path.join(dir, 'model'), docs: new Map(), edits: [], chunks: [], progress: [], messages: [], sent: [] };
+
+  // Server → client requests and notifications, as VS Code would answer them.
+  // Edits go to the Controller when one is listening (it edits the stub documents, whose
+  // changes come back through s.change), else straight into our copies of the documents.
+  let applyEdit;
+  conn.onRequest('workspace/applyEdit', (p) => {
+    s.edits.push(p);
+    if (applyEdit) return applyEdit(p);
+    for (const [uri, edits] of Object.entries(p.edit.changes || {})) s.change(uri, edits);
+    return { applied: true };
+  });
+  conn.onRequest('window/workDoneProgress/create', () => null);
+  conn.onNotification('$/progress', (p) => s.progress.push(p));
+  conn.onNotification('window/showMessage', (p) => s.messages.push(p));
+  conn.onNotification('window/logMessage', () => {});
+  const chunkListeners = new Set();
+  conn.onNotification('copyspec/chunk', (p) => { s.chunks.push(p); chunkListeners.forEach((l) => l(p)); });
+  conn.listen();
+
+  /** What the extension's Controller gets instead of a LanguageClient; records each request. */
+  s.client = {
+    sendRequest: (method, params, token) => { s.sent.push({ method, params }); return conn.sendRequest(method, params, token); },
+    onNotification: (method, handler) => {
+      if (method !== 'copyspec/chunk') throw new Error(`unexpected notification ${method}`);
+      chunkListeners.add(handler);
+      return { dispose: () => chunkListeners.delete(handler) };
+    },
+    onRequest: (method, handler) => {
+      if (method !== 'workspace/applyEdit') throw new Error(`unexpected request handler ${method}`);
+      applyEdit = handler;
+      return { dispose: () => { if (applyEdit === handler) applyEdit = undefined; } };
+    },
+  };
+
+  s.open = (uri, text, languageId = 'python') => {
+    s.docs.set(uri, TextDocument.create(uri, languageId, 1, text));
+    conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId, version: 1, text } });
+  };
+  /** Applies LSP text edits to our copy and tells the server, like an editor would. */
+  s.change = (uri, edits) => {
+    const doc = s.docs.get(uri);
+    const contentChanges = [...edits].sort((a, b) => doc.offsetAt(b.range.start) - doc.offsetAt(a.range.start))
+      .map((e) => ({ range: e.range, text: e.newText }));
+    const next = TextDocument.update(doc, contentChanges, doc.version + 1);
+    s.docs.set(uri, next);
+    conn.sendNotification('textDocument/didChange', { textDocument: { uri, version: next.version }, contentChanges });
+  };
+  s.text = (uri) => s.docs.get(uri).getText();
+
+  await conn.sendRequest('initialize', {
+    processId: process.pid, rootUri: null, workspaceFolders: null,
+    capabilities: { workspace: { applyEdit: true }, window: { workDoneProgress: true }, general: { positionEncodings: ['utf-16'] } },
+    initializationOptions: { model: s.model, device: 'cpu' },
+  });
+  conn.sendNotification('initialized', {});
+
+  s.stop = async () => {
+    try {
+      await Promise.race([conn.sendRequest('shutdown'), new Promise((r) => setTimeout(r, 5000))]);
+      conn.sendNotification('exit');
+    } finally {
+      await new Promise((r) => { if (proc.exitCode !== null) r(); else { proc.once('exit', r); setTimeout(() => { proc.kill('SIGKILL'); r(); }, 5000); } });
+      conn.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  return s;
+}
+
+/** Polls until `cond()` is truthy; fails the test after `ms`. */
+async function waitFor(cond, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+module.exports = { startServer, waitFor };
