@@ -52,6 +52,7 @@ def test_bench_end_to_end(tiny_model_dir: Path, tasks_file: Path, tmp_path: Path
                     for turn in range(1, len(t["turns"]) + 1)}
     assert results["identity"]["passed"] is True
     assert all(r["stats"]["new_tokens"] > 0 for r in results["records"])
+    assert "| refinement | 2 |" in (out / "results.md").read_text(encoding="utf-8")
     for png in ("tokens_per_turn", "speed_vs_context", "ablation_gamma", "ablation_block",
                 "ablation_policy"):
         assert (out / f"{png}.png").stat().st_size > 1000
