@@ -255,7 +255,6 @@ class Refinement:
                 await writer.write(shown)
         result = event.value
         stats = result.stats.to_dict()
-        service.last_stats = stats
         final = shaper(result.text)
         if final != shown:
             service.notify_chunk(conversation.id, request.uri, "", final, stats)
@@ -316,14 +315,14 @@ class BufferWriter:
 
     def due(self, text: str) -> float | None:
         """Seconds until held-back text may go out as a streamed edit (None: none held)."""
-        if self.apply != "stream" or text == self.in_buffer:
+        if self.apply != "stream" or not text or text == self.in_buffer:
             return None
         return max(0.001, EDIT_INTERVAL - (time.monotonic() - self.last))
 
     async def write(self, text: str) -> None:
         """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
         waited = time.monotonic() - self.last >= EDIT_INTERVAL
-        if self.apply == "stream" and text != self.in_buffer and waited:
+        if self.apply == "stream" and text and text != self.in_buffer and waited:
             await self._edit(text)
 
     async def finish(self, text: str) -> None:
@@ -383,9 +382,11 @@ def engine_turn(
         pieces.append(delta)
         job.post("text", "".join(pieces), stats.to_dict())
 
-    return conversation.engine.send(
-        message, max_new_tokens, stop_event=job.stop, on_text=on_text
-    )
+    result = conversation.engine.send(message, max_new_tokens, stop_event=job.stop, on_text=on_text)
+    # recorded even when cancelled, so `copyspec/status` shows where the model stopped
+    assert job.loop is not None
+    job.loop.call_soon_threadsafe(setattr, service, "last_stats", result.stats.to_dict())
+    return result
 
 
 def live_figures(stats: dict[str, Any], max_new_tokens: int, started: float) -> tuple[str, int]:

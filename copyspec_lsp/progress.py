@@ -20,12 +20,14 @@ MIN_INTERVAL = 0.1
 
 
 class Progress:
-    """One progress bar; `on_cancel` runs when the user presses its cancel button."""
+    """One progress bar; `on_cancel` (if any) runs when the user presses its cancel button."""
 
     registry: ClassVar[dict[str, Callable[[], None]]] = {}
     """Open tokens → their cancel callbacks, for `window/workDoneProgress/cancel`."""
 
-    def __init__(self, server: LanguageServer, title: str, on_cancel: Callable[[], None]):
+    def __init__(
+        self, server: LanguageServer, title: str, on_cancel: Callable[[], None] | None = None
+    ) -> None:
         self.server = server
         self.title = title
         self.token = str(uuid.uuid4())
@@ -43,11 +45,14 @@ class Progress:
         except Exception as error:  # a client that refuses progress still gets its edit
             log.info("no progress bar: %s", error)
             return
-        Progress.registry[self.token] = self.on_cancel
+        if self.on_cancel is not None:
+            Progress.registry[self.token] = self.on_cancel
         self.active = True
         self.server.work_done_progress.begin(
             self.token,
-            types.WorkDoneProgressBegin(self.title, cancellable=True, message=message),
+            types.WorkDoneProgressBegin(
+                self.title, cancellable=self.on_cancel is not None, message=message
+            ),
         )
 
     def report(self, message: str, percentage: int | None = None, force: bool = False) -> None:

@@ -73,7 +73,7 @@ class Service:
 
     async def _load(self) -> None:
         assert self.model is not None
-        progress = Progress(self.server, "CopySpec: loading the model", lambda: None)
+        progress = Progress(self.server, "CopySpec: loading the model")
         await progress.begin(self.settings.model or "built-in model")
         try:
             await self.model.load(self.settings)
@@ -190,7 +190,9 @@ class Service:
         actions = []
         if wanted(types.CodeActionKind.RefactorRewrite):
             argument = {"uri": uri, "range": self.converter.unstructure(params.range)}
-            command = types.Command("CopySpec: refine selection…", "copyspec.refine", [argument])
+            command = types.Command(
+                "CopySpec: refine selection…", "copyspec.refine", arguments=[argument]
+            )
             actions.append(types.CodeAction(
                 command.title, kind=types.CodeActionKind.RefactorRewrite, command=command
             ))
@@ -201,7 +203,9 @@ class Service:
                 "range": self.converter.unstructure(diagnostic.range),
                 "diagnostics": [self.converter.unstructure(diagnostic)],
             }
-            command = types.Command("CopySpec: fix this error", "copyspec.fix", [argument])
+            command = types.Command(
+                "CopySpec: fix this error", "copyspec.fix", arguments=[argument]
+            )
             actions.append(types.CodeAction(
                 command.title, kind=types.CodeActionKind.QuickFix,
                 diagnostics=[diagnostic], command=command,

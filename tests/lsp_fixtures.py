@@ -13,10 +13,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+import cattrs
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+from pygls.protocol import default_converter
 from tiny_models import loaded, save
 
 from copyspec_lsp.params import plain
@@ -37,11 +39,25 @@ def server_command(model: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "copyspec_lsp", "--model", str(model), "--device", "cpu", *extra]
 
 
+def editor_converter() -> cattrs.Converter:
+    """pygls's converter, except that a CodeAction carrying a command stays a CodeAction
+    (lsprotocol reads any object with a "command" key as a bare Command)."""
+    converter = default_converter()
+
+    def action_or_command(data: Any, _: type) -> types.Command | types.CodeAction:
+        kind = types.Command if isinstance(data.get("command"), str) else types.CodeAction
+        return converter.structure(data, kind)
+
+    converter.register_structure_hook(types.Command | types.CodeAction, action_or_command)
+    converter.register_structure_hook(Union[types.Command, types.CodeAction], action_or_command)  # noqa: UP007
+    return converter
+
+
 class Editor(LanguageClient):
     """A LanguageClient that behaves like an editor buffer for the documents it opens."""
 
     def __init__(self) -> None:
-        super().__init__("copyspec-test-editor", "0")
+        super().__init__("copyspec-test-editor", "0", converter_factory=editor_converter)
         self.docs: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.edits: list[types.ApplyWorkspaceEditParams] = []
