@@ -58,6 +58,9 @@ end
 
 --- The plugin, set up against the real server on the tiny model.
 function H.setup(extra)
+  vim.notify = function(msg)
+    io.stdout:write('  [notify] ' .. msg .. '\n')
+  end
   local copyspec = require('copyspec')
   copyspec.setup(vim.tbl_deep_extend('force', {
     cmd = { os.getenv('COPYSPEC_LSP'), '--stdio' },
@@ -97,10 +100,18 @@ function H.lines(bufnr)
 end
 
 --- Runs an Ex command and waits for its request to finish; returns the CopySpecDone data.
+--- H.progress collects the progress virtual text shown meanwhile.
 function H.run_job(cmd)
-  H.done = nil
+  H.done, H.progress = nil, {}
+  local ns = vim.api.nvim_create_namespace('copyspec')
   vim.cmd(cmd)
   H.wait(function()
+    for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
+      local lines = m[4].virt_lines
+      if lines and H.progress[#H.progress] ~= lines[1][1][1] then
+        H.progress[#H.progress + 1] = lines[1][1][1]
+      end
+    end
     return H.done ~= nil
   end, 90000, cmd .. ' to finish')
   return H.done

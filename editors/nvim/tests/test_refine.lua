@@ -20,6 +20,10 @@ H.run({
     assert(not done.err, vim.inspect(done.err))
     first = done.result
     H.eq(1, #prompts, 'instruction prompts shown')
+    local live = vim.tbl_filter(function(t)
+      return t:find('^CopySpec [1-9][%d.]* tok/s · %d+%% copied · [1-9]%d* tokens$') ~= nil
+    end, H.progress)
+    assert(#live > 0, 'no live progress figures in ' .. vim.inspect(H.progress))
     assert(H.edits >= 2, 'expected several streamed edits, got ' .. H.edits)
     H.eq(0, first.range.start.line, 'result range start line')
     H.eq(first.text, H.text_at(buf, first.range), 'buffer text at the result range')

@@ -8,7 +8,7 @@
 // editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
 // which would make every chunk its own undo step.
 import * as vscode from 'vscode';
-import { Change, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
+import { Change, Meter, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
 
 export interface Rpc {
   sendRequest<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
@@ -26,6 +26,7 @@ interface Job {
   uri: string;
   cts: vscode.CancellationTokenSource;
   progress?: vscode.Progress<{ message?: string }>;
+  meter: Meter;
   /** Document version right after this job's last edit: the next edit joins its undo step. */
   version?: number;
   /** What this job's last edit put into the buffer: the next edit must replace exactly that. */
@@ -127,7 +128,7 @@ export class Controller implements vscode.Disposable {
   private async run(editor: vscode.TextEditor, method: string, range: Range, extra: Record<string, unknown>): Promise<void> {
     const uri = editor.document.uri.toString();
     this.jobs.get(uri)?.cts.cancel(); // the server also cancels an older job on the same region
-    const job: Job = { uri, cts: new vscode.CancellationTokenSource() };
+    const job: Job = { uri, cts: new vscode.CancellationTokenSource(), meter: new Meter() };
     this.jobs.set(uri, job);
     const title = method === 'copyspec/fix' ? 'CopySpec: fixing' : 'CopySpec: refining';
     let result: JobResult | null;
@@ -168,7 +169,7 @@ export class Controller implements vscode.Disposable {
 
   private onChunk(p: Chunk): void {
     const job = this.jobs.get(p.uri);
-    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: formatStats(p.stats) });
+    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: job.meter.format(p.stats) });
   }
 
   private async applyEdit(p: ApplyEditParams): Promise<ApplyEditResult> {
