@@ -1,0 +1,221 @@
+"""Pure functions of the language server: positions, regions, prompts, answer shaping,
+settings, region tracking and the check command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from lsprotocol import types
+
+from copyspec_lsp import prompts
+from copyspec_lsp.answers import Shaper, strip_fence
+from copyspec_lsp.check import CheckCommandError, run_check_command
+from copyspec_lsp.documents import Region
+from copyspec_lsp.jobs import widen
+from copyspec_lsp.positions import PositionError, count_units, to_offset, to_position
+from copyspec_lsp.regions import enclosing_region, syntax_errors
+from copyspec_lsp.settings import Settings
+
+P = types.Position
+
+
+# positions
+
+
+@pytest.mark.parametrize(
+    ("encoding", "column"), [("utf-16", 3), ("utf-8", 5), ("utf-32", 2)]
+)
+def test_position_round_trip_after_an_emoji(encoding: str, column: int) -> None:
+    text = "a😀b\n"
+    assert to_offset(text, P(0, column), encoding) == 2
+    assert to_position(text, 2, encoding) == P(0, column)
+
+
+def test_positions_with_cjk_crlf_and_tabs() -> None:
+    text = "中文x\r\n\tyz\r\nlast"
+    assert to_offset(text, P(0, 2)) == 2
+    assert to_offset(text, P(0, 6), "utf-8") == 2
+    assert to_offset(text, P(1, 1)) == text.index("y")
+    assert to_offset(text, P(0, 99)) == text.index("\r"), "columns clamp before the line break"
+    assert to_position(text, text.index("last")) == P(2, 0)
+    assert to_offset("a\rb", P(1, 0)) == 2, "a lone CR ends a line too"
+
+
+def test_positions_outside_the_document_are_errors() -> None:
+    with pytest.raises(PositionError, match="outside"):
+        to_offset("one\n", P(5, 0))
+    with pytest.raises(PositionError):
+        to_position("one", 9)
+
+
+def test_count_units() -> None:
+    assert [count_units("😀中", e) for e in ("utf-16", "utf-8", "utf-32")] == [3, 7, 2]
+
+
+# regions
+
+
+CASES = [
+    ("python", "import os\n\n@dec\ndef f(x):\n    y = 1\n    return x\n", "y =",
+     "@dec\ndef f(x):\n    y = 1\n    return x"),
+    ("python", "a = 1\nb = [\n  2,\n]\n", "2", "b = [\n  2,\n]"),
+    ("javascript", "const f = (x) => x + 1;\n", "x + 1", "const f = (x) => x + 1;"),
+    ("typescript", "class A {\n  m(): number { return 1; }\n}\n", "return",
+     "m(): number { return 1; }"),
+    ("typescriptreact", "function C() {\n  return <div/>;\n}\n", "div",
+     "function C() {\n  return <div/>;\n}"),
+    ("rust", "fn main() {\n    let x = 1;\n}\n", "let", "fn main() {\n    let x = 1;\n}"),
+    ("go", "package m\n\nfunc F() int {\n\treturn 1\n}\n", "return",
+     "func F() int {\n\treturn 1\n}"),
+    ("c", "int f(void) {\n  return 1;\n}\n", "return", "int f(void) {\n  return 1;\n}"),
+    ("cpp", "namespace n {\nint f() { return 1; }\n}\n", "return", "int f() { return 1; }"),
+    ("lua", "local function f(x)\n  return x\nend\n", "return",
+     "local function f(x)\n  return x\nend"),
+    ("markdown", "# a\nsome text\nmore\n", "text", "some text"),
+]
+
+
+@pytest.mark.parametrize(("language", "text", "at", "expected"), CASES)
+def test_enclosing_region(language: str, text: str, at: str, expected: str) -> None:
+    start, end = enclosing_region(text, language, text.index(at))
+    assert text[start:end] == expected
+
+
+def test_enclosing_region_with_multibyte_text_before() -> None:
+    text = "s = '😀中'\ndef f():\n    return 1\n"
+    start, end = enclosing_region(text, "python", text.index("return"))
+    assert text[start:end] == "def f():\n    return 1"
+
+
+def test_syntax_errors_only_inside_the_region() -> None:
+    text = "def f(:\n    pass\n\nx = 1\ny = (2\n"
+    inside = syntax_errors(text, "python", text.index("y ="), len(text))
+    assert inside and all(e.startswith("SyntaxError") for e in inside)
+    assert syntax_errors(text, "python", text.index("x ="), text.index("x =") + 5) == []
+    assert syntax_errors("fn main() { let x = ; }", "rust", 0, 22)
+    assert syntax_errors("whatever", "plaintext", 0, 8) is None
+
+
+# prompts and answers
+
+
+def test_prompts_follow_the_training_format() -> None:
+    data = pytest.importorskip("engine.training.data")
+    assert prompts.SYSTEM_PROMPT == data.DEFAULT_SYSTEM
+    assert prompts.fence("x = 1", "python") == data.fence("x = 1")
+    assert data.extract_code(prompts.fence("x = 1", "python")) == "x = 1"
+    request = prompts.edit_request("x = 1", "rename x", "python")
+    assert request == "```python\nx = 1\n```\nrename x"
+
+
+def test_fix_instruction_and_failure_message() -> None:
+    diagnostic = types.Diagnostic(types.Range(P(11, 0), P(11, 3)), "NameError: name 'y'")
+    expected = "Fix this error: NameError: name 'y' (line 2)"
+    assert prompts.fix_instruction([diagnostic], 10) == expected
+    assert prompts.fix_instruction([], 0, "make it faster") == "make it faster"
+    assert prompts.failure_message(["a", "b"]) == "That fails with: a\nb\nPlease fix it."
+
+
+def test_dedent_keeps_the_indent_to_restore() -> None:
+    assert prompts.dedent("    if x:\r\n        y()\r\n") == ("if x:\n    y()\n", "    ")
+    assert prompts.dedent("\tx\n\n\ty") == ("x\n\ny", "\t")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("```python\ndef f():\n    pass\n```", "def f():\n    pass"),
+        ("```\nx\n```\ntrailing chatter", "x"),
+        ("plain code\n", "plain code"),
+        ("```py", ""),
+        ("``", ""),
+        ("x = `a`", "x = `a`"),
+    ],
+)
+def test_strip_fence(raw: str, code: str) -> None:
+    assert strip_fence(raw) == code
+
+
+def test_shaped_text_only_grows_while_streaming() -> None:
+    shaper = Shaper("    ", "\r\n")
+    raw = "```python\nif x:\n    y()\n\nz = 1\n```"
+    shown = ""
+    for i in range(len(raw) + 1):
+        text = shaper(raw[:i])
+        assert text.startswith(shown), (raw[:i], text, shown)
+        shown = text
+    assert shown == "    if x:\r\n        y()\r\n\r\n    z = 1"
+
+
+def test_widen_takes_whole_lines_without_trailing_breaks() -> None:
+    text = "a\n    def f():\n        pass\n\nb"
+    start = text.index("def")
+    assert widen(text, start, text.index("\nb")) == (text.index("    def"), text.index("\n\nb"))
+    assert widen(text, text.index("f()"), text.index("f()") + 1) == (text.index("f()"),
+                                                                     text.index("f()") + 1)
+
+
+# settings
+
+
+def test_settings_validate_and_fall_back() -> None:
+    settings, problems = Settings().update({
+        "gamma": 0, "block": 4, "maxNewTokens": "many", "logLevel": "debug",
+        "checkCommand": "make check", "checkTimeout": 2, "device": "tpu", "mystery": 1,
+    })
+    assert (settings.gamma, settings.block, settings.max_new_tokens) == (3, 4, 512)
+    assert settings.log_level == "DEBUG" and settings.check_timeout == 2.0
+    assert settings.check_command is None and settings.device == "auto"
+    assert len(problems) == 5
+    assert any("argument list" in p for p in problems)
+    assert Settings().update({"checkCommand": ["ruff", "{file}"]})[0].check_command == (
+        "ruff", "{file}"
+    )
+    assert Settings().needs_reload(Settings(model="/m")) and not Settings().needs_reload(
+        Settings(gamma=5)
+    )
+    assert Settings().update([1])[1] == ["settings must be an object, got list"]
+
+
+# region tracking
+
+
+def test_region_follows_edits_before_and_after() -> None:
+    text = "0123456789"
+    region = Region("u", 4, 6)
+    region.follow(text, 0, 2, "abcd")
+    assert (region.start, region.end, region.touched) == (6, 8, False)
+    region.follow("ab" + text, 9, 9, "zz")
+    assert (region.start, region.end, region.touched) == (6, 8, False)
+
+
+def test_region_tells_its_own_edit_from_the_users() -> None:
+    touched: list[bool] = []
+    region = Region("u", 2, 4, expected="XYZW", on_touched=lambda: touched.append(True))
+    region.follow("ab12cd", 4, 4, "ZW")  # typing right after the region is outside it
+    assert touched == [] and region.expected == "XYZW"
+    region.follow("ab12cdZW", 3, 4, "Q")  # typing inside it while our edit is in flight
+    assert touched == [True]
+    region = Region("u", 2, 4, expected="12ZW")
+    region.follow("ab12cd", 4, 4, "ZW")  # the minimal diff of our own edit
+    assert (region.end, region.expected, region.touched) == (6, None, False)
+    region.follow("ab12ZWcd", 3, 4, "!")
+    assert region.touched
+
+
+# check command
+
+
+def test_check_command_runs_on_a_copy_with_an_argument_list(tmp_path) -> None:
+    script = "import sys; t = open(sys.argv[1]).read(); print('bad', t); sys.exit(t != 'ok')"
+    check = [sys.executable, "-c", script, "{file}"]
+    passed = asyncio.run(run_check_command(check, "ok", "a.py", str(tmp_path), 10))
+    failed = asyncio.run(run_check_command(check, "x; rm -rf /", "a.py", str(tmp_path), 10))
+    assert passed.ok and not failed.ok and failed.errors == ["bad x; rm -rf /"]
+    slow = [sys.executable, "-c", "import time; time.sleep(5)"]
+    timed_out = asyncio.run(run_check_command(slow, "", "a.py", None, 0.2))
+    assert timed_out.errors == ["the check command timed out after 0.2 s"]
+    with pytest.raises(CheckCommandError, match="could not run"):
+        asyncio.run(run_check_command([str(tmp_path / "nope")], "", "a.py", None, 1))
