@@ -19,9 +19,9 @@ torch.set_num_threads(1)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import loaded, save  # noqa: E402
-
 from engine.loading import LoadedModel  # noqa: E402
+
+from tiny_models import loaded, save  # noqa: E402
 
 
 @pytest.fixture(scope="session")

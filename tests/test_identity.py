@@ -6,11 +6,12 @@ import itertools
 
 import pytest
 import torch
-from tiny_models import loaded
 
 from engine.config import SpecConfig
 from engine.loading import LoadedModel
 from engine.session import generate_ids
+
+from tiny_models import loaded
 
 ARCHS = ("llama", "qwen2", "gpt2")
 PROMPTS = {

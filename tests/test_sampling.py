@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
-from tiny_models import loaded
 
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
@@ -20,6 +19,8 @@ from engine.loading import LoadedModel
 from engine.sampling import Sampler
 from engine.sequence import SequenceState
 from engine.session import generate_ids, run_turn
+
+from tiny_models import loaded
 
 TEMPERATURE = 2.0
 RUNS = 1500

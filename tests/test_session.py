@@ -65,7 +65,9 @@ def test_cancel_stops_within_one_step_and_keeps_history_clean(copying_llama: Loa
     def stop_after_first_text(_delta: str, _stats: TurnStats) -> None:
         stop.set()
 
-    result = session.send(TURNS[0], max_new_tokens=60, stop_event=stop, on_text=stop_after_first_text)
+    result = session.send(
+        TURNS[0], max_new_tokens=60, stop_event=stop, on_text=stop_after_first_text
+    )
     assert result.stats.cancelled
     assert result.stats.forward_passes == 1
     assert session.messages == []

@@ -1,0 +1,77 @@
+"""`copyspec generate` end to end in a subprocess, as a script would run it; argument errors
+are checked in-process through the same `main`, which saves a slow interpreter start each."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.config import SpecConfig
+from engine.loading import load_model
+from engine.session import Session
+
+
+def copyspec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_path: Path) -> None:
+    turns = ["def f(x):\n    return x\n\nRename x to y.", "Now add a docstring."]
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(turns))
+    run = copyspec(
+        "generate", "--model", str(tiny_model_dir), "--chat-file", str(chat),
+        "--max-new-tokens", "30", "--device", "cpu", "--json",
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    session = Session(load_model(tiny_model_dir, device="cpu"), SpecConfig())
+    expected = [session.send(turn, max_new_tokens=30) for turn in turns]
+    assert [t["token_ids"] for t in out["turns"]] == [r.token_ids for r in expected]
+    assert out["text"] == expected[-1].text
+    assert out["turns"][1]["stats"]["cache_reused"] is True
+
+
+def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
+    run = copyspec(
+        "generate", "--model", str(tiny_model_dir), "--prompt", "def f(x):",
+        "--max-new-tokens", "20", "--device", "cpu", "--method", "greedy",
+    )
+    assert run.returncode == 0, run.stderr
+    expected = Session(load_model(tiny_model_dir, device="cpu"), SpecConfig(method="greedy"))
+    assert run.stdout.rstrip("\n") == expected.send("def f(x):", max_new_tokens=20).text
+    assert "forward passes" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "x", "--model", "/no/such/dir"], "/no/such/dir"),
+        (["--prompt-file", "/no/such/file.txt"], "cannot read /no/such/file.txt"),
+        (["--prompt", "x", "--gamma", "0"], "gamma must be at least 1"),
+        (["--prompt", "x", "--temperature", "-1"], "temperature"),
+        (["--prompt", "x", "--max-new-tokens", "0"], "max-new-tokens"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_chat_file_must_be_a_list_of_strings(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chat = tmp_path / "chat.json"
+    chat.write_text('{"turns": 1}')
+    assert main(["generate", "--model", str(tiny_model_dir), "--chat-file", str(chat)]) == 2
+    assert "JSON list of strings" in capsys.readouterr().err

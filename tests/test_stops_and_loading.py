@@ -1,0 +1,86 @@
+"""Edge cases: EOS inside an accepted block, stop strings, and loading errors that name paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.config import SpecConfig
+from engine.decode import StopRules
+from engine.loading import LoadedModel, ModelLoadError, load_model
+from engine.sequence import SequenceState
+from engine.session import generate_ids, run_turn
+
+from tiny_models import loaded
+
+
+@pytest.fixture(scope="module")
+def cycling() -> tuple[LoadedModel, list[int], list[int]]:
+    """A copying model, a prompt that already holds its greedy cycle, and the continuation."""
+    lm = loaded("llama", seed=0, mixing=0.1)
+    ids = lm.tokenizer("def add(a, b):\n")["input_ids"]
+    ids = ids + generate_ids(lm, ids, SpecConfig(method="greedy"), 40)[0]
+    return lm, ids, generate_ids(lm, ids, SpecConfig(method="greedy"), 40)[0]
+
+
+def test_eos_inside_an_accepted_copy_is_cut_there(cycling) -> None:
+    lm, ids, continuation = cycling
+    eos = continuation[5]
+    cut = continuation.index(eos)
+    rules = StopRules(frozenset({eos}), max_new_tokens=40)
+    tokens, stats = run_turn(SequenceState(lm.model), ids, lm, SpecConfig(block=16), rules)
+    reference = lm.model.generate(
+        torch.tensor([ids]), do_sample=False, max_new_tokens=40, eos_token_id=eos,
+        pad_token_id=eos,
+    )[0, len(ids) :].tolist()
+    assert tokens == continuation[: cut + 1] == reference
+    assert stats.stop_reason == "eos"
+    assert stats.copied_tokens > 0 and stats.forward_passes < len(tokens)
+
+
+def test_stop_string_ends_the_turn_after_the_token_that_completes_it(cycling) -> None:
+    lm, ids, continuation = cycling
+    text = lm.tokenizer.decode(continuation)
+    stop = text[6:8]
+    rules = StopRules(frozenset(), 40, stop_strings=[stop], decode_text=lm.tokenizer.decode)
+    tokens, stats = run_turn(SequenceState(lm.model), ids, lm, SpecConfig(), rules)
+    decoded = lm.tokenizer.decode(tokens)
+    assert decoded.endswith(stop) and decoded.count(stop) == 1
+    assert stats.stop_reason == "stop_string"
+    assert tokens == continuation[: len(tokens)]
+
+
+def test_missing_model_path_is_named() -> None:
+    with pytest.raises(ModelLoadError, match="/no/such/model"):
+        load_model("/no/such/model", device="cpu")
+
+
+def test_broken_model_directory_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match=str(tmp_path)):
+        load_model(tmp_path, device="cpu")
+
+
+def test_uncached_hub_id_fails_offline_with_its_name() -> None:
+    with pytest.raises(ModelLoadError, match="nobody/not-a-model"):
+        load_model("nobody/not-a-model", device="cpu")
+
+
+def test_bad_device_and_dtype_are_refused(tiny_model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="device"):
+        load_model(tiny_model_dir, device="tpu")
+    with pytest.raises(ModelLoadError, match="dtype"):
+        load_model(tiny_model_dir, device="cpu", dtype="int3")
+
+
+def test_saved_model_loads_offline_and_decodes_the_same(
+    tiny_model_dir: Path, copying_llama: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lm = load_model(tiny_model_dir, device="cpu")
+    assert lm.dtype == torch.float32 and lm.device.type == "cpu"
+    assert lm.eos_token_ids == copying_llama.eos_token_ids
+    ids = lm.tokenizer("def add(a, b):")["input_ids"]
+    assert generate_ids(lm, ids)[0] == generate_ids(copying_llama, ids)[0]
