@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, the Python tests (engine, server, model, bench), and both editors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+venv=${VENV:-.venv}
+export PATH="$PWD/$venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+ruff check .
+python -m pytest -q
+if [ -f editors/vscode/package.json ]; then
+  (cd editors/vscode && npm test)
+fi
+if [ -f editors/nvim/tests/run.sh ]; then
+  bash editors/nvim/tests/run.sh
+fi
