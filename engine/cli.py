@@ -27,6 +27,10 @@ from engine.session import PromptTooLongError, Session
 from engine.stats import TurnStats
 
 
+DEFAULT_SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
+"""The system prompt the built-in model was trained with; a fine default for instruct models."""
+
+
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
@@ -59,7 +63,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--prompt", help="one user message")
     source.add_argument("--prompt-file", type=Path, help="a file holding one user message")
     source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
-    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt ('' for none)")
     parser.add_argument("--method", choices=METHODS, default="copy")
     add_model_arguments(parser)
     parser.add_argument(
