@@ -59,6 +59,7 @@ class SessionRunner:
     def __init__(self, name: str, lm: LoadedModel, spec: SpecConfig, **session_extra: object):
         self.name, self.lm, self.spec, self.session_extra = name, lm, spec, session_extra
         self.config: dict[str, object] = {"engine": "copyspec", **asdict(spec)}
+        Session(lm, spec, **session_extra)  # a setup the engine refuses fails now, not mid-run
 
     def run(self, task: Task, max_new_tokens: int) -> Iterator[TurnOutcome]:
         session = Session(self.lm, self.spec, system=task.system, **self.session_extra)

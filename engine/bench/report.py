@@ -39,6 +39,8 @@ class Summary:
     passes: int
     copied: int
     attempts: int
+    drafted: int
+    draft_attempts: int
     ttft: float
     context: float
     speedup_greedy: float | None = None
@@ -55,6 +57,8 @@ class Summary:
             "passes_per_token": self.passes / self.tokens if self.tokens else 0.0,
             "copied_share": self.copied / self.tokens if self.tokens else 0.0,
             "tau": self.copied / self.attempts if self.attempts else 0.0,
+            "drafted_share": self.drafted / self.tokens if self.tokens else 0.0,
+            "draft_tau": self.drafted / self.draft_attempts if self.draft_attempts else 0.0,
         }
 
 
@@ -83,7 +87,8 @@ def reduce(key: Key, group: Sequence[Record]) -> Summary:
     return Summary(
         *key, tokens=total("new_tokens"), seconds=sum(r.seconds for r in group),
         passes=total("forward_passes"), copied=total("copied_tokens"),
-        attempts=total("copy_attempts"),
+        attempts=total("copy_attempts"), drafted=total("drafted_tokens"),
+        draft_attempts=total("draft_attempts"),
         ttft=statistics.median(float(r.stats["time_to_first_token"]) for r in group),
         context=statistics.fmean(r.prompt_tokens for r in group),
     )
@@ -100,7 +105,7 @@ def ratio(value: float | None) -> str:
 def summary_table(title: str, rows: Iterable[Summary]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("turn", "method", "tok/s", "× greedy", "× pld", "passes/tok", "copied",
-                   "τ", "TTFT ms", "context"):
+                   "τ", "drafted", "τ₂", "TTFT ms", "context"):
         table.add_column(column, justify="left" if column in ("turn", "method") else "right",
                          no_wrap=True)
     previous = None
@@ -109,7 +114,8 @@ def summary_table(title: str, rows: Iterable[Summary]) -> Table:
         table.add_row(
             s.turn if s.turn != previous else "", escape(s.method), f"{s.tokens_per_second:.1f}",
             ratio(s.speedup_greedy), ratio(s.speedup_pld), f"{d['passes_per_token']:.2f}",
-            f"{d['copied_share']:.0%}", f"{d['tau']:.1f}", f"{1000 * s.ttft:.0f}",
+            f"{d['copied_share']:.0%}", f"{d['tau']:.1f}", f"{d['drafted_share']:.0%}",
+            f"{d['draft_tau']:.1f}", f"{1000 * s.ttft:.0f}",
             f"{s.context:.0f}",
         )
         previous = s.turn
