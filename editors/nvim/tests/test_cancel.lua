@@ -1,4 +1,5 @@
--- Cancel mid-stream: the buffer stops changing, and one undo still restores the original.
+-- Cancel mid-stream, by the user or by the server when the user types inside the region: the
+-- buffer stops changing, typing survives, and undo still restores the original.
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
 H.setup({ max_new_tokens = 900 })
 
@@ -25,5 +26,23 @@ H.run({
     H.eq('print(Stack())', lines[#lines], 'code after the region')
     vim.cmd('silent undo')
     H.eq(ORIGINAL, H.lines(buf), 'buffer after one undo')
+  end },
+
+  { 'typing inside the region mid-stream stops it and keeps the typing', function()
+    local buf = H.open('typing.py', ORIGINAL)
+    H.edits, H.done = 0, nil
+    vim.cmd('1,3CopySpecRefine add a push method')
+    H.wait(function()
+      return H.edits >= 2 and #H.lines(buf)[1] > 2
+    end, 60000, 'streamed text in the region')
+    vim.api.nvim_buf_set_text(buf, 0, 1, 0, 1, { 'MINE' }) -- a keystroke's worth, inside the region
+    local typed = H.lines(buf)
+    H.wait(function()
+      return H.done ~= nil
+    end, 30000, 'the server to stop the request')
+    H.eq(-32800, H.done.err and H.done.err.code, 'the request ended cancelled')
+    H.eq(typed, H.lines(buf), 'buffer right after the stop')
+    H.sleep(1000)
+    H.eq(typed, H.lines(buf), 'buffer a second later')
   end },
 })
