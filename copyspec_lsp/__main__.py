@@ -24,7 +24,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="local model directory or cached HF id (default: built-in)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument("--draft-model", help="draft model directory (reserved; not used yet)")
+    parser.add_argument(
+        "--draft-model", help="draft model directory (same tokenizer): drafts when nothing copies"
+    )
     parser.add_argument("--gamma", type=int, default=3, help="γ: tokens in a copy lookup key")
     parser.add_argument("--block", type=int, default=10, help="K: tokens proposed per copy")
     parser.add_argument("--max-new-tokens", type=int, default=512)

@@ -211,7 +211,8 @@ class Refinement:
         service = self.service
         settings = service.settings
         max_new = self.params.max_new_tokens or settings.max_new_tokens
-        spec = SpecConfig(gamma=settings.gamma, block=settings.block)
+        method = "copy+draft" if service.model.draft is not None else "copy"
+        spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
         generation = service.model.generation
         job = Job(
             lambda job: engine_turn(job, service, conversation, message, max_new, spec, generation),
@@ -375,7 +376,9 @@ def engine_turn(
     if lm is None or service.model.generation != generation:
         raise RuntimeError("the model was reloaded or freed while this request waited")
     if conversation.engine is None or conversation.engine.lm is not lm:
-        conversation.engine = Session(lm, spec, system=prompts.SYSTEM_PROMPT)
+        conversation.engine = Session(
+            lm, spec, system=prompts.SYSTEM_PROMPT, draft=service.model.draft
+        )
     pieces: list[str] = []
 
     def on_text(delta: str, stats) -> None:

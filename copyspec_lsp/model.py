@@ -7,7 +7,9 @@ from typing import Any
 
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker, Job
-from engine.loading import LoadedModel, default_model_path, load_model
+from engine.config import SpecConfig
+from engine.loading import LoadedModel, ModelLoadError, default_model_path, load_model
+from engine.session import draft_state
 
 
 class ModelUnavailable(RuntimeError):
@@ -22,30 +24,36 @@ class ModelHost:
         self.state = "loading"
         self.error: str | None = None
         self.lm: LoadedModel | None = None
+        self.draft: LoadedModel | None = None
         self.path = ""
         self.generation = 0
         """Bumped on every load, so sessions made with an older model can be told apart."""
         self._ready: asyncio.Future[LoadedModel] = asyncio.get_running_loop().create_future()
 
-    async def load(self, settings: Settings) -> LoadedModel:
-        """Load the configured model (the built-in one when none is set); raises on failure."""
+    async def load(self, settings: Settings) -> LoadedModel | None:
+        """Load the configured model (the built-in one when none is set) and the draft model,
+        if one is set; raises on failure. Of overlapping loads, the last one wins (the others
+        return None)."""
         if self._ready.done():
             self._ready = asyncio.get_running_loop().create_future()
-        self.state, self.error, self.lm = "loading", None, None
+        self.state, self.error, self.lm, self.draft = "loading", None, None, None
         self.path = settings.model or str(default_model_path())
         self.generation += 1
-        job = Job(lambda _: load_model(settings.model, settings.device, settings.dtype))
+        generation = self.generation
+        job = Job(lambda _: load_models(settings))
         self.worker.submit(job)
         while (event := await job.events.get()).kind not in ("done", "error"):
             pass
+        if generation != self.generation:
+            return None  # a newer configuration is loading; its load reports the outcome
         if event.kind == "error":
             self.state, self.error = "error", str(event.value)
             self._ready.set_exception(ModelUnavailable(f"the model failed to load: {event.value}"))
             self._ready.exception()  # mark retrieved: no "never retrieved" warning at exit
             raise ModelUnavailable(self.error)
-        self.state, self.lm = "ready", event.value
-        self._ready.set_result(event.value)
-        return event.value
+        self.state, (self.lm, self.draft) = "ready", event.value
+        self._ready.set_result(self.lm)
+        return self.lm
 
     async def wait(self, timeout: float) -> LoadedModel:
         """The model once loaded; a load error or `timeout` seconds of loading raise."""
@@ -63,12 +71,27 @@ class ModelHost:
             "model": lm.path if lm else self.path,
             "device": str(lm.device) if lm else "",
             "dtype": str(lm.dtype).removeprefix("torch.") if lm else "",
+            "draftModel": self.draft.path if self.draft else None,
         }
 
     def free(self) -> None:
         """Drop the model (after the worker stopped) so its memory can be reclaimed."""
-        self.lm, self.state = None, "error"
+        self.lm, self.draft, self.state = None, None, "error"
         self.error = "the server is shutting down"
         if not self._ready.done():
             self._ready.set_exception(ModelUnavailable(self.error))
             self._ready.exception()
+
+
+def load_models(settings: Settings) -> tuple[LoadedModel, LoadedModel | None]:
+    """On the engine thread: the target model and, when configured, a draft model checked to
+    share its vocabulary and device (so a mismatch fails at load time, not mid-request)."""
+    lm = load_model(settings.model, settings.device, settings.dtype)
+    if not settings.draft_model:
+        return lm, None
+    try:
+        draft = load_model(settings.draft_model, settings.device, settings.dtype)
+        draft_state(lm, SpecConfig(method="copy+draft"), draft)
+    except (ModelLoadError, ValueError) as error:
+        raise ModelLoadError(f"draft model: {error}") from error
+    return lm, draft

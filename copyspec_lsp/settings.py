@@ -28,7 +28,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     draft_model: str | None = None
-    """Reserved for draft-model speculation; the engine does not support it yet."""
+    """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
     gamma: int = 3
     """γ: tokens in a copy lookup key."""
     block: int = 10

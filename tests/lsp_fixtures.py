@@ -19,19 +19,20 @@ import cattrs
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
-from tiny_models import loaded, save
 
 from copyspec_lsp.params import plain
 from copyspec_lsp.positions import range_offsets
 
+from tiny_models import loaded, save
+
 PY = "python"
 
 
-def tiny_model(base: Path, mixing: float = 0.1) -> Path:
+def tiny_model(base: Path, mixing: float = 0.1, seed: int = 0) -> Path:
     """A tiny llama saved once per test session (mixing=0.1 copies heavily)."""
-    directory = base / f"tiny-llama-{mixing}"
+    directory = base / f"tiny-llama-{mixing}" if seed == 0 else base / f"tiny-llama-{mixing}-{seed}"
     if not (directory / "config.json").exists():
-        save(loaded("llama", mixing=mixing), directory)
+        save(loaded("llama", seed=seed, mixing=mixing), directory)
     return directory
 
 

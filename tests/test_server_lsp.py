@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
 from copyspec_lsp.positions import count_units
+
+from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -405,3 +406,20 @@ async def test_a_failure_inside_the_model_is_reported_and_the_server_stays_up(
         await editor.wait_ready()
     result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
     assert result["text"]
+
+
+async def test_a_draft_model_drafts_when_nothing_is_copied(
+    editor: Editor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    draft = tiny_model(tmp_path_factory.getbasetemp(), mixing=0.25, seed=1)
+    uri = "file:///draft.py"
+    editor.open(uri, PY_DOC)
+    await configure(editor, draftModel=str(draft))
+    try:
+        status = await editor.wait_ready()
+        assert status["draftModel"] == str(draft)
+        result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+        assert result["stats"]["draft_attempts"] > 0
+    finally:
+        await configure(editor, draftModel=None)
+        assert (await editor.wait_ready())["draftModel"] is None

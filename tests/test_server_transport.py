@@ -7,9 +7,10 @@ import asyncio
 import time
 
 import pytest
-from lsp_fixtures import Editor, free_port, rng, server_command, spawn_tcp, start_editor, tiny_model
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+
+from lsp_fixtures import Editor, free_port, rng, server_command, spawn_tcp, start_editor, tiny_model
 
 pytestmark = pytest.mark.asyncio
 
