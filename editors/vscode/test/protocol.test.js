@@ -196,6 +196,16 @@ test('Fix Error at Cursor sends the diagnostics and an empty range the server wi
   assert.equal(doc.text, broken);
 });
 
+test('Edits of a code action command (no UI request) are applied too', async (t) => {
+  const uri = 'file:///tmp/ui-command.py';
+  const { doc, dispose } = controllerFor(uri, SOURCE, selectRegion());
+  t.after(dispose);
+  const result = await s.conn.sendRequest('workspace/executeCommand', { command: 'copyspec.refine',
+    arguments: [{ textDocument: { uri }, range: REGION, instruction: 'add type hints', maxNewTokens: 40 }] });
+  assert.equal(doc.text, replaced(SOURCE, REGION, result.text));
+  assert.equal(s.text(uri), doc.text);
+});
+
 test('Show Status fills the status bar with the model and its state', async (t) => {
   const { statusBar, controller, dispose } = controllerFor('file:///tmp/ui-status.py', 'x = 1\n', selectRegion());
   t.after(dispose);

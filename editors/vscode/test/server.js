@@ -1,5 +1,5 @@
 // Starts the real `copyspec-lsp --stdio` on a tiny model and talks to it with vscode-jsonrpc,
-// the library vscode-languageclient is built on. `documents` plays the part of VS Code's
+// the library vscode-languageclient is built on. `s.open`/`s.change` play the part of VS Code's
 // document sync: every change to a synced document is sent as an incremental didChange.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');

@@ -76,9 +76,9 @@ class FakeDocument {
   }
 }
 
-/** Scripted user: answers queued by the test, everything shown is recorded. */
+/** Scripted user: instructions queued by the test; everything shown is recorded. */
 const ui = {
-  inputs: [], answers: [], shown: [], progress: [], onReport: undefined,
+  inputs: [], shown: [], progress: [],
   /** CancellationTokenSource of the running progress notification: its Cancel button. */
   progressCancel: undefined,
 };
@@ -99,7 +99,7 @@ const vscode = {
     activeTextEditor: undefined,
     visibleTextEditors: editors,
     showInputBox: async () => ui.inputs.shift(),
-    showInformationMessage: async (msg, ...items) => { ui.shown.push(msg); return items.length ? ui.answers.shift() : undefined; },
+    showInformationMessage: async (msg) => { ui.shown.push(msg); },
     showWarningMessage: async (msg) => { ui.shown.push(msg); },
     showErrorMessage: async (msg) => { ui.shown.push(msg); },
     setStatusBarMessage: (msg) => { ui.shown.push(msg); return { dispose() {} }; },
@@ -107,14 +107,13 @@ const vscode = {
       const cts = new CancellationTokenSource();
       ui.progressCancel = cts;
       try {
-        return await task({ report: (v) => { ui.progress.push(v.message); ui.onReport?.(v.message); } }, cts.token);
+        return await task({ report: (v) => ui.progress.push(v.message) }, cts.token);
       } finally {
         ui.progressCancel = undefined;
       }
     },
   },
   workspace: {
-    textDocuments: documents,
     onDidChangeTextDocument: changeListeners.event,
     applyEdit: async (edit) => {
       for (const { uri, range, text } of edit.edits) documents.find((d) => d.uri.toString() === uri.toString()).replace(range, text);
@@ -151,4 +150,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, documents } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel } });
