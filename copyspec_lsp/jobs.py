@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -59,11 +60,14 @@ class Request:
     region: Region
     job: Job | None = None
     stopped: str = ""
+    halted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set with `stopped`, to wake a wait on the client (an unanswered applyEdit)."""
 
     def cancel(self, reason: str) -> None:
         """Stop it for `reason` (loop thread): the running turn stops within one step."""
         if not self.stopped:
             self.stopped = reason
+            self.halted.set()
             if self.job is not None:
                 self.job.cancel(reason)
 
@@ -107,7 +111,7 @@ class Refinement:
         service, params = self.service, self.params
         document = self._document()
         start, end = self._region(document)
-        instruction = self._instruction(document, start)
+        instruction = self._instruction(document, start, end)
         await service.model.wait(service.settings.load_timeout)
         conversation = service.sessions.get_or_create(params.session, params.uri)
         for other in list(service.requests):
@@ -149,15 +153,20 @@ class Refinement:
             start, end = regions.enclosing_region(document.text, document.language_id, start)
         return widen(document.text, start, end)
 
-    def _instruction(self, document: Document, start: int) -> str:
-        if not self.fix:
-            if not self.params.instruction.strip():
-                raise JobError("the instruction is empty: say what should change")
-            return self.params.instruction.strip()
-        first_line = document.text.count("\n", 0, start)
-        instruction = prompts.fix_instruction(
-            self.params.diagnostics, first_line, self.params.instruction
-        )
+    def _instruction(self, document: Document, start: int, end: int) -> str:
+        """The user's instruction, with the diagnostics at the region as "Fix this error"."""
+        first, last = document.text.count("\n", 0, start), document.text.count("\n", 0, end)
+        diagnostics = self.params.diagnostics
+        at_region = [
+            d for d in diagnostics if d.range.start.line <= last and d.range.end.line >= first
+        ] or diagnostics
+        instruction = self.params.instruction.strip()
+        if not self.fix and not instruction:
+            raise JobError("the instruction is empty: say what should change")
+        if self.fix:
+            instruction = prompts.fix_instruction(at_region, first, instruction)
+        elif at_region:
+            instruction += "\n" + prompts.fix_instruction(at_region, first)
         if not instruction:
             raise JobError("nothing to fix: no diagnostics at the range and no instruction")
         return instruction
@@ -342,8 +351,8 @@ class BufferWriter:
         region.expected = text
         echoed = region.echoed = asyncio.Event()
         try:
-            answer = await self.service.server.workspace_apply_edit_async(
-                types.ApplyWorkspaceEditParams(edit)
+            answer = await self._until_halted(
+                self.service.server.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit))
             )
             refused = "" if answer.applied else answer.failure_reason or "no reason given"
         except JsonRpcException as error:
@@ -360,6 +369,19 @@ class BufferWriter:
         if request.stopped:
             raise JobCancelled(request.stopped)
         self.in_buffer = text
+
+
+    async def _until_halted(self, waiting: Awaitable[Any]) -> Any:
+        """`waiting`'s result, unless the request stops first (then JobCancelled)."""
+        answer = asyncio.ensure_future(waiting)
+        halted = asyncio.ensure_future(self.request.halted.wait())
+        try:
+            await asyncio.wait({answer, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+        if not answer.done():
+            raise JobCancelled(self.request.stopped)
+        return answer.result()
 
 
 def engine_turn(

@@ -68,10 +68,16 @@ class Editor(LanguageClient):
         self.encoding = "utf-16"
         self.on_edit: Callable[[Editor, str], None] | None = None
         """Runs after an edit was applied and echoed, before the reply: users typing."""
+        self.hold_edits: asyncio.Event | None = None
+        """While set to an unset Event, edits wait unanswered: a busy or stuck editor."""
 
         @self.feature(types.WORKSPACE_APPLY_EDIT)
-        def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+        async def apply_edit(
+            params: types.ApplyWorkspaceEditParams,
+        ) -> types.ApplyWorkspaceEditResult:
             self.edits.append(params)
+            if self.hold_edits is not None:
+                await self.hold_edits.wait()
             for uri, edits in (params.edit.changes or {}).items():
                 for edit in edits:
                     self.change(uri, edit.range, edit.new_text)

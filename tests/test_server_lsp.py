@@ -168,6 +168,30 @@ async def test_cancel_command_stops_an_execute_command_job(editor: Editor) -> No
         await running
 
 
+async def test_cancel_does_not_wait_for_an_unanswered_edit(editor: Editor) -> None:
+    uri = "file:///stuck.py"
+    editor.open(uri, PY_DOC)
+    editor.hold_edits = asyncio.Event()
+    try:
+        before = len(editor.edits)
+        running = asyncio.ensure_future(editor.request(
+            "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=LONG)
+        ))
+        while len(editor.edits) == before:
+            await asyncio.sleep(0.01)
+        answer = await editor.workspace_execute_command_async(
+            types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
+        )
+        assert plain_dict(answer) == {"cancelled": 1}
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(running, 10)
+    finally:
+        editor.hold_edits.set()
+        editor.hold_edits = None
+    await asyncio.sleep(0.2)
+    assert len(editor.edits) == before + 1, "no edit after the cancel was answered"
+
+
 def plain_dict(value: Any) -> Any:
     from copyspec_lsp.params import plain
 
