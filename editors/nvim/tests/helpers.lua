@@ -58,7 +58,9 @@ end
 
 --- The plugin, set up against the real server on the tiny model.
 function H.setup(extra)
+  H.messages = {}
   vim.notify = function(msg)
+    H.messages[#H.messages + 1] = msg
     io.stdout:write('  [notify] ' .. msg .. '\n')
   end
   local copyspec = require('copyspec')

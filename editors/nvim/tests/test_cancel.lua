@@ -13,6 +13,8 @@ H.run({
     H.wait(function()
       return H.edits >= 1
     end, 60000, 'the first streamed edit')
+    vim.cmd('1,3CopySpecRefine a second request')
+    assert(H.messages[#H.messages]:find('already running'), 'a second request in the same buffer was not refused')
     vim.cmd('CopySpecCancel')
     H.wait(function()
       return H.done ~= nil

@@ -127,7 +127,11 @@ export class Controller implements vscode.Disposable {
 
   private async run(editor: vscode.TextEditor, method: string, range: Range, extra: Record<string, unknown>): Promise<void> {
     const uri = editor.document.uri.toString();
-    this.jobs.get(uri)?.cts.cancel(); // the server also cancels an older job on the same region
+    if (this.jobs.has(uri)) {
+      // Edits carry no request id, so two requests in one document could not be told apart.
+      void vscode.window.showWarningMessage('CopySpec: a request is already running in this file (Cancel it first).');
+      return;
+    }
     const job: Job = { uri, cts: new vscode.CancellationTokenSource(), meter: new Meter() };
     this.jobs.set(uri, job);
     const title = method === 'copyspec/fix' ? 'CopySpec: fixing' : 'CopySpec: refining';

@@ -145,6 +145,11 @@ test('Cancel from the progress notification stops the stream; one undo restores 
   s.edits.length = 0;
   const run = controller.refineSelection();
   await waitFor(() => s.edits.length >= 2, 60000, 'two streamed edits');
+  const requests = s.sent.length;
+  stub.ui.inputs.push('a second request');
+  await controller.refineSelection();
+  assert.equal(s.sent.length, requests, 'no second request while one streams into the file');
+  assert.ok(stub.ui.shown.some((m) => /already running/.test(m)), `shown: ${stub.ui.shown}`);
   stub.ui.progressCancel.cancel();
   await run;
   assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);

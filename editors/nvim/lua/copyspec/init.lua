@@ -147,7 +147,8 @@ function M.start(bufnr, method, range, extra)
     return
   end
   if M.jobs[bufnr] then
-    M.cancel(bufnr) -- the server would cancel the older job on the same region anyway
+    -- Edits carry no request id, so two requests in one buffer could not be told apart.
+    return notify('a request is already running in this buffer (:CopySpecCancel first)', vim.log.levels.WARN)
   end
   local params = vim.tbl_extend('force', {
     textDocument = { uri = vim.uri_from_bufnr(bufnr) },
