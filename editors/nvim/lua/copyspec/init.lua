@@ -25,7 +25,7 @@ M.config = {
   },
 }
 
---- Running request per buffer: { client_id, id, row, session?, meter, cancelled?, changenr?, last_text?, mark? }.
+--- Running request per buffer: { client_id, id, row, meter, cancelled?, changenr?, last_text?, mark? }.
 M.jobs = {}
 --- Last session per buffer: { session, mark } where mark is an extmark spanning its region.
 M.sessions = {}
@@ -156,7 +156,7 @@ function M.start(bufnr, method, range, extra)
     apply = 'stream',
     maxNewTokens = M.config.max_new_tokens,
   }, extra)
-  local job = { client_id = client.id, row = range.start.line, session = extra.session, meter = {} }
+  local job = { client_id = client.id, row = range.start.line, meter = {} }
   local ok, id = client:request(method, params, function(err, result)
     finish(bufnr, job, err, result, client.offset_encoding)
   end, bufnr)
@@ -311,14 +311,13 @@ function M.status()
   end)
 end
 
--- copyspec/chunk: live progress under the region's first line.
+-- copyspec/chunk: live progress in a virtual line above the region.
 local function on_chunk(_, params, ctx)
   local bufnr = vim.uri_to_bufnr(params.uri)
   local job = M.jobs[bufnr]
   if not job or job.cancelled or job.client_id ~= ctx.client_id then
     return
   end
-  job.session = params.session
   show_progress(bufnr, job, M.live(job.meter, params.stats, vim.uv.hrtime() / 1e9))
 end
 
@@ -358,7 +357,9 @@ local function on_apply_edit(err, params, ctx)
     result = vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
     job.changenr = vim.fn.changenr()
   end)
-  job.last_text = #edits == 1 and edits[1].newText:gsub('\r\n', '\n') or nil
+  if result.applied then
+    job.last_text = #edits == 1 and edits[1].newText:gsub('\r\n', '\n') or nil
+  end
   return result
 end
 
@@ -375,7 +376,7 @@ local function on_request_event(ev)
       -- Scheduled: for any other answer the request's own handler runs right after this.
       vim.schedule(function()
         if M.jobs[bufnr] == job then
-          local reason = 'cancelled by the server (the region was edited, or a newer request replaced it)'
+          local reason = 'stopped by the server (usually: the region was edited while it streamed)'
           finish(bufnr, job, { code = REQUEST_CANCELLED, message = reason })
         end
       end)
