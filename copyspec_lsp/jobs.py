@@ -2,33 +2,27 @@
 
 The flow, top to bottom: resolve the region → build the prompt → run a turn on the engine
 thread → stream its shaped text as `copyspec/chunk` notifications and `workspace/applyEdit`
-calls → (fix only) check the attempt and, on failure, send the errors as the next turn.
-
-Edits are computed from the server's current view of the document: each one replaces
-exactly [region start, current end of the replacement). Only one is in flight at a time, and
-the next waits until the client has reported the previous one back through `didChange`, so
-the server's view never lags behind its own edits.
+calls (`edits.py`) → (fix only) check the attempt and, on failure, send the errors as the
+next turn of the same session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
-
-from lsprotocol import types
-from pygls.exceptions import JsonRpcException
 
 from copyspec_lsp import prompts, regions
 from copyspec_lsp.answers import Shaper
 from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region
+from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.params import JobParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress
+from copyspec_lsp.requests import JobCancelled, JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine.config import SpecConfig
@@ -36,49 +30,6 @@ from engine.session import Session
 
 if TYPE_CHECKING:
     from copyspec_lsp.service import Service
-
-EDIT_INTERVAL = 0.05
-"""Seconds between two streamed edits at least (and at most one per engine step)."""
-ECHO_TIMEOUT = 5.0
-"""Seconds to wait for the client to report an applied edit back through didChange."""
-
-
-class JobError(Exception):
-    """A request that cannot be served; `kind` picks the JSON-RPC error code."""
-
-    def __init__(self, message: str, kind: str = "params") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass(eq=False)
-class Request:
-    """A refine/fix request in progress: what it rewrites and how to stop it."""
-
-    uri: str
-    session: str
-    region: Region
-    job: Job | None = None
-    stopped: str = ""
-    halted: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set with `stopped`, to wake a wait on the client (an unanswered applyEdit)."""
-
-    def cancel(self, reason: str) -> None:
-        """Stop it for `reason` (loop thread): the running turn stops within one step."""
-        if not self.stopped:
-            self.stopped = reason
-            self.halted.set()
-            if self.job is not None:
-                self.job.cancel(reason)
-
-    def overlaps(self, uri: str, start: int, end: int) -> bool:
-        region = self.region
-        if uri != self.uri:
-            return False
-        return (start < region.end and region.start < end) or (start, end) == (
-            region.start,
-            region.end,
-        )
 
 
 @dataclass
@@ -109,10 +60,9 @@ class Refinement:
 
     async def run(self) -> dict[str, Any]:
         service, params = self.service, self.params
-        document = self._document()
-        start, end = self._region(document)
-        instruction = self._instruction(document, start, end)
+        self._resolve()  # bad input fails at once, not after the model has loaded
         await service.model.wait(service.settings.load_timeout)
+        document, start, end, instruction = self._resolve()  # the text may have changed since
         conversation = service.sessions.get_or_create(params.session, params.uri)
         for other in list(service.requests):
             if other.overlaps(params.uri, start, end):
@@ -136,6 +86,12 @@ class Refinement:
             service.requests.remove(request)
             service.documents.untrack(region)
             progress.end(outcome)
+
+    def _resolve(self) -> tuple[Document, int, int, str]:
+        """The document, the region's offsets and the instruction; JobError for bad input."""
+        document = self._document()
+        start, end = self._region(document)
+        return document, start, end, self._instruction(document, start, end)
 
     def _document(self) -> Document:
         document = self.service.documents.get(self.params.uri)
@@ -306,82 +262,6 @@ class Refinement:
             result["turns"] = [turn.to_dict() for turn in self.turns]
             result["ok"] = ok
         return result
-
-
-class JobCancelled(Exception):
-    """The request was cancelled (user, progress bar, typing inside, superseded)."""
-
-
-class BufferWriter:
-    """Puts the shaped text into the buffer: streamed, once at the end, or never."""
-
-    def __init__(self, service: Service, document: Document, request: Request, apply: str):
-        self.service = service
-        self.document = document
-        self.request = request
-        self.apply = apply
-        self.in_buffer: str | None = None
-        self.last = 0.0
-
-    def due(self, text: str) -> float | None:
-        """Seconds until held-back text may go out as a streamed edit (None: none held)."""
-        if self.apply != "stream" or not text or text == self.in_buffer:
-            return None
-        return max(0.001, EDIT_INTERVAL - (time.monotonic() - self.last))
-
-    async def write(self, text: str) -> None:
-        """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
-        waited = time.monotonic() - self.last >= EDIT_INTERVAL
-        if self.apply == "stream" and text and text != self.in_buffer and waited:
-            await self._edit(text)
-
-    async def finish(self, text: str) -> None:
-        if self.apply != "none" and text != self.in_buffer:
-            await self._edit(text)
-
-    async def _edit(self, text: str) -> None:
-        """Replace [region start, current end) with `text`; wait until the client echoes it."""
-        request, region = self.request, self.request.region
-        if request.stopped:
-            raise JobCancelled(request.stopped)
-        self.last = time.monotonic()
-        encoding = self.service.documents.encoding
-        where = to_range(self.document.text, region.start, region.end, encoding)
-        edit = types.WorkspaceEdit(changes={request.uri: [types.TextEdit(where, text)]})
-        region.expected = text
-        echoed = region.echoed = asyncio.Event()
-        try:
-            answer = await self._until_halted(
-                self.service.server.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit))
-            )
-            refused = "" if answer.applied else answer.failure_reason or "no reason given"
-        except JsonRpcException as error:
-            refused = str(error)
-        if refused:
-            region.expected = None
-            request.cancel(f"the editor did not apply the edit: {refused}")
-            raise JobCancelled(request.stopped)
-        try:
-            await asyncio.wait_for(echoed.wait(), ECHO_TIMEOUT)
-        except asyncio.TimeoutError:
-            request.cancel("the editor did not report the applied edit back (didChange)")
-            raise JobCancelled(request.stopped) from None
-        if request.stopped:
-            raise JobCancelled(request.stopped)
-        self.in_buffer = text
-
-
-    async def _until_halted(self, waiting: Awaitable[Any]) -> Any:
-        """`waiting`'s result, unless the request stops first (then JobCancelled)."""
-        answer = asyncio.ensure_future(waiting)
-        halted = asyncio.ensure_future(self.request.halted.wait())
-        try:
-            await asyncio.wait({answer, halted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            halted.cancel()
-        if not answer.done():
-            raise JobCancelled(self.request.stopped)
-        return answer.result()
 
 
 def engine_turn(

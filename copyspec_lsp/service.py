@@ -23,10 +23,11 @@ from pygls.lsp.server import LanguageServer
 from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError
 from copyspec_lsp.documents import Documents
-from copyspec_lsp.jobs import JobCancelled, JobError, Refinement, Request
+from copyspec_lsp.jobs import Refinement
 from copyspec_lsp.model import ModelHost, ModelUnavailable
 from copyspec_lsp.params import ParamsError, parse_job, plain
 from copyspec_lsp.progress import Progress
+from copyspec_lsp.requests import JobCancelled, JobError, Request
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker
