@@ -26,7 +26,8 @@ from copyspec_lsp.requests import JobCancelled, JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine.config import SpecConfig
-from engine.session import Session
+from engine.session import Session, TurnResult
+from engine.stats import TurnStats
 
 if TYPE_CHECKING:
     from copyspec_lsp.service import Service
@@ -272,7 +273,7 @@ def engine_turn(
     max_new_tokens: int,
     spec: SpecConfig,
     generation: int,
-):
+) -> TurnResult:
     """On the engine thread: one turn of the conversation, streaming its raw text."""
     lm = service.model.lm
     if lm is None or service.model.generation != generation:
@@ -283,7 +284,7 @@ def engine_turn(
         )
     pieces: list[str] = []
 
-    def on_text(delta: str, stats) -> None:
+    def on_text(delta: str, stats: TurnStats) -> None:
         pieces.append(delta)
         job.post("text", "".join(pieces), stats.to_dict())
 

@@ -168,6 +168,20 @@ async def test_cancel_command_stops_an_execute_command_job(editor: Editor) -> No
         await running
 
 
+async def test_commands_run_the_same_jobs(editor: Editor) -> None:
+    uri = "file:///command-ok.py"
+    editor.open(uri, PY_DOC)
+    args = {"uri": uri, "range": rng((4, 0), (4, 0)), "instruction": "rename total"}
+    result = plain_dict(await editor.workspace_execute_command_async(
+        types.ExecuteCommandParams("copyspec.refine", [args])
+    ))
+    assert result["text"] and text_at(editor, uri, result["range"]) == result["text"]
+    with pytest.raises(JsonRpcException, match="instruction is empty"):
+        await editor.workspace_execute_command_async(
+            types.ExecuteCommandParams("copyspec.refine", [{"uri": uri, "range": args["range"]}])
+        )
+
+
 async def test_cancel_does_not_wait_for_an_unanswered_edit(editor: Editor) -> None:
     uri = "file:///stuck.py"
     editor.open(uri, PY_DOC)
