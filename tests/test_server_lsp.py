@@ -344,7 +344,7 @@ def fix_params(uri: str, **extra: Any) -> dict[str, Any]:
             "diagnostics": [diagnostic], "maxNewTokens": 24, **extra}
 
 
-CHECK = "import sys; print('check says boom'); sys.exit({code})"
+CHECK = "import os, sys; print('check says boom in', os.getcwd()); sys.exit({code})"
 
 
 async def test_fix_stops_as_soon_as_the_check_passes(editor: Editor) -> None:
@@ -378,8 +378,9 @@ async def test_fix_gives_up_after_max_turns(editor: Editor) -> None:
     finally:
         await configure(editor, checkCommand=None)
     assert result["ok"] is False and len(result["turns"]) == 2
-    assert all(t["check"] == {"ok": False, "errors": ["check says boom"]} for t in result["turns"])
-    assert "check says boom" in result["turns"][1]["instruction"]
+    said = f"check says boom in {editor.root}"  # it ran in the workspace root
+    assert all(t["check"] == {"ok": False, "errors": [said]} for t in result["turns"])
+    assert said in result["turns"][1]["instruction"]
 
 
 async def test_fix_checks_syntax_with_tree_sitter(editor: Editor) -> None:

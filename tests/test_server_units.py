@@ -16,6 +16,7 @@ from copyspec_lsp.documents import Region
 from copyspec_lsp.jobs import widen
 from copyspec_lsp.positions import PositionError, count_units, to_offset, to_position
 from copyspec_lsp.regions import enclosing_region, syntax_errors
+from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 
 P = types.Position
@@ -238,3 +239,18 @@ def test_cli_flags_become_validated_settings(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--version"])
     assert exit_info.value.code == 0 and "copyspec-lsp 0.1.0" in capsys.readouterr().out
+
+
+# sessions
+
+
+def test_sessions_are_lru_capped_and_keep_their_id() -> None:
+    sessions = Sessions(capacity=2)
+    first = sessions.get_or_create(None, "file:///a")
+    second = sessions.get_or_create(None, "file:///a")
+    assert sessions.get_or_create(first.id, "file:///a") is first  # now the most recent
+    sessions.get_or_create(None, "file:///b")
+    assert sessions.describe()[0]["session"] == first.id
+    assert second.id not in {s["session"] for s in sessions.describe()}
+    revived = sessions.get_or_create(second.id, "file:///a")
+    assert revived.id == second.id and revived.turns == 0, "an expired id starts afresh"
