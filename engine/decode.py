@@ -39,7 +39,9 @@ def decode(
     on_tokens: OnTokens | None = None,
     stats: TurnStats | None = None,
 ) -> list[int]:
-    """Generate after the pending token; returns the new tokens (EOS included when it ends)."""
+    """Generate after the pending token; returns the new tokens (EOS included when it ends).
+
+    `stats` is live: callbacks see the counts and rates of the turn so far."""
     stats = stats if stats is not None else TurnStats()
     generated: list[int] = []
     started = time.perf_counter()
@@ -64,14 +66,15 @@ def decode(
         emitted, reason = _apply_stops([*proposal.tokens[:accepted], own], generated, rules)
         state.accept(emitted)
         generated.extend(emitted)
+        stats.new_tokens = len(generated)
+        stats.decode_seconds = time.perf_counter() - started
         if len(generated) == len(emitted):
-            stats.time_to_first_token = time.perf_counter() - started
+            stats.time_to_first_token = stats.decode_seconds
         if on_tokens is not None:
             on_tokens(emitted)
         if reason:
             stats.stop_reason = reason
             break
-    stats.new_tokens = len(generated)
     stats.decode_seconds = time.perf_counter() - started
     return generated
 
