@@ -143,7 +143,7 @@ class Refinement:
         """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
         region = request.region
         code, indent = prompts.dedent(document.text[region.start : region.end])
-        if conversation.turns and conversation.last_code == code:
+        if conversation.engine is not None and conversation.last_code == code:
             message = instruction
         else:
             message = prompts.edit_request(code, instruction, document.language_id)
@@ -288,7 +288,13 @@ def engine_turn(
         pieces.append(delta)
         job.post("text", "".join(pieces), stats.to_dict())
 
-    result = conversation.engine.send(message, max_new_tokens, stop_event=job.stop, on_text=on_text)
+    try:
+        result = conversation.engine.send(
+            message, max_new_tokens, stop_event=job.stop, on_text=on_text
+        )
+    except Exception:
+        conversation.engine = None  # its cache may be half-updated: the next turn starts afresh
+        raise
     # recorded even when cancelled, so `copyspec/status` shows where the model stopped
     assert job.loop is not None
     job.loop.call_soon_threadsafe(setattr, service, "last_stats", result.stats.to_dict())
