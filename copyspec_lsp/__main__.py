@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from copyspec_lsp import __version__
 from copyspec_lsp.settings import LOG_LEVELS, Settings
-from engine.loading import DEVICES, DTYPES
+from engine.config import DEVICES, DTYPES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

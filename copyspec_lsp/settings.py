@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.loading import DEVICES, DTYPES
+from engine.config import DEVICES, DTYPES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MODEL_KEYS = ("model", "device", "dtype", "draftModel")

@@ -13,11 +13,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import METHODS, SamplingConfig, SpecConfig
+from engine.config import DEVICES, DTYPES, METHODS, SamplingConfig, SpecConfig
 from engine.index import POLICIES
 from engine.loading import (
-    DEVICES,
-    DTYPES,
     LoadedModel,
     ModelLoadError,
     default_draft_model_path,
@@ -25,7 +23,6 @@ from engine.loading import (
 )
 from engine.session import PromptTooLongError, Session
 from engine.stats import TurnStats
-
 
 DEFAULT_SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
 """The system prompt the built-in model was trained with; a fine default for instruct models."""

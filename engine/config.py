@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from engine.index import POLICIES
 
 METHODS = ("greedy", "copy", "draft", "copy+draft")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
