@@ -21,10 +21,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-class JobCancelled(Exception):
-    """The job was stopped before it finished."""
-
-
 @dataclass
 class Event:
     """Something a job reports: "position" (n), "text" (raw answer, stats), "done", "error"."""
