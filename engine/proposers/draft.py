@@ -50,22 +50,20 @@ class DraftProposer:
         # step share one forward; `sync` alone would leave the last token for a second one.
         split = max(1, len(ids) - 1)
         fed = self.draft.sync(ids[:split])
-        passes = -(-fed // PREFILL_CHUNK)
         pending = ids[split:]
         logits = self.draft.forward(ids[split - 1 :])[-1:]
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
-        while True:
-            passes += 1
+        for step in range(size):
+            if step:
+                logits = self.draft.forward(tokens[-1:])
             token, probs = self._choose(logits[:, :width], width)
             tokens.append(token)
             if probs is not None:
                 rows.append(probs)
             self.draft.accept([*pending, token])
             pending = []
-            if len(tokens) == size:
-                break
-            logits = self.draft.forward([token])
+        passes = -(-fed // PREFILL_CHUNK) + size
         probs = torch.cat(rows) if rows else None
         return Proposal(tokens, "draft", probs, self, forward_passes=passes)
 
