@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from engine.cli import main
 from engine.config import SamplingConfig, SpecConfig
@@ -25,12 +26,21 @@ from engine.sequence import SequenceState
 from engine.session import Session, generate_ids
 from engine.stats import TurnStats
 
-from tiny_models import build_model, build_tokenizer, loaded, save
+from tiny_models import build_model, build_tokenizer, loaded, model_config, save
 
 ARCHS = ("llama", "qwen2", "gpt2")
 REPETITIVE = "def add(a, b):\n    return a + b\n" * 3 + "def add("
 FRESH = "The quick brown fox jumps over 1 lazy dog!"
 MAX_NEW = 32
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run faster on one thread, and the CPU is shared with other work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def perturbed(lm: LoadedModel, noise: float, seed: int = 0) -> LoadedModel:
@@ -175,6 +185,38 @@ def test_draft_acceptance_saves_target_passes() -> None:
     assert stats.draft_attempts <= stats.draft_forward_passes <= 4 * stats.draft_attempts
 
 
+def test_drafts_with_a_differently_padded_vocabulary() -> None:
+    """Same tokenizer, different padded logit widths (as Qwen2.5-0.5B vs 7B): the draft never
+    proposes an id the target lacks, and its q rows are padded to the target's width."""
+    tokenizer = build_tokenizer()
+    config = model_config("llama", len(tokenizer) + 8, tokenizer.eos_token_id)
+    torch.manual_seed(4)
+    wide = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), tokenizer, "wide",
+                       torch.device("cpu"), torch.float32)
+    narrow = LoadedModel(build_model("llama", tokenizer, 4), tokenizer, "narrow",
+                         torch.device("cpu"), torch.float32)
+    ids = tokenizer(FRESH)["input_ids"]
+    spec = SpecConfig(method="draft", draft_block=3)
+    sampling = SamplingConfig(temperature=1.0, seed=3)
+    for lm, draft in ((wide, narrow), (narrow, wide)):
+        assert generate_ids(lm, ids, spec, 16, draft=draft)[0] == reference(lm, ids, 16)
+        tokens, stats = generate_ids(lm, ids, spec, 16, sampling, draft=draft)
+        assert len(tokens) == stats.new_tokens and max(tokens) < lm.model.config.vocab_size
+
+
+def test_sampled_copy_draft_is_seeded() -> None:
+    """The same seed gives the same sampled turn; the draft shares the target's generator."""
+    lm = loaded("llama", seed=1, mixing=0.1)
+    draft = perturbed(lm, 0.05)
+    ids = lm.tokenizer(REPETITIVE)["input_ids"]
+    spec = SpecConfig(method="copy+draft")
+    runs = [generate_ids(lm, ids, spec, 32, SamplingConfig(temperature=0.7, seed=seed),
+                         draft=draft)
+            for seed in (1, 1, 2)]
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1].drafted_tokens + runs[0][1].copied_tokens > 0
+
+
 def test_draft_methods_need_a_draft_with_the_same_vocabulary() -> None:
     lm = loaded("llama", seed=1)
     with pytest.raises(ValueError, match="needs a draft model"):
@@ -203,15 +245,6 @@ def test_cli_draft_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 SAMPLES = 1500
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread, and the CPU is shared with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 CRITICAL_P = 1e-4
 
 

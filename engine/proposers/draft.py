@@ -39,6 +39,7 @@ class DraftProposer:
         self.draft = draft
         self.schedule = BlockSchedule(block, adaptive, MAX_BLOCK_FACTOR * block)
         self.sampler = sampler
+        self.embeddable = draft.model.get_input_embeddings().weight.shape[0]
 
     def propose(self, state: SequenceState, limit: int) -> Proposal:
         size = min(self.schedule.size, limit)
@@ -46,6 +47,9 @@ class DraftProposer:
             return Proposal()
         width = state.model.config.vocab_size
         ids = state.tokens
+        if width > self.embeddable and max(ids) >= self.embeddable:
+            # The target emitted one of its padding ids, which the draft cannot embed.
+            return Proposal()
         # Re-feed the last two tokens with the catch-up, so that syncing and the first draft
         # step share one forward; `sync` alone would leave the last token for a second one.
         split = max(1, len(ids) - 1)
