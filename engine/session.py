@@ -59,7 +59,7 @@ class Session:
     ) -> None:
         self.lm = lm
         self.spec = spec or SpecConfig()
-        self.draft = draft_state(lm, self.spec, draft)
+        self.draft_state = draft_state(lm, self.spec, draft)
         self.messages: list[dict[str, str]] = []
         if system:
             self.messages.append({"role": "system", "content": system})
@@ -106,7 +106,7 @@ class Session:
                 on_text(delta, stats)
 
         tokens, stats = run_turn(
-            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft, stats
+            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state, stats
         )
         tail = stream.finish()
         if tail and on_text is not None:

@@ -166,8 +166,8 @@ def test_session_keeps_the_draft_in_sync_across_turns() -> None:
     for message in ("def add(a, b):", "now the same again, renamed"):
         result = session.send(message, max_new_tokens=32)
         assert result.token_ids == reference(lm, result.prompt_ids, 32)
-        assert session.draft is not None
-        assert session.draft.tokens[: len(result.prompt_ids)] == result.prompt_ids
+        assert session.draft_state is not None
+        assert session.draft_state.tokens[: len(result.prompt_ids)] == result.prompt_ids
     assert result.stats.drafted_tokens + result.stats.copied_tokens > 0
 
 
