@@ -204,6 +204,20 @@ def test_drafts_with_a_differently_padded_vocabulary() -> None:
         assert len(tokens) == stats.new_tokens and max(tokens) < lm.model.config.vocab_size
 
 
+def test_a_draft_with_a_shorter_context_stops_at_its_window() -> None:
+    """Past the draft's window the target decodes alone, still exactly as generate does."""
+    lm = loaded("gpt2", seed=1, mixing=0.25)
+    config = model_config("gpt2", len(lm.tokenizer), lm.tokenizer.eos_token_id)
+    config.n_positions = 56
+    torch.manual_seed(0)
+    short = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), lm.tokenizer, "short",
+                        lm.device, lm.dtype)
+    ids = lm.tokenizer(FRESH)["input_ids"]
+    tokens, stats = generate_ids(lm, ids, SpecConfig(method="draft"), 32, draft=short)
+    assert tokens == reference(lm, ids, 32)
+    assert 0 < stats.draft_attempts < stats.forward_passes
+
+
 def test_sampled_copy_draft_is_seeded() -> None:
     """The same seed gives the same sampled turn; the draft shares the target's generator."""
     lm = loaded("llama", seed=1, mixing=0.1)

@@ -40,13 +40,17 @@ class DraftProposer:
         self.schedule = BlockSchedule(block, adaptive, MAX_BLOCK_FACTOR * block)
         self.sampler = sampler
         self.embeddable = draft.model.get_input_embeddings().weight.shape[0]
+        self.window: int | None = getattr(draft.model.config, "max_position_embeddings", None)
 
     def propose(self, state: SequenceState, limit: int) -> Proposal:
+        ids = state.tokens
         size = min(self.schedule.size, limit)
+        if self.window is not None:
+            # A draft with a shorter context than the target stops drafting at its window.
+            size = min(size, self.window - len(ids))
         if size <= 0:
             return Proposal()
         width = state.model.config.vocab_size
-        ids = state.tokens
         if width > self.embeddable and max(ids) >= self.embeddable:
             # The target emitted one of its padding ids, which the draft cannot embed.
             return Proposal()
