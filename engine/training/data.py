@@ -414,15 +414,16 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
 class SnippetSource:
     """Random snippets and raw code chunks from a fixed set of files."""
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, files: list[Path], max_lines: int = 16) -> None:
+        self.max_lines = max_lines
         self.texts = [t for t in (read_source(p) for p in files) if t.count("\n") >= 5]
         self.lines = [t.split("\n") for t in self.texts]
         counts = Counter(m for t in self.texts for m in _IDENT.findall(t) if m not in _RESERVED)
         self.pool = sorted(n for n, c in counts.most_common(3000) if len(n) > 2)
 
-    def snippet(self, rng: random.Random, lo: int = 4, hi: int = 16) -> str:
+    def snippet(self, rng: random.Random) -> str:
         while True:
-            snippet = extract_snippet(rng.choice(self.lines), rng, lo, hi)
+            snippet = extract_snippet(rng.choice(self.lines), rng, 4, self.max_lines)
             if snippet is not None:
                 return snippet
 

@@ -52,8 +52,15 @@ SIZES = {
     "draft": ModelSize(hidden=96, layers=2, heads=2, kv_heads=2, intermediate=256),
 }
 
-# Row mixture: mostly edit conversations, some raw code for general language modelling.
-MIX = {"code": 0.15, "multi": 0.31, **{k: 0.09 for k in EDIT_KINDS}}
+
+def row_mix(code_share: float) -> dict[str, float]:
+    """Row kinds and weights: mostly edit chats (a third multi-turn), some raw code."""
+    chat = 1 - code_share
+    return {
+        "code": code_share,
+        "multi": chat / 3,
+        **{k: chat * 2 / 3 / len(EDIT_KINDS) for k in EDIT_KINDS},
+    }
 
 
 def encode_conversation(
@@ -82,10 +89,14 @@ def encode_conversation(
 
 
 def row_stream(
-    tok: PreTrainedTokenizerFast, source: SnippetSource, rng: random.Random, max_len: int
+    tok: PreTrainedTokenizerFast,
+    source: SnippetSource,
+    rng: random.Random,
+    max_len: int,
+    code_share: float,
 ) -> Iterator[tuple[list[int], list[int]]]:
-    """Endless (ids, labels) rows drawn from MIX; rows longer than max_len are skipped."""
-    kinds, weights = zip(*MIX.items(), strict=True)
+    """Endless (ids, labels) rows drawn from row_mix; rows longer than max_len are skipped."""
+    kinds, weights = zip(*row_mix(code_share).items(), strict=True)
     eot = tok.convert_tokens_to_ids(END_OF_TEXT)
     while True:
         kind = rng.choices(kinds, weights)[0]
@@ -163,14 +174,19 @@ def train_one(
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     random.seed(args.seed)
-    model = build_model(SIZES[name], tok)
+    if args.resume:
+        model = LlamaForCausalLM.from_pretrained(args.resume / name, dtype=torch.float32)
+    else:
+        model = build_model(SIZES[name], tok)
     params = sum(p.numel() for p in model.parameters())
     print(f"[{name}] {params / 1e6:.2f}M params, {minutes:.1f} min", flush=True)
     opt = torch.optim.AdamW(
         model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=False
     )
     pad_id = tok.convert_tokens_to_ids(END_OF_TEXT)
-    stream = batches(row_stream(tok, source, rng, args.max_len), args.batch_tokens, pad_id)
+    stream = batches(
+        row_stream(tok, source, rng, args.max_len, args.code_share), args.batch_tokens, pad_id
+    )
     start, budget = time.time(), minutes * 60
     step, seen, window, ema = 0, 0, [], None
     model.train()
@@ -227,13 +243,15 @@ def save(
     save_tokenizer(tok, path)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     record = {"metrics": metrics, "args": settings, "device": "cpu"}
+    if args.resume:
+        record["resumed_from"] = json.loads((args.resume / path.name / "training.json").read_text())
     (path / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def build_tokenizer(source: SnippetSource, vocab: int, seed: int) -> PreTrainedTokenizerFast:
     """BPE trained on the training files plus rendered chats (so chat words get merges)."""
     rng = random.Random(seed)
-    kinds = [k for k in MIX if k != "code"]
+    kinds = ["multi", *EDIT_KINDS]
     chats = [source.conversation(rng, rng.choice(kinds)) for _ in range(2000)]
     texts = source.texts + [
         "\n".join(f"{m['role']}\n{m['content']}" for m in c.messages) for c in chats
@@ -258,7 +276,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=58.0, help="wall time for both models")
     p.add_argument("--draft-share", type=float, default=0.15, help="share of time for the draft")
     p.add_argument("--only", choices=("both", "default", "draft"), default="both")
+    p.add_argument(
+        "--resume", type=Path, help="continue from the models (and tokenizer) in RESUME/<name>"
+    )
     p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--code-share", type=float, default=0.15, help="share of raw-code rows")
+    p.add_argument("--snippet-lines", type=int, default=16, help="longest code snippet in a chat")
     p.add_argument("--max-len", type=int, default=1280, help="longest training row, tokens")
     p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per step")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -277,8 +300,11 @@ def cli_main(argv: list[str]) -> int:
     t0 = time.time()
     train_files, held_out = split_files()
     print(f"{len(train_files)} training files, {len(held_out)} held out", flush=True)
-    source = SnippetSource(train_files)
-    tok = build_tokenizer(source, args.vocab, args.seed)
+    source = SnippetSource(train_files, args.snippet_lines)
+    if args.resume:
+        tok = PreTrainedTokenizerFast.from_pretrained(args.resume / "default")
+    else:
+        tok = build_tokenizer(source, args.vocab, args.seed)
     print(f"tokenizer: {len(tok)} tokens ({time.time() - t0:.0f}s)", flush=True)
     names = ["default", "draft"] if args.only == "both" else [args.only]
     shares = {"default": 1 - args.draft_share, "draft": args.draft_share}
