@@ -5,12 +5,13 @@ from __future__ import annotations
 
 class BlockSchedule:
     """Adaptive mode doubles K after a fully accepted proposal and halves it after a rejection,
-    staying within [1, max_block]; fixed mode always answers `block`."""
+    staying within [min_block, max_block]; fixed mode always answers `block`."""
 
-    def __init__(self, block: int, adaptive: bool, max_block: int) -> None:
+    def __init__(self, block: int, adaptive: bool, max_block: int, min_block: int = 1) -> None:
         self.size = block
         self.adaptive = adaptive
         self.max_block = max_block
+        self.min_block = min(min_block, block)
 
     def update(self, proposed: int, accepted: int) -> None:
         if not self.adaptive or proposed == 0:
@@ -19,4 +20,4 @@ class BlockSchedule:
             if proposed == self.size:
                 self.size = min(2 * self.size, self.max_block)
         else:
-            self.size = max(1, self.size // 2)
+            self.size = max(self.min_block, self.size // 2)
