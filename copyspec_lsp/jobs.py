@@ -222,6 +222,8 @@ class Refinement:
                 await writer.write(shown)
         result = event.value
         stats = result.stats.to_dict()
+        # A turn quicker than the report interval still shows its figures once.
+        progress.report(*live_figures(stats, max_new, started), force=True)
         final = shaper(result.text)
         if final != shown:
             service.notify_chunk(conversation.id, request.uri, "", final, stats)
