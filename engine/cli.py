@@ -1,7 +1,7 @@
 """`copyspec`: the engine from the command line, so everything can be scripted and measured.
 
-Subcommands: `generate` (here), `bench` (engine.bench) and `train-default-model`
-(engine.training). Each subcommand module offers `add_parser(subparsers)`.
+Subcommands: `generate` (here), `bench` (engine.bench), and `train-default-model` /
+`eval-default-model` (engine.training).
 """
 
 from __future__ import annotations
@@ -198,12 +198,35 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.bench.cli import add_parser as add_bench_parser  # here: it imports this module
 
     add_bench_parser(subparsers)
+    add_training_parsers(subparsers)
     return parser
+
+
+def add_training_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """`train-default-model` and `eval-default-model` hand their arguments to the training
+    package's own parsers (imported only when used: training needs no speed at start-up)."""
+    for name, summary in (
+        ("train-default-model", "train the built-in model and draft from the stdlib (CPU ok)"),
+        ("eval-default-model", "measure the built-in model on held-out edit conversations"),
+    ):
+        subparsers.add_parser(name, help=summary, add_help=False).set_defaults(run=None)
+
+
+def run_training(command: str, arguments: list[str]) -> int:
+    if command == "train-default-model":
+        from engine.training.train import cli_main
+    else:
+        from engine.training.evaluate import eval_cli_main as cli_main
+    return cli_main(arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.run is None:  # the training commands parse their own arguments
+        return run_training(args.command, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args)
     except UsageError as error:

@@ -76,3 +76,21 @@ def test_chat_file_must_be_a_list_of_strings(
     chat.write_text('{"turns": 1}')
     assert main(["generate", "--model", str(tiny_model_dir), "--chat-file", str(chat)]) == 2
     assert "JSON list of strings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train-default-model", "eval-default-model"])
+def test_training_commands_reach_their_own_parsers(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    expected = "--per-kind" if command == "eval-default-model" else "--minutes"
+    assert expected in capsys.readouterr().out
+
+
+def test_unknown_generate_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--prompt", "x", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "--bogus" in capsys.readouterr().err
