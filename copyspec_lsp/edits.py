@@ -18,7 +18,7 @@ from pygls.exceptions import JsonRpcException
 
 from copyspec_lsp.documents import Document
 from copyspec_lsp.positions import to_range
-from copyspec_lsp.requests import JobCancelled, Request
+from copyspec_lsp.requests import Request
 
 if TYPE_CHECKING:
     from copyspec_lsp.service import Service
@@ -60,7 +60,7 @@ class BufferWriter:
         """Replace [region start, current end) with `text`; wait until the client echoes it."""
         request, region = self.request, self.request.region
         if request.stopped:
-            raise JobCancelled(request.stopped)
+            raise request.cancelled()
         self.last = time.monotonic()
         encoding = self.service.documents.encoding
         where = to_range(self.document.text, region.start, region.end, encoding)
@@ -76,15 +76,17 @@ class BufferWriter:
             refused = str(error)
         if refused:
             region.expected = None
-            request.cancel(f"the editor did not apply the edit: {refused}")
-            raise JobCancelled(request.stopped)
+            request.cancel(f"the editor did not apply the edit: {refused}", by_server=True)
+            raise request.cancelled()
         try:
             await asyncio.wait_for(echoed.wait(), ECHO_TIMEOUT)
         except asyncio.TimeoutError:
-            request.cancel("the editor did not report the applied edit back (didChange)")
-            raise JobCancelled(request.stopped) from None
+            request.cancel(
+                "the editor did not report the applied edit back (didChange)", by_server=True
+            )
+            raise request.cancelled() from None
         if request.stopped:
-            raise JobCancelled(request.stopped)
+            raise request.cancelled()
         self.in_buffer = text
 
 
@@ -97,5 +99,5 @@ class BufferWriter:
         finally:
             halted.cancel()
         if not answer.done():
-            raise JobCancelled(self.request.stopped)
+            raise self.request.cancelled()
         return answer.result()

@@ -22,7 +22,7 @@ from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.params import JobParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress
-from copyspec_lsp.requests import JobCancelled, JobError, Request
+from copyspec_lsp.requests import JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine.config import SpecConfig
@@ -67,11 +67,11 @@ class Refinement:
         conversation = service.sessions.get_or_create(params.session, params.uri)
         for other in list(service.requests):
             if other.overlaps(params.uri, start, end):
-                other.cancel("superseded by a newer request for the same region")
+                other.cancel("superseded by a newer request for the same region", by_server=True)
         region = service.documents.track(document, start, end)
         request = Request(params.uri, conversation.id, region)
         region.on_touched = lambda: request.cancel(
-            "cancelled: the region was edited while the answer streamed"
+            "cancelled: the region was edited while the answer streamed", by_server=True
         )
         service.requests.append(request)
         progress = Progress(service.server, "CopySpec: " + ("fix" if self.fix else "refine"),
@@ -187,7 +187,7 @@ class Refinement:
         )
         request.job = job
         if request.stopped:
-            raise JobCancelled(request.stopped)
+            raise request.cancelled()
         place = service.worker.submit(job)
         if place:
             progress.report(f"queued: {place} ahead", force=True)
@@ -202,7 +202,7 @@ class Refinement:
                 await writer.write(shown)
                 continue
             if event.kind == "cancelled":
-                raise JobCancelled(event.value)
+                raise request.cancelled()
             if event.kind == "error":
                 raise event.value
             if event.kind == "position":

@@ -39,6 +39,14 @@ MODEL_ERROR_CODE = -32000
 """JSON-RPC server error code for "the model is not available" (load failed or too slow)."""
 
 
+class JsonRpcServerCancelled(JsonRpcException):
+    """LSP's ServerCancelled: the server stopped the request (the reason is the message), as
+    opposed to RequestCancelled, which answers the user's own cancel."""
+
+    CODE = types.LSPErrorCodes.ServerCancelled.value
+    MESSAGE = "Server Cancelled"
+
+
 class Service:
     """Documents, sessions, running requests, the model and the settings of one server."""
 
@@ -89,7 +97,7 @@ class Service:
     def shutdown(self) -> None:
         """Stop every request and the engine thread, and free the model."""
         for request in list(self.requests):
-            request.cancel("the server is shutting down")
+            request.cancel("the server is shutting down", by_server=True)
         if self.worker is not None:
             self.worker.close()
         if self.model is not None:
@@ -141,6 +149,8 @@ class Service:
         except ModelUnavailable as error:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
         except JobCancelled as error:
+            if error.by_server:
+                raise JsonRpcServerCancelled(str(error)) from None
             raise JsonRpcRequestCancelled(str(error)) from None
         except CheckCommandError as error:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None

@@ -42,7 +42,8 @@ H.run({
     H.wait(function()
       return H.done ~= nil
     end, 30000, 'the server to stop the request')
-    H.eq(-32800, H.done.err and H.done.err.code, 'the request ended cancelled')
+    H.eq(-32802, H.done.err and H.done.err.code, 'the request ended as ServerCancelled')
+    assert(H.done.err.message:find('edited'), 'the reason reaches the user: ' .. H.done.err.message)
     H.eq(typed, H.lines(buf), 'buffer right after the stop')
     H.sleep(1000)
     H.eq(typed, H.lines(buf), 'buffer a second later')

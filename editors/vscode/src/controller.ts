@@ -33,7 +33,9 @@ interface Job {
   lastText?: string;
 }
 
+/** The user's own cancel (quiet) and a stop decided by the server (the message says why). */
 const REQUEST_CANCELLED = -32800;
+const SERVER_CANCELLED = -32802;
 
 export class Controller implements vscode.Disposable {
   readonly sessions = new SessionStore();
@@ -146,9 +148,11 @@ export class Controller implements vscode.Disposable {
           return this.rpc.sendRequest<JobResult>(method, params, job.cts.token);
         });
     } catch (e) {
-      // Cancelled by the user, or by the server (typing inside the region, a newer request).
-      if (job.cts.token.isCancellationRequested || (e as { code?: number }).code === REQUEST_CANCELLED) {
-        vscode.window.setStatusBarMessage(`CopySpec: ${job.cts.token.isCancellationRequested ? 'cancelled' : message(e)}`, 5000);
+      const code = (e as { code?: number }).code;
+      if (job.cts.token.isCancellationRequested || code === REQUEST_CANCELLED) {
+        vscode.window.setStatusBarMessage('CopySpec: cancelled', 5000);
+      } else if (code === SERVER_CANCELLED) { // typing inside the region, a newer request, ...
+        void vscode.window.showWarningMessage(`CopySpec: ${message(e)}`);
       } else {
         void vscode.window.showErrorMessage(`CopySpec: ${message(e)}`);
       }

@@ -7,7 +7,8 @@
 local M = {}
 
 local ns = vim.api.nvim_create_namespace('copyspec')
-local REQUEST_CANCELLED = -32800
+local REQUEST_CANCELLED = -32800 -- the user's own cancel
+local SERVER_CANCELLED = -32802 -- the server stopped it; the message says why
 
 M.config = {
   cmd = { 'copyspec-lsp', '--stdio' },
@@ -127,6 +128,8 @@ local function finish(bufnr, job, err, result, enc)
       notify('cancelled')
     elseif err.code == REQUEST_CANCELLED then
       notify(err.message)
+    elseif err.code == SERVER_CANCELLED then
+      notify(err.message, vim.log.levels.WARN)
     else
       notify(err.message or vim.inspect(err), vim.log.levels.ERROR)
     end
@@ -364,8 +367,9 @@ local function on_apply_edit(err, params, ctx)
 end
 
 -- Neovim swallows RequestCancelled answers: the handler never runs, but LspRequest still
--- reports the request 'complete'. That is how a job ends after :CopySpecCancel, or when the
--- server cancels it (the user typed inside the region, or a newer request replaced it).
+-- reports the request 'complete'. That is how a job ends after :CopySpecCancel. (A stop the
+-- server decides, such as typing inside the region, comes as ServerCancelled, which reaches
+-- the handler with its reason.)
 local function on_request_event(ev)
   local data = ev.data
   if data.request.type ~= 'complete' then
@@ -376,8 +380,7 @@ local function on_request_event(ev)
       -- Scheduled: for any other answer the request's own handler runs right after this.
       vim.schedule(function()
         if M.jobs[bufnr] == job then
-          local reason = 'stopped by the server (usually: the region was edited while it streamed)'
-          finish(bufnr, job, { code = REQUEST_CANCELLED, message = reason })
+          finish(bufnr, job, { code = REQUEST_CANCELLED, message = 'cancelled' })
         end
       end)
     end
