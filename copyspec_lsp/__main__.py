@@ -27,6 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--draft-model", help="draft model directory (same tokenizer): drafts when nothing copies"
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: one per core; 1 on a busy CPU)"
+    )
     parser.add_argument("--gamma", type=int, default=3, help="γ: tokens in a copy lookup key")
     parser.add_argument("--block", type=int, default=10, help="K: tokens proposed per copy")
     parser.add_argument("--max-new-tokens", type=int, default=512)
@@ -43,6 +46,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "device": args.device,
         "dtype": args.dtype,
         "draftModel": args.draft_model,
+        "threads": args.threads,
         "gamma": args.gamma,
         "block": args.block,
         "maxNewTokens": args.max_new_tokens,

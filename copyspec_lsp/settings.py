@@ -15,8 +15,8 @@ from typing import Any
 from engine.config import DEVICES, DTYPES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MODEL_KEYS = ("model", "device", "dtype", "draftModel")
-"""Settings whose change needs the model loaded again."""
+MODEL_KEYS = ("model", "device", "dtype", "draftModel", "threads")
+"""Settings whose change needs the model loaded again (threads are set when it loads)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Settings:
     dtype: str = "auto"
     draft_model: str | None = None
     """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
+    threads: int | None = None
+    """torch CPU threads; None keeps torch's default (one per core)."""
     gamma: int = 3
     """γ: tokens in a copy lookup key."""
     block: int = 10
@@ -92,6 +94,10 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _optional_positive_int(value: Any) -> int | None:
+    return None if value is None else _positive_int(value)
+
+
 def _positive_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"expected a number above 0, got {value!r}")
@@ -112,6 +118,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "device": _choice(DEVICES),
     "dtype": _choice(DTYPES),
     "draft_model": _optional_text,
+    "threads": _optional_positive_int,
     "gamma": _positive_int,
     "block": _positive_int,
     "max_new_tokens": _positive_int,

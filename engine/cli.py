@@ -20,6 +20,7 @@ from engine.loading import (
     ModelLoadError,
     default_draft_model_path,
     load_model,
+    use_cpu_threads,
 )
 from engine.session import PromptTooLongError, Session
 from engine.stats import TurnStats
@@ -37,6 +38,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: one per core; 1 on a busy CPU)"
+    )
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,8 +117,9 @@ def spec_from_args(args: argparse.Namespace, method: str) -> SpecConfig:
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
     try:
+        use_cpu_threads(args.threads)
         return load_model(args.model, args.device, args.dtype, args.trust_remote_code)
-    except ModelLoadError as error:
+    except (ModelLoadError, ValueError) as error:
         raise UsageError(str(error)) from error
 
 

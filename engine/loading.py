@@ -60,6 +60,19 @@ def default_draft_model_path() -> Path:
     return Path(str(resources.files("engine") / "models" / "draft"))
 
 
+def use_cpu_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count (None keeps torch's default, one per core).
+
+    Small models on a busy machine often run fastest on one thread: more threads then wait
+    on each other and on the other jobs.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def resolve_device(device: str) -> torch.device:
     """Map `auto` to CUDA when present; refuse CUDA clearly when it is not."""
     if device not in DEVICES:

@@ -60,6 +60,7 @@ def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
         (["--prompt", "x", "--gamma", "0"], "gamma must be at least 1"),
         (["--prompt", "x", "--temperature", "-1"], "temperature"),
         (["--prompt", "x", "--max-new-tokens", "0"], "max-new-tokens"),
+        (["--prompt", "x", "--threads", "0"], "threads must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(

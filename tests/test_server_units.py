@@ -178,6 +178,10 @@ def test_settings_validate_and_fall_back() -> None:
         Settings(gamma=5)
     )
     assert Settings().update([1])[1] == ["settings must be an object, got list"]
+    threads, problems = Settings().update({"threads": 0})
+    assert threads.threads is None and "threads" in problems[0]
+    assert Settings().update({"threads": 2})[0].threads == 2
+    assert Settings().needs_reload(Settings(threads=1)), "threads are set when the model loads"
 
 
 # region tracking
@@ -229,10 +233,11 @@ def test_cli_flags_become_validated_settings(capsys: pytest.CaptureFixture[str])
     from copyspec_lsp.__main__ import parse_args, settings_from
 
     args = parse_args(["--tcp", "--port", "9000", "--model", "m", "--gamma", "4",
-                       "--max-new-tokens", "64", "--log-level", "debug"])
+                       "--max-new-tokens", "64", "--log-level", "debug", "--threads", "1"])
     settings = settings_from(args)
     assert args.tcp and args.port == 9000
     assert (settings.model, settings.gamma, settings.max_new_tokens) == ("m", 4, 64)
+    assert settings.threads == 1
     assert settings.log_level == "DEBUG"
     with pytest.raises(SystemExit, match="gamma"):
         settings_from(parse_args(["--gamma", "0"]))

@@ -50,8 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--draft-model", help="draft model for draft methods (default: built-in)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); "
-                        "1 is steadier on a machine shared with other jobs")
     parser.set_defaults(run=run_bench)
 
 
@@ -72,10 +70,6 @@ def run_bench(args: argparse.Namespace) -> int:
     tasks = read_tasks(args.tasks)
     if args.repeats < 1 or args.max_new_tokens < 1:
         raise UsageError("--repeats and --max-new-tokens must be at least 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
     methods = ["greedy", *(m for m in args.methods if m != "greedy")]
     unknown = [m for m in methods if m not in BASE_METHODS]
     if unknown:

@@ -31,7 +31,7 @@ export interface Status {
 
 /** Settings whose value travels to the server in `initializationOptions` (camelCase keys). */
 export const SERVER_SETTINGS = [
-  'model', 'device', 'dtype', 'draftModel', 'gamma', 'block', 'maxNewTokens',
+  'model', 'device', 'dtype', 'draftModel', 'threads', 'gamma', 'block', 'maxNewTokens',
   'checkCommand', 'checkTimeout', 'logLevel',
 ] as const;
 
