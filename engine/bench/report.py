@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from rich.console import Console
@@ -237,6 +238,9 @@ def write_markdown(
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+RECORDS_PLACEHOLDER = "<records>"
+
+
 def write_json(
     path: Path,
     meta: dict[str, object],
@@ -252,9 +256,25 @@ def write_json(
                      "checked": "every method, task and turn, identity and timed passes"},
         "summary": [s.as_dict() for s in summaries.values()],
         "targets": [asdict(t) for t in found],
-        "records": [asdict(r) for r in records],
+        "records": RECORDS_PLACEHOLDER,
     }
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    # One record per line and floats to 6 significant digits: the file stays small and
+    # reviewable in git, and no reported ratio needs more precision than that.
+    lines = ",\n  ".join(json.dumps(_rounded(asdict(r)), ensure_ascii=False) for r in records)
+    text = json.dumps(_rounded(data), indent=1, ensure_ascii=False)
+    text = text.replace(json.dumps(RECORDS_PLACEHOLDER), f"[\n  {lines}\n ]")
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def _rounded(value: Any) -> Any:
+    """`value` with every float rounded to 6 significant digits."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def write_plots(
