@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+import torch
 
 from engine.config import SpecConfig
 from engine.loading import default_draft_model_path, default_model_path, load_model
@@ -15,12 +16,13 @@ from engine.training.data import (
     EDITS,
     Conversation,
     docstring_for,
+    edit_points,
     extract_code,
     fence,
     make_single,
 )
 from engine.training.tokenizer import IM_END
-from engine.training.train import IGNORE, encode_conversation
+from engine.training.train import IGNORE, encode_conversation, weighted_loss
 
 SNIPPET = """\
 def scale(values, factor=10):
@@ -167,10 +169,52 @@ def test_labels_cover_only_assistant_turns(default_lm) -> None:
     tok = default_lm.tokenizer
     conv = make_single(SNIPPET, "delete", random.Random(0), [])
     assert isinstance(conv, Conversation)
-    ids, labels = encode_conversation(tok, conv)
+    ids, labels, weights = encode_conversation(tok, conv, edit_weight=4.0)
     trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE])
     assert trained == conv.messages[2]["content"] + IM_END
     assert labels[0] == IGNORE
+    assert all((w > 0) == (lab != IGNORE) for w, lab in zip(weights, labels, strict=True))
+    lines, kept = SNIPPET.split("\n"), extract_code(conv.messages[2]["content"]).split("\n")
+    gone = next(i for i, (a, b) in enumerate(zip(lines, kept, strict=False)) if a != b)
+    edited = tok.decode([t for t, w in zip(ids, weights, strict=True) if w == 4.0])
+    assert edited.strip() and lines[gone + 1].strip().startswith(edited.strip()), edited
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "marked"),
+    [
+        ("a = 1\nb = 2\nc = 3", "a = 1\nc = 3", ["c "]),  # a deletion: where copying resumes
+        ("x = f(y)\nz = f", "x = g(y)\nz = g", ["g(y", "g"]),  # a rename, every occurrence
+        ("a\nb", "a\nprint(a)\nb", ["print(a)\nb"]),  # an inserted line and the next unit
+        ("a\nb", "a", ["\n"]),  # the last line deleted: the end of the answer is the edit
+    ],
+)
+def test_edit_points_mark_where_the_answer_stops_copying(
+    before: str, after: str, marked: list[str]
+) -> None:
+    assert [(after + "\n")[a:b] for a, b in edit_points(before, after)] == marked
+
+
+def test_an_identifier_tokenizes_the_same_in_instructions_and_code(default_lm) -> None:
+    tok = default_lm.tokenizer
+
+    def ids(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    name = ids("deepcopy")
+    for context in ("`deepcopy`", " deepcopy(x)", "(deepcopy,", "\n    deepcopy"):
+        found = ids(context)
+        assert any(found[i : i + len(name)] == name for i in range(len(found))), context
+
+
+def test_weighted_loss_with_unit_weights_is_the_usual_loss(default_lm) -> None:
+    conv = make_single(SNIPPET, "rename", random.Random(1), ["alpha"])
+    assert conv is not None
+    ids, labels, weights = encode_conversation(default_lm.tokenizer, conv, edit_weight=1.0)
+    ids_t, labels_t = torch.tensor([ids]), torch.tensor([labels])
+    out = default_lm.model(input_ids=ids_t, labels=labels_t)
+    ours = weighted_loss(out.logits, labels_t, torch.tensor([weights]))
+    assert torch.allclose(ours, out.loss, atol=1e-5)
 
 
 def test_held_out_refine_session_copies(default_lm) -> None:

@@ -8,7 +8,9 @@ assistant answer is the exact expected code.
 from __future__ import annotations
 
 import builtins
+import difflib
 import hashlib
+import itertools
 import keyword
 import random
 import re
@@ -38,11 +40,13 @@ _RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls
 
 @dataclass
 class Conversation:
-    """A chat plus, per assistant turn, whether the model should learn from it."""
+    """A chat plus, per assistant turn, whether the model should learn from it and the
+    code that turn edits (so training can find the tokens where the edit happens)."""
 
     messages: list[dict[str, str]]
     kind: str
     train_turns: list[bool] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
 
 
 def stdlib_files() -> list[Path]:
@@ -346,6 +350,55 @@ def extract_code(answer: str) -> str:
     return m.group(1) if m else answer.strip()
 
 
+_UNITS = re.compile(r"\w+|[^\w\s]+|\s+")
+
+
+def edit_points(before: str, after: str) -> list[tuple[int, int]]:
+    """Character spans of `after` where it stops being a copy of `before`: each changed or
+    inserted run plus the two units where copying resumes (all a deletion leaves).
+
+    These are the few tokens where a model must follow the instruction instead of
+    copying, so training can weight them up. Lines are aligned first, then the units
+    (words, punctuation, whitespace) of changed lines, so a deleted line is never matched
+    against pieces of its neighbours.
+    """
+    lines_a, lines_b = before.split("\n"), after.split("\n")
+    starts = [0]
+    for line in lines_b:
+        starts.append(min(starts[-1] + len(line) + 1, len(after)))  # the end has no newline
+    spans = []
+    for op, i1, i2, j1, j2 in _opcodes(lines_a, lines_b):
+        if op == "equal":
+            continue
+        if op == "replace":
+            old, new = "\n".join(lines_a[i1:i2]), "\n".join(lines_b[j1:j2])
+            spans += [(starts[j1] + a, starts[j1] + b) for a, b in _unit_edits(old, new)]
+        else:
+            spans += [(starts[j1], starts[j2] + len(_first_units(after[starts[j2] :])))]
+    return [(a, max(b, a + 1)) for a, b in spans]
+
+
+def _opcodes(a: list[str], b: list[str]) -> list[tuple[str, int, int, int, int]]:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+
+
+def _first_units(text: str, n: int = 2) -> str:
+    """The first n units of text (what a model emits right after an edit)."""
+    return "".join(m.group() for m in itertools.islice(_UNITS.finditer(text), n))
+
+
+def _unit_edits(before: str, after: str) -> list[tuple[int, int]]:
+    units_b = list(_UNITS.finditer(after))
+    bounds = [m.start() for m in units_b] + [len(after)]
+    return [
+        (bounds[j1], bounds[min(j2 + 2, len(units_b))])
+        for op, _, _, j1, j2 in _opcodes(
+            [m.group() for m in _UNITS.finditer(before)], [m.group() for m in units_b]
+        )
+        if op != "equal"
+    ]
+
+
 def user_turn(code: str, instruction: str, rng: random.Random) -> str:
     """A user message showing code and asking for an edit, in one of a few layouts."""
     if rng.random() < 0.5:
@@ -363,19 +416,20 @@ def make_single(code: str, kind: str, rng: random.Random, pool: list[str]) -> Co
         bad, message = broken
         ask = rng.choice(("Fix this error: ", "Fix this error:\n"))
         prompt = user_turn(bad, ask + message, rng)
-        answer = code
+        reference, answer = bad, code
     else:
         edit = EDITS[kind](code, rng, pool)
         if edit is None or edit[1] == code:
             return None
         instruction, answer = edit
         prompt = user_turn(code, instruction, rng)
+        reference = code
     messages = [
         system,
         {"role": "user", "content": prompt},
         {"role": "assistant", "content": fence(answer)},
     ]
-    return Conversation(messages, kind, [True])
+    return Conversation(messages, kind, [True], [reference])
 
 
 def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation | None:
@@ -384,7 +438,7 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
     first = make_single(code, first_kind, rng, pool)
     if first is None:
         return None
-    messages, train = first.messages, [True]
+    messages, train, references = first.messages, [True], first.references
     current = extract_code(messages[-1]["content"])
     for _ in range(rng.randint(1, 2)):
         if rng.random() < 0.25:
@@ -397,10 +451,12 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
             text = rng.choice(("That fails with: {m}\nPlease fix it.", "Fix this error: {m}"))
             messages.append({"role": "user", "content": text.format(m=message)})
             messages.append({"role": "assistant", "content": fence(current)})
+            references.append(bad)
         else:
             edit = EDITS[rng.choice(list(EDITS))](current, rng, pool)
             if edit is None or edit[1] == current:
                 continue
+            references.append(current)
             instruction, current = edit
             prefix = rng.choice(("", "Now ", "Also, ", "Good. Now "))
             messages.append({"role": "user", "content": prefix + instruction})
@@ -408,13 +464,13 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
         train.append(True)
     if len(train) < 2:
         return None
-    return Conversation(messages, "multi", train)
+    return Conversation(messages, "multi", train, references)
 
 
 class SnippetSource:
     """Random snippets and raw code chunks from a fixed set of files."""
 
-    def __init__(self, files: list[Path], max_lines: int = 16) -> None:
+    def __init__(self, files: list[Path], max_lines: int = 10) -> None:
         self.max_lines = max_lines
         self.texts = [t for t in (read_source(p) for p in files) if t.count("\n") >= 5]
         self.lines = [t.split("\n") for t in self.texts]

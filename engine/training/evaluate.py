@@ -1,9 +1,11 @@
 """Measure the built-in model on conversations built from the held-out stdlib files.
 
 Reports what the model card states: exact-match instruction success per edit kind, the
-share of answer tokens CopySpec copies on turn 2 of a session, and perplexity on held-out
-code. Decoding goes through the engine's Session (copy speculation is lossless, so the
-answers equal plain greedy decoding, only faster).
+share of answer tokens CopySpec copies on turn 2 of a session, perplexity on held-out code,
+and next-token accuracy given the correct answer so far, apart for the tokens that copy the
+reference and the tokens that make the edit (why an exact answer is rare or not). Decoding
+goes through the engine's Session (copy speculation is lossless, so the answers equal plain
+greedy decoding, only faster).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from engine.training.data import (
     read_source,
     split_files,
 )
+from engine.training.train import IGNORE, encode_conversation
 
 
 def answer_budget(lm: LoadedModel, expected: str) -> int:
@@ -54,6 +57,35 @@ def instruction_success(
             new += result.stats.new_tokens
         results[kind] = {"exact": exact / per_kind, "n": per_kind, "copied_share": copied / new}
     return results
+
+
+@torch.no_grad()
+def teacher_forced_accuracy(
+    lm: LoadedModel, source: SnippetSource, per_kind: int, seed: int
+) -> dict[str, float]:
+    """Argmax accuracy on answer tokens given the true prefix: copied tokens vs edit tokens.
+
+    An exact answer of n tokens needs roughly accuracy**n, so this shows how far a model is
+    from exact edits even when it gets none right.
+    """
+    hits = {"copy": 0, "edit": 0}
+    counts = {"copy": 0, "edit": 0}
+    for kind in ("rename", "delete", "insert"):
+        rng = random.Random(f"{seed}-{kind}")
+        for _ in range(per_kind):
+            ids, labels, weights = encode_conversation(
+                lm.tokenizer, source.conversation(rng, kind), edit_weight=2.0
+            )
+            logits = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0]
+            predicted = logits[:-1].argmax(-1).tolist()
+            for t in range(1, len(ids)):
+                if labels[t] != IGNORE:
+                    group = "edit" if weights[t] > 1 else "copy"
+                    counts[group] += 1
+                    hits[group] += predicted[t - 1] == ids[t]
+    return {f"{g}_accuracy": hits[g] / counts[g] for g in hits} | {
+        f"{g}_tokens": counts[g] for g in counts
+    }
 
 
 def refine_conversations(source: SnippetSource, n: int, seed: int) -> list[Conversation]:
@@ -117,6 +149,7 @@ def evaluate(model: Path, per_kind: int, refine: int, seed: int) -> dict[str, ob
     report: dict[str, object] = {"model": str(model), "held_out_files": len(held_out)}
     report["perplexity"] = perplexity(lm, held_out, chunk=1024, max_chunks=40)
     report["instruction_success"] = instruction_success(lm, source, per_kind, seed)
+    report["teacher_forced"] = teacher_forced_accuracy(lm, source, per_kind, seed)
     report["turn2"] = turn2_copy_share(lm, refine_conversations(source, refine, seed))
     report["eval_seconds"] = round(time.time() - started, 1)
     return report

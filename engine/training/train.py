@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from engine.training.data import EDIT_KINDS, Conversation, SnippetSource, split_files
+from engine.training.data import (
+    EDIT_KINDS,
+    Conversation,
+    SnippetSource,
+    edit_points,
+    extract_code,
+    split_files,
+)
 from engine.training.tokenizer import (
     END_OF_TEXT,
     IM_END,
@@ -31,6 +38,7 @@ from engine.training.tokenizer import (
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 IGNORE = -100
+Row = tuple[list[int], list[int], list[float]]  # token ids, labels, loss weights
 CONTEXT_LENGTH = 2048  # declared context; training rows are at most --max-len tokens
 
 
@@ -48,7 +56,7 @@ class ModelSize:
 # Small and few wide heads: on a shared 2-core CPU, attention over long rows dominates the
 # step time, and a model that sees more tokens in the time box copies better.
 SIZES = {
-    "default": ModelSize(hidden=160, layers=4, heads=2, kv_heads=2, intermediate=448),
+    "default": ModelSize(hidden=160, layers=4, heads=4, kv_heads=4, intermediate=448),
     "draft": ModelSize(hidden=96, layers=2, heads=2, kv_heads=2, intermediate=256),
 }
 
@@ -64,11 +72,12 @@ def row_mix(code_share: float) -> dict[str, float]:
 
 
 def encode_conversation(
-    tok: PreTrainedTokenizerFast, conv: Conversation
-) -> tuple[list[int], list[int]]:
-    """Token ids and labels: loss only on the trained assistant turns (and their EOS)."""
+    tok: PreTrainedTokenizerFast, conv: Conversation, edit_weight: float
+) -> Row:
+    """Token ids, labels and loss weights: loss only on the trained assistant turns (and
+    their EOS), with the tokens where an answer departs from its reference weighted up."""
     text = tok.apply_chat_template(conv.messages, tokenize=False)
-    spans, pos, turn = [], 0, 0
+    spans, edits, pos, turn = [], [], 0, 0
     for msg in conv.messages:
         head = f"{IM_START}{msg['role']}\n"
         segment = f"{head}{msg['content']}{IM_END}\n"
@@ -78,41 +87,48 @@ def encode_conversation(
             if conv.train_turns[turn]:
                 start = pos + len(head)
                 spans.append((start, start + len(msg["content"]) + len(IM_END)))
+                code = extract_code(msg["content"])
+                offset = start + msg["content"].find(code)
+                edits += [
+                    (offset + a, offset + b) for a, b in edit_points(conv.references[turn], code)
+                ]
             turn += 1
         pos += len(segment)
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = [
-        tid if any(s <= a < e for s, e in spans) else IGNORE
-        for tid, (a, _) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-    ]
-    return enc["input_ids"], labels
+    labels, weights = [], []
+    for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+        trained = any(s <= a < e for s, e in spans)
+        labels.append(tid if trained else IGNORE)
+        edited = trained and any(a < e and s < max(b, a + 1) for s, e in edits)
+        weights.append(edit_weight if edited else float(trained))
+    return enc["input_ids"], labels, weights
 
 
 def row_stream(
     tok: PreTrainedTokenizerFast,
     source: SnippetSource,
     rng: random.Random,
-    max_len: int,
-    code_share: float,
-) -> Iterator[tuple[list[int], list[int]]]:
-    """Endless (ids, labels) rows drawn from row_mix; rows longer than max_len are skipped."""
-    kinds, weights = zip(*row_mix(code_share).items(), strict=True)
+    args: argparse.Namespace,
+) -> Iterator[Row]:
+    """Endless rows drawn from row_mix; rows longer than --max-len are skipped."""
+    max_len = args.max_len
+    kinds, weights = zip(*row_mix(args.code_share).items(), strict=True)
     eot = tok.convert_tokens_to_ids(END_OF_TEXT)
     while True:
         kind = rng.choices(kinds, weights)[0]
         if kind == "code":
             ids = tok(source.code_chunk(rng, rng.randint(800, 4000)), add_special_tokens=False)
             ids = [*ids["input_ids"][: max_len - 1], eot]
-            labels = list(ids)
+            row = ids, list(ids), [1.0] * len(ids)
         else:
-            ids, labels = encode_conversation(tok, source.conversation(rng, kind))
-        if len(ids) <= max_len:
-            yield ids, labels
+            row = encode_conversation(tok, source.conversation(rng, kind), args.edit_weight)
+        if len(row[0]) <= max_len:
+            yield row
 
 
 def batches(
-    rows: Iterator[tuple[list[int], list[int]]], tokens_per_batch: int, pad_id: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    rows: Iterator[Row], tokens_per_batch: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Length-bucketed, right-padded batches of about tokens_per_batch tokens.
 
     Rows are never packed together, so a row can only copy from its own context; right
@@ -129,10 +145,25 @@ def batches(
         groups.append(group)
         random.shuffle(groups)
         for group in groups:
-            width = max(len(ids) for ids, _ in group)
+            width = max(len(row[0]) for row in group)
             ids = [r[0] + [pad_id] * (width - len(r[0])) for r in group]
             labels = [r[1] + [IGNORE] * (width - len(r[1])) for r in group]
-            yield torch.tensor(ids), torch.tensor(labels)
+            weights = [r[2] + [0.0] * (width - len(r[2])) for r in group]
+            yield torch.tensor(ids), torch.tensor(labels), torch.tensor(weights)
+
+
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Next-token cross-entropy averaged with per-token weights (ignored labels weigh 0)."""
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(),
+        labels[:, 1:].flatten(),
+        ignore_index=IGNORE,
+        reduction="none",
+    )
+    w = weights[:, 1:].flatten()
+    return (ce * w).sum() / w.sum().clamp_min(1e-9)
 
 
 def lr_at(progress: float, peak: float, warmup: float = 0.03) -> float:
@@ -184,9 +215,7 @@ def train_one(
         model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=False
     )
     pad_id = tok.convert_tokens_to_ids(END_OF_TEXT)
-    stream = batches(
-        row_stream(tok, source, rng, args.max_len, args.code_share), args.batch_tokens, pad_id
-    )
+    stream = batches(row_stream(tok, source, rng, args), args.batch_tokens, pad_id)
     start, budget = time.time(), minutes * 60
     step, seen, window, ema = 0, 0, [], None
     model.train()
@@ -194,8 +223,8 @@ def train_one(
         lr = lr_at(elapsed / budget, args.lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        ids, labels = next(stream)
-        loss = model(input_ids=ids, labels=labels).loss
+        ids, labels, weights = next(stream)
+        loss = weighted_loss(model(input_ids=ids).logits, labels, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -280,10 +309,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--resume", type=Path, help="continue from the models (and tokenizer) in RESUME/<name>"
     )
     p.add_argument("--vocab", type=int, default=4096)
-    p.add_argument("--code-share", type=float, default=0.15, help="share of raw-code rows")
-    p.add_argument("--snippet-lines", type=int, default=16, help="longest code snippet in a chat")
+    p.add_argument("--code-share", type=float, default=0.05, help="share of raw-code rows")
+    p.add_argument("--snippet-lines", type=int, default=10, help="longest code snippet in a chat")
+    p.add_argument(
+        "--edit-weight", type=float, default=4.0, help="loss weight of the tokens that edit"
+    )
     p.add_argument("--max-len", type=int, default=1280, help="longest training row, tokens")
-    p.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per step")
+    p.add_argument("--batch-tokens", type=int, default=2048, help="padded tokens per step")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
