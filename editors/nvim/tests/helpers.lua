@@ -74,6 +74,11 @@ function H.setup(extra)
   H.edits = 0
   vim.lsp.handlers['workspace/applyEdit'] = function(...)
     H.edits = H.edits + 1
+    local hook = H.on_edit -- one-shot: runs while the server waits for this edit's reply
+    H.on_edit = nil
+    if hook then
+      hook()
+    end
     return default(...)
   end
   vim.api.nvim_create_autocmd('User', {
