@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.training.tokenizer import WORDS
+
 SYSTEM_PROMPTS = (
     "You are a coding assistant. Reply with the complete edited code only.",
     "You are a helpful assistant that edits code. Answer with the full updated code.",
@@ -350,7 +352,7 @@ def extract_code(answer: str) -> str:
     return m.group(1) if m else answer.strip()
 
 
-_UNITS = re.compile(r"\w+|[^\w\s]+|\s+")
+_UNITS = re.compile(WORDS)  # the tokenizer's pieces, so marked spans fall on token bounds
 
 
 def edit_points(before: str, after: str) -> list[tuple[int, int]]:

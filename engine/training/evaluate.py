@@ -33,6 +33,9 @@ from engine.training.data import (
 )
 from engine.training.train import IGNORE, encode_conversation
 
+EDIT_MARK = 2.0
+"""Weight encode_conversation gives edit tokens here: only used to tell them apart."""
+
 
 def answer_budget(lm: LoadedModel, expected: str) -> int:
     """Enough new tokens for the expected answer plus slack, so misses show as misses."""
@@ -74,13 +77,13 @@ def teacher_forced_accuracy(
         rng = random.Random(f"{seed}-{kind}")
         for _ in range(per_kind):
             ids, labels, weights = encode_conversation(
-                lm.tokenizer, source.conversation(rng, kind), edit_weight=2.0
+                lm.tokenizer, source.conversation(rng, kind), edit_weight=EDIT_MARK
             )
             logits = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0]
             predicted = logits[:-1].argmax(-1).tolist()
             for t in range(1, len(ids)):
                 if labels[t] != IGNORE:
-                    group = "edit" if weights[t] > 1 else "copy"
+                    group = "edit" if weights[t] == EDIT_MARK else "copy"
                     counts[group] += 1
                     hits[group] += predicted[t - 1] == ids[t]
     return {f"{g}_accuracy": hits[g] / counts[g] for g in hits} | {

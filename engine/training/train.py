@@ -53,8 +53,7 @@ class ModelSize:
     intermediate: int
 
 
-# Small and few wide heads: on a shared 2-core CPU, attention over long rows dominates the
-# step time, and a model that sees more tokens in the time box copies better.
+# Small: on a 2-core CPU, a model that sees more tokens in the time box copies better.
 SIZES = {
     "default": ModelSize(hidden=160, layers=4, heads=4, kv_heads=4, intermediate=448),
     "draft": ModelSize(hidden=96, layers=2, heads=2, kv_heads=2, intermediate=256),
