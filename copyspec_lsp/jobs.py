@@ -25,6 +25,7 @@ from copyspec_lsp.progress import Progress
 from copyspec_lsp.requests import JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
+from engine import prompt_format
 from engine.config import SpecConfig
 from engine.session import Session, TurnResult
 from engine.stats import TurnStats
@@ -142,11 +143,11 @@ class Refinement:
     ) -> bool:
         """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
         region = request.region
-        code, indent = prompts.dedent(document.text[region.start : region.end])
+        code, indent = prompt_format.dedent(document.text[region.start : region.end])
         if conversation.engine is not None and conversation.last_code == code:
             message = instruction
         else:
-            message = prompts.edit_request(code, instruction, document.language_id)
+            message = prompt_format.edit_request(code, instruction, document.language_id)
         shaper = Shaper(indent, "\r\n" if "\r\n" in document.text else "\n")
         max_turns = self.params.max_turns if self.fix else 1
         for _ in range(max_turns):
@@ -156,13 +157,13 @@ class Refinement:
             turn = Turn(message, text, stats)
             self.turns.append(turn)
             conversation.turns += 1
-            conversation.last_code = prompts.dedent(text)[0]
+            conversation.last_code = prompt_format.dedent(text)[0]
             if not self.fix:
                 return True
             turn.check = await self._check(document, region, text)
             if turn.check.ok:
                 return True
-            message = prompts.failure_message(turn.check.errors)
+            message = prompt_format.failure_message(turn.check.errors)
         return False
 
     async def _stream_turn(
@@ -282,7 +283,7 @@ def engine_turn(
         raise RuntimeError("the model was reloaded or freed while this request waited")
     if conversation.engine is None or conversation.engine.lm is not lm:
         conversation.engine = Session(
-            lm, spec, system=prompts.SYSTEM_PROMPT, draft=service.model.draft
+            lm, spec, system=prompt_format.SYSTEM_PROMPT, draft=service.model.draft
         )
     pieces: list[str] = []
 

@@ -22,11 +22,9 @@ from engine.loading import (
     load_model,
     use_cpu_threads,
 )
+from engine.prompt_format import SYSTEM_PROMPT
 from engine.session import PromptTooLongError, Session
 from engine.stats import TurnStats
-
-DEFAULT_SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
-"""The system prompt the built-in model was trained with; a fine default for instruct models."""
 
 
 class UsageError(Exception):
@@ -64,7 +62,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--prompt", help="one user message")
     source.add_argument("--prompt-file", type=Path, help="a file holding one user message")
     source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
-    parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt ('' for none)")
+    parser.add_argument("--system", default=SYSTEM_PROMPT, help="system prompt ('' for none)")
     parser.add_argument("--method", choices=METHODS, default="copy")
     add_model_arguments(parser)
     parser.add_argument(

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import DEFAULT_SYSTEM, main
+from engine.cli import main
 from engine.config import SpecConfig
 from engine.loading import load_model
+from engine.prompt_format import SYSTEM_PROMPT
 from engine.session import Session
 
 
@@ -33,7 +34,7 @@ def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_p
     )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    session = Session(load_model(tiny_model_dir, device="cpu"), SpecConfig(), DEFAULT_SYSTEM)
+    session = Session(load_model(tiny_model_dir, device="cpu"), SpecConfig(), SYSTEM_PROMPT)
     expected = [session.send(turn, max_new_tokens=30) for turn in turns]
     assert [t["token_ids"] for t in out["turns"]] == [r.token_ids for r in expected]
     assert out["text"] == expected[-1].text
@@ -47,7 +48,7 @@ def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     lm = load_model(tiny_model_dir, device="cpu")
-    expected = Session(lm, SpecConfig(method="greedy"), DEFAULT_SYSTEM)
+    expected = Session(lm, SpecConfig(method="greedy"), SYSTEM_PROMPT)
     assert run.stdout.rstrip("\n") == expected.send("def f(x):", max_new_tokens=20).text
     assert "forward passes" in run.stderr
 

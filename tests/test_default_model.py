@@ -10,15 +10,14 @@ import torch
 
 from engine.config import SpecConfig
 from engine.loading import default_draft_model_path, default_model_path, load_model
+from engine.prompt_format import SYSTEM_PROMPT, fence
 from engine.session import Session
 from engine.training.data import (
-    DEFAULT_SYSTEM,
     EDITS,
     Conversation,
     docstring_for,
     edit_points,
     extract_code,
-    fence,
     make_single,
 )
 from engine.training.tokenizer import IM_END
@@ -151,7 +150,7 @@ def test_tokenizer_round_trip_and_chat_template(default_lm) -> None:
     text = SNIPPET + "\n\tname = 'é'  # non-ASCII still round-trips\n"
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
     messages = [
-        {"role": "system", "content": DEFAULT_SYSTEM},
+        {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": f"{fence(SNIPPET)}\nRename `total` to `acc`."},
         {"role": "assistant", "content": fence(SNIPPET.replace("total", "acc"))},
         {"role": "user", "content": "Now delete the line `print('done')`."},
@@ -218,7 +217,7 @@ def test_weighted_loss_with_unit_weights_is_the_usual_loss(default_lm) -> None:
 
 
 def test_held_out_refine_session_copies(default_lm) -> None:
-    session = Session(default_lm, SpecConfig(method="copy"), system=DEFAULT_SYSTEM)
+    session = Session(default_lm, SpecConfig(method="copy"), system=SYSTEM_PROMPT)
     first = session.send(f"{fence(HELD_OUT)}\nRename `append` to `add_item`.", max_new_tokens=96)
     assert first.text.strip()
     second = session.send("Now delete the line `memo[id(x)] = y`.", max_new_tokens=96)

@@ -10,7 +10,6 @@ import pytest
 from lsprotocol import types
 
 from copyspec_lsp import prompts
-from copyspec_lsp.answers import Shaper, strip_fence
 from copyspec_lsp.check import CheckCommandError, run_check_command
 from copyspec_lsp.documents import Region
 from copyspec_lsp.jobs import widen
@@ -102,52 +101,12 @@ def test_syntax_errors_only_inside_the_region() -> None:
 # prompts and answers
 
 
-def test_prompts_follow_the_training_format() -> None:
-    data = pytest.importorskip("engine.training.data")
-    assert prompts.SYSTEM_PROMPT == data.DEFAULT_SYSTEM
-    assert prompts.fence("x = 1", "python") == data.fence("x = 1")
-    assert data.extract_code(prompts.fence("x = 1", "python")) == "x = 1"
-    request = prompts.edit_request("x = 1", "rename x", "python")
-    assert request == "```python\nx = 1\n```\nrename x"
-
-
-def test_fix_instruction_and_failure_message() -> None:
+def test_fix_instruction_counts_lines_from_the_region() -> None:
     diagnostic = types.Diagnostic(types.Range(P(11, 0), P(11, 3)), "NameError: name 'y'")
     expected = "Fix this error: NameError: name 'y' (line 2)"
     assert prompts.fix_instruction([diagnostic], 10) == expected
+    assert prompts.fix_instruction([diagnostic], 10, "and tidy") == expected + "\nand tidy"
     assert prompts.fix_instruction([], 0, "make it faster") == "make it faster"
-    assert prompts.failure_message(["a", "b"]) == "That fails with: a\nb\nPlease fix it."
-
-
-def test_dedent_keeps_the_indent_to_restore() -> None:
-    assert prompts.dedent("    if x:\r\n        y()\r\n") == ("if x:\n    y()\n", "    ")
-    assert prompts.dedent("\tx\n\n\ty") == ("x\n\ny", "\t")
-
-
-@pytest.mark.parametrize(
-    ("raw", "code"),
-    [
-        ("```python\ndef f():\n    pass\n```", "def f():\n    pass"),
-        ("```\nx\n```\ntrailing chatter", "x"),
-        ("plain code\n", "plain code"),
-        ("```py", ""),
-        ("``", ""),
-        ("x = `a`", "x = `a`"),
-    ],
-)
-def test_strip_fence(raw: str, code: str) -> None:
-    assert strip_fence(raw) == code
-
-
-def test_shaped_text_only_grows_while_streaming() -> None:
-    shaper = Shaper("    ", "\r\n")
-    raw = "```python\nif x:\n    y()\n\nz = 1\n```"
-    shown = ""
-    for i in range(len(raw) + 1):
-        text = shaper(raw[:i])
-        assert text.startswith(shown), (raw[:i], text, shown)
-        shown = text
-    assert shown == "    if x:\r\n        y()\r\n\r\n    z = 1"
 
 
 def test_widen_takes_whole_lines_without_trailing_breaks() -> None:

@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.prompt_format import (
+    FIX_ASKS,
+    SYSTEM_PROMPTS,
+    edit_request,
+    failure_message,
+    fence,
+    fix_request,
+)
 from engine.training.tokenizer import WORDS
 
-SYSTEM_PROMPTS = (
-    "You are a coding assistant. Reply with the complete edited code only.",
-    "You are a helpful assistant that edits code. Answer with the full updated code.",
-    "You edit Python code exactly as asked and return the whole result.",
-)
-DEFAULT_SYSTEM = SYSTEM_PROMPTS[0]
 EDIT_KINDS = ("rename", "delete", "insert", "replace", "docstring", "fix")
 HELD_OUT_PERCENT = 10
 
@@ -341,11 +343,6 @@ EDITS: dict[str, Callable[[str, random.Random, list[str]], tuple[str, str] | Non
 }
 
 
-def fence(code: str) -> str:
-    """Code as a fenced block: both the prompt and the answers use this form."""
-    return f"```python\n{code}\n```"
-
-
 def extract_code(answer: str) -> str:
     """The code inside the first fenced block of an answer (the whole answer if none)."""
     m = re.search(r"```(?:python)?\n(.*?)\n```", answer, re.S)
@@ -403,9 +400,7 @@ def _unit_edits(before: str, after: str) -> list[tuple[int, int]]:
 
 def user_turn(code: str, instruction: str, rng: random.Random) -> str:
     """A user message showing code and asking for an edit, in one of a few layouts."""
-    if rng.random() < 0.5:
-        return f"{fence(code)}\n{instruction}"
-    return f"{instruction}\n{fence(code)}"
+    return edit_request(code, instruction, instruction_first=rng.random() >= 0.5)
 
 
 def make_single(code: str, kind: str, rng: random.Random, pool: list[str]) -> Conversation | None:
@@ -416,8 +411,7 @@ def make_single(code: str, kind: str, rng: random.Random, pool: list[str]) -> Co
         if broken is None:
             return None
         bad, message = broken
-        ask = rng.choice(("Fix this error: ", "Fix this error:\n"))
-        prompt = user_turn(bad, ask + message, rng)
+        prompt = user_turn(bad, fix_request([message], rng.choice(FIX_ASKS)), rng)
         reference, answer = bad, code
     else:
         edit = EDITS[kind](code, rng, pool)
@@ -450,8 +444,8 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
             bad, message = broken
             messages[-1] = {"role": "assistant", "content": fence(bad)}
             train[-1] = False
-            text = rng.choice(("That fails with: {m}\nPlease fix it.", "Fix this error: {m}"))
-            messages.append({"role": "user", "content": text.format(m=message)})
+            ask = rng.choice((failure_message, fix_request))
+            messages.append({"role": "user", "content": ask([message])})
             messages.append({"role": "assistant", "content": fence(current)})
             references.append(bad)
         else:
