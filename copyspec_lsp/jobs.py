@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from copyspec_lsp import prompts, regions
-from copyspec_lsp.answers import Shaper
 from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region
 from copyspec_lsp.edits import BufferWriter
@@ -28,6 +27,7 @@ from copyspec_lsp.worker import Job
 from engine import prompt_format
 from engine.config import SpecConfig
 from engine.session import Session, TurnResult
+from engine.shaping import Shaper
 from engine.stats import TurnStats
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class Refinement:
             message = instruction
         else:
             message = prompt_format.edit_request(code, instruction, document.language_id)
-        shaper = Shaper(indent, "\r\n" if "\r\n" in document.text else "\n")
+        shaper = Shaper(code, indent, "\r\n" if "\r\n" in document.text else "\n")
         max_turns = self.params.max_turns if self.fix else 1
         for _ in range(max_turns):
             text, stats = await self._stream_turn(
@@ -225,7 +225,7 @@ class Refinement:
         stats = result.stats.to_dict()
         # A turn quicker than the report interval still shows its figures once.
         progress.report(*live_figures(stats, max_new, started), force=True)
-        final = shaper(result.text)
+        final = shaper(result.text, final=True)
         if final != shown:
             service.notify_chunk(conversation.id, request.uri, "", final, stats)
         await writer.finish(final)

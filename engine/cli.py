@@ -24,6 +24,7 @@ from engine.loading import (
 )
 from engine.prompt_format import SYSTEM_PROMPT
 from engine.session import PromptTooLongError, Session
+from engine.shaping import Shaper
 from engine.stats import TurnStats
 
 
@@ -77,6 +78,10 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--code-only", action="store_true",
+        help="print only the answer's code: no prose, <think> blocks or fences",
+    )
     parser.set_defaults(run=run_generate)
 
 
@@ -152,36 +157,55 @@ def run_generate(args: argparse.Namespace) -> int:
         session = Session(lm, spec, system=args.system, draft=draft)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    stream = None if args.json else _print_delta
-    turns = []
+    turns, texts = [], []
     try:
         for message in messages:
+            printer = None if args.json else Printer(Shaper() if args.code_only else None)
             result = session.send(
                 message, args.max_new_tokens, sampling, stop_event=threading.Event(),
-                on_text=stream,
+                on_text=printer,
             )
             turns.append(result)
-            if stream:
-                print(flush=True)
+            texts.append(Shaper()(result.text, final=True) if args.code_only else result.text)
+            if printer:
+                printer.finish(texts[-1])
                 _print_stats(result.stats)
     except (PromptTooLongError, ValueError) as error:
         raise UsageError(str(error)) from error
     if args.json:
         print(json.dumps({
-            "text": turns[-1].text,
+            "text": texts[-1],
             "token_ids": turns[-1].token_ids,
             "turns": [
-                {"text": t.text, "token_ids": t.token_ids, "stats": t.stats.to_dict()}
-                for t in turns
+                {"text": text, "token_ids": t.token_ids, "stats": t.stats.to_dict()}
+                for text, t in zip(texts, turns, strict=True)
             ],
             "stats": turns[-1].stats.to_dict(),
         }))
     return 0
 
 
-def _print_delta(delta: str, _stats: TurnStats) -> None:
-    sys.stdout.write(delta)
-    sys.stdout.flush()
+class Printer:
+    """Streams a turn to stdout; with a shaper, only the code it has settled so far."""
+
+    def __init__(self, shaper: Shaper | None) -> None:
+        self.shaper = shaper
+        self.raw = ""
+        self.shown = ""
+
+    def __call__(self, delta: str, _stats: TurnStats) -> None:
+        self.raw += delta
+        self._show(self.shaper(self.raw) if self.shaper else self.raw)
+
+    def finish(self, text: str) -> None:
+        self._show(text)
+        print(flush=True)
+
+    def _show(self, text: str) -> None:
+        """Shaped text only ever extends what was shown (engine.shaping guarantees it)."""
+        sys.stdout.write(text[len(self.shown) :])
+        sys.stdout.flush()
+        self.shown = text
 
 
 def _print_stats(stats: TurnStats) -> None:

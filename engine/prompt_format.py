@@ -33,8 +33,13 @@ FENCE_TAGS = {"typescriptreact": "tsx", "javascriptreact": "jsx", "plaintext": "
 
 
 def fence(code: str, language_id: str = "python") -> str:
-    """Code as a fenced block tagged with its language: prompts and answers use this form."""
-    return f"```{FENCE_TAGS.get(language_id, language_id)}\n{code}\n```"
+    """Code as a fenced block tagged with its language: prompts and answers use this form.
+
+    The fence is longer than any backtick run opening a line of the code (CommonMark), so a
+    ``` line inside a docstring cannot close it; the model tends to answer in kind."""
+    runs = [len(line) - len(line.lstrip("`")) for line in code.replace(" ", "").split("\n")]
+    ticks = "`" * (max(runs) + 1 if max(runs) >= 3 else 3)
+    return f"{ticks}{FENCE_TAGS.get(language_id, language_id)}\n{code}\n{ticks}"
 
 
 def edit_request(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.detokenize import TextStream
@@ -24,13 +25,6 @@ from engine.sequence import SequenceState
 from engine.stats import TurnStats
 
 OnText = Callable[[str, TurnStats], None]
-
-PLAIN_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
-"""Used only for tokenizers that ship no chat template (base models, tiny test models)."""
-
 
 class PromptTooLongError(ValueError):
     """The rendered prompt does not fit the model's context window."""
@@ -68,12 +62,7 @@ class Session:
 
     def render(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of the conversation, ending with the assistant's generation prompt."""
-        tokenizer = self.lm.tokenizer
-        template = None if tokenizer.chat_template else PLAIN_CHAT_TEMPLATE
-        text = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=False, chat_template=template
-        )
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return render_ids(self.lm.tokenizer, messages)
 
     def send(
         self,

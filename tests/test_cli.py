@@ -15,6 +15,7 @@ from engine.config import SpecConfig
 from engine.loading import load_model
 from engine.prompt_format import SYSTEM_PROMPT
 from engine.session import Session
+from engine.shaping import Shaper
 
 
 def copyspec(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,6 +52,22 @@ def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
     expected = Session(lm, SpecConfig(method="greedy"), SYSTEM_PROMPT)
     assert run.stdout.rstrip("\n") == expected.send("def f(x):", max_new_tokens=20).text
     assert "forward passes" in run.stderr
+
+
+def test_code_only_prints_the_shaped_answer(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streamed and --json output both hold exactly the shaper's code for the raw answer."""
+    args = ["generate", "--model", str(tiny_model_dir), "--prompt", "def f(x):",
+            "--max-new-tokens", "40", "--device", "cpu", "--code-only"]
+    assert main(args) == 0
+    streamed = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    session = Session(load_model(tiny_model_dir, device="cpu"), SpecConfig(), SYSTEM_PROMPT)
+    raw = session.send("def f(x):", max_new_tokens=40).text
+    assert out["text"] == Shaper()(raw, final=True)
+    assert streamed.rstrip("\n") == out["text"]
 
 
 @pytest.mark.parametrize(

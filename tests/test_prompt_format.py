@@ -115,3 +115,10 @@ def test_the_format_module_needs_no_torch() -> None:
     """Tokenizer-free tools (the editors' tests, the training data) import it cheaply."""
     code = "import sys, engine.prompt_format; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.timeout(10)
+def test_a_fence_inside_the_code_gets_a_longer_fence() -> None:
+    code = 'def f():\n    """Run:\n\n    ```bash\n    f\n    ```\n    """'
+    assert prompt_format.fence(code) == f"````python\n{code}\n````"
+    assert prompt_format.fence("x = `y`") == "```python\nx = `y`\n```"
