@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from engine.config import SpecConfig
-from engine.loading import LoadedModel, default_model_path, load_model
+from engine.loading import LoadedModel, load_model
+from engine.paths import default_model_path
 from engine.session import Session
 from engine.training.data import (
     EDIT_KINDS,
