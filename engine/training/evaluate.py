@@ -32,7 +32,7 @@ from engine.training.data import (
     read_source,
     split_files,
 )
-from engine.training.train import IGNORE, encode_conversation
+from engine.training.encode import IGNORE, encode_conversation
 
 EDIT_MARK = 2.0
 """Weight encode_conversation gives edit tokens here: only used to tell them apart."""
