@@ -163,3 +163,15 @@ def test_lsp_flags_become_validated_settings(
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["--version"])
     assert exit_info.value.code == 0 and "copyspec-lsp 0.1.0" in capsys.readouterr().out
+
+
+def test_bench_without_its_extra_says_what_to_install(files: dict[str, str]) -> None:
+    """rich is installed here, so its absence is faked: a None entry in sys.modules is what
+    importlib reports as "not installed"."""
+    hide = "import sys; sys.modules['rich'] = None\n" + RUN.format(module="engine.cli")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", hide, "bench", "--tasks", files["chat"]],
+                          capture_output=True, text=True, timeout=50, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "copyspec: error: copyspec bench needs rich: pip install 'copyspec-lsp[bench]'")
