@@ -1,10 +1,6 @@
-"""The conversation the model sees, in the built-in model's training format.
-
-`engine/training/data.py` trains on: a system turn, then a user turn holding the code in a
-fenced block followed by the instruction, and an assistant turn that is the edited code in a
-fenced block. Snippets are dedented; follow-ups carry the instruction alone, and fixes say
-"Fix this error: ..." or, after a failed attempt, "That fails with: ...\nPlease fix it.".
-"""
+"""The conversation the model sees, in the format `engine.prompts` defines (the built-in
+model's training format), from editor regions: snippets are dedented, fences tagged with the
+document's language, and diagnostics become the fix request."""
 
 from __future__ import annotations
 
@@ -13,13 +9,16 @@ from collections.abc import Sequence
 
 from lsprotocol import types
 
-SYSTEM_PROMPT = "You are a coding assistant. Reply with the complete edited code only."
+from engine import prompts
+from engine.prompts import SYSTEM_PROMPT as SYSTEM_PROMPT
+from engine.prompts import failure_message as failure_message
+
 FENCE_TAGS = {"typescriptreact": "tsx", "javascriptreact": "jsx", "plaintext": ""}
 
 
 def fence(code: str, language_id: str) -> str:
     """Code as a fenced block tagged with its language, as the training data shows it."""
-    return f"```{FENCE_TAGS.get(language_id, language_id)}\n{code}\n```"
+    return prompts.fence(code, FENCE_TAGS.get(language_id, language_id))
 
 
 def dedent(code: str) -> tuple[str, str]:
@@ -34,7 +33,7 @@ def dedent(code: str) -> tuple[str, str]:
 
 def edit_request(code: str, instruction: str, language_id: str) -> str:
     """The first user turn of a session: the code, then what to do with it."""
-    return f"{fence(code, language_id)}\n{instruction.strip()}"
+    return prompts.edit_request(code, instruction, FENCE_TAGS.get(language_id, language_id))
 
 
 def fix_instruction(
@@ -46,10 +45,5 @@ def fix_instruction(
         line = diagnostic.range.start.line - first_line + 1
         where = f" (line {line})" if line >= 1 else ""
         lines.append(f"{diagnostic.message.strip()}{where}")
-    ask = "Fix this error: " + "\n".join(lines) if lines else ""
+    ask = prompts.FIX_ERROR + "\n".join(lines) if lines else ""
     return "\n".join(part for part in (ask, instruction.strip()) if part)
-
-
-def failure_message(errors: Sequence[str]) -> str:
-    """What a failed check says to the model, as the next turn of the same session."""
-    return "That fails with: " + "\n".join(errors) + "\nPlease fix it."

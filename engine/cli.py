@@ -29,13 +29,12 @@ from engine.options import (
     probability,
     read_text,
 )
+from engine.prompts import SYSTEM_PROMPT
 
 if TYPE_CHECKING:  # torch-heavy: imported only once the arguments are known to be good
     from engine.session import TurnResult
     from engine.stats import TurnStats
 
-DEFAULT_SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
-"""The system prompt the built-in model was trained with; a fine default for instruct models."""
 
 GENERATE_EPILOG = r"""A prompt is code in a fenced block, then the instruction (what editors send):
   copyspec generate --prompt $'```python\ndef f(x):\n    return x\n```\nRename x to y.'
@@ -52,7 +51,8 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                         "instruction")
     source.add_argument("--prompt-file", type=Path, help="a UTF-8 file holding one user message")
     source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
-    parser.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt ('' for none)")
+    parser.add_argument("--system", default=SYSTEM_PROMPT,
+                        help="system prompt ('' for none; default: the built-in model's)")
     parser.add_argument("--method", choices=METHODS, default=SpecConfig.method)
     add_model_arguments(parser)
     parser.add_argument("--trust-remote-code", action="store_true")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import DEFAULT_SYSTEM, main
+from engine.cli import main
 from engine.config import SpecConfig
 from engine.loading import load_model
+from engine.prompts import SYSTEM_PROMPT as DEFAULT_SYSTEM
 from engine.session import Session
 
 

@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.prompts import FIX_ERROR, SYSTEM_PROMPT, edit_request, failure_message
+from engine.prompts import fence as fenced
 from engine.training.tokenizer import WORDS
 
 SYSTEM_PROMPTS = (
-    "You are a coding assistant. Reply with the complete edited code only.",
+    SYSTEM_PROMPT,
     "You are a helpful assistant that edits code. Answer with the full updated code.",
     "You edit Python code exactly as asked and return the whole result.",
 )
-DEFAULT_SYSTEM = SYSTEM_PROMPTS[0]
+DEFAULT_SYSTEM = SYSTEM_PROMPT
 EDIT_KINDS = ("rename", "delete", "insert", "replace", "docstring", "fix")
 HELD_OUT_PERCENT = 10
 
@@ -343,7 +345,7 @@ EDITS: dict[str, Callable[[str, random.Random, list[str]], tuple[str, str] | Non
 
 def fence(code: str) -> str:
     """Code as a fenced block: both the prompt and the answers use this form."""
-    return f"```python\n{code}\n```"
+    return fenced(code)
 
 
 def extract_code(answer: str) -> str:
@@ -404,7 +406,7 @@ def _unit_edits(before: str, after: str) -> list[tuple[int, int]]:
 def user_turn(code: str, instruction: str, rng: random.Random) -> str:
     """A user message showing code and asking for an edit, in one of a few layouts."""
     if rng.random() < 0.5:
-        return f"{fence(code)}\n{instruction}"
+        return edit_request(code, instruction)
     return f"{instruction}\n{fence(code)}"
 
 
@@ -416,7 +418,7 @@ def make_single(code: str, kind: str, rng: random.Random, pool: list[str]) -> Co
         if broken is None:
             return None
         bad, message = broken
-        ask = rng.choice(("Fix this error: ", "Fix this error:\n"))
+        ask = rng.choice((FIX_ERROR, FIX_ERROR.rstrip() + "\n"))
         prompt = user_turn(bad, ask + message, rng)
         reference, answer = bad, code
     else:
@@ -450,8 +452,8 @@ def make_multi(code: str, rng: random.Random, pool: list[str]) -> Conversation |
             bad, message = broken
             messages[-1] = {"role": "assistant", "content": fence(bad)}
             train[-1] = False
-            text = rng.choice(("That fails with: {m}\nPlease fix it.", "Fix this error: {m}"))
-            messages.append({"role": "user", "content": text.format(m=message)})
+            text = rng.choice((failure_message([message]), FIX_ERROR + message))
+            messages.append({"role": "user", "content": text})
             messages.append({"role": "assistant", "content": fence(current)})
             references.append(bad)
         else:
