@@ -138,6 +138,7 @@ def readme_line(prefix: str) -> str:
                 if line.startswith(prefix))
 
 
+@pytest.mark.slow
 def test_the_quick_start_runs_as_written_and_prints_only_answers_and_stats() -> None:
     done = run_as_written(readme_line(".venv/bin/copyspec generate --chat-file"))
     assert done.returncode == 0, done.stderr
@@ -147,6 +148,7 @@ def test_the_quick_start_runs_as_written_and_prints_only_answers_and_stats() -> 
     assert len(stats) == 3 and all(line.startswith("[") for line in stats), done.stderr
 
 
+@pytest.mark.slow
 def test_the_prompt_example_and_the_version_run() -> None:
     done = run_as_written(readme_line(".venv/bin/copyspec generate --prompt"))
     assert done.returncode == 0, done.stderr
