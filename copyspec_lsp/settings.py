@@ -30,7 +30,7 @@ class Settings:
     draft_model: str | None = None
     """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
     threads: int | None = None
-    """torch CPU threads; None keeps torch's default (one per core)."""
+    """torch CPU threads; None: 1 for a small model on the CPU, else one per core."""
     gamma: int = SpecConfig.gamma
     """γ: tokens in a copy lookup key."""
     block: int = SpecConfig.block
