@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, the Python tests (fast lane first, then the slow lane: the full
 # χ² sampling tests and the long end-to-end runs), and both editors.
-# `bash scripts/test.sh fast` stops after the fast Python lane (about two minutes).
+# `bash scripts/test.sh fast` stops after the fast Python lane (`-m "not slow"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
