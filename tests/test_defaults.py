@@ -36,3 +36,20 @@ def test_a_block_above_the_adaptive_ceiling_is_valid_and_lossless(
     plain = Session(copying_llama, SpecConfig("greedy")).send(prompt, max_new_tokens=40)
     assert wide.token_ids == plain.token_ids
     assert wide.stats.copied_tokens > 0
+
+
+def test_small_cpu_models_default_to_one_thread(copying_llama: LoadedModel) -> None:
+    """The default measured for the built-in model: on one thread it ran 232-403 tok/s, on two
+    14-50 tok/s (a busy 2-core machine). An explicit count always wins."""
+    import torch
+
+    from engine.loading import use_cpu_threads
+
+    try:
+        torch.set_num_threads(2)
+        assert use_cpu_threads(None, copying_llama) == 1
+        assert use_cpu_threads(2, copying_llama) == 2
+        with pytest.raises(ValueError, match="at least 1"):
+            use_cpu_threads(0, copying_llama)
+    finally:
+        torch.set_num_threads(1)
