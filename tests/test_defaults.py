@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from copyspec_lsp.__main__ import build_parser
 from copyspec_lsp.settings import Settings
 from engine.config import MAX_BLOCK, MAX_NEW_TOKENS, SpecConfig
-from engine.loading import LoadedModel
+from engine.loading import LoadedModel, use_cpu_threads
 from engine.session import Session
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,10 +42,6 @@ def test_a_block_above_the_adaptive_ceiling_is_valid_and_lossless(
 def test_small_cpu_models_default_to_one_thread(copying_llama: LoadedModel) -> None:
     """The default measured for the built-in model: on one thread it ran 232-403 tok/s, on two
     14-50 tok/s (a busy 2-core machine). An explicit count always wins."""
-    import torch
-
-    from engine.loading import use_cpu_threads
-
     try:
         torch.set_num_threads(2)
         assert use_cpu_threads(None, copying_llama) == 1
