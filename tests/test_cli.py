@@ -24,6 +24,7 @@ def copyspec(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # an interpreter that imports torch: seconds, a minute when busy
 def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_path: Path) -> None:
     turns = ["def f(x):\n    return x\n\nRename x to y.", "Now add a docstring."]
     chat = tmp_path / "chat.json"
@@ -41,6 +42,7 @@ def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_p
     assert out["turns"][1]["stats"]["cache_reused"] is True
 
 
+@pytest.mark.slow  # an interpreter that imports torch: seconds, a minute when busy
 def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
     run = copyspec(
         "generate", "--model", str(tiny_model_dir), "--prompt", "def f(x):",
