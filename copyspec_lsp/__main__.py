@@ -4,42 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
 from copyspec_lsp import __version__
 from copyspec_lsp.settings import LOG_LEVELS, Settings
-from engine.config import DEVICES, DTYPES
+from engine.options import Parser, add_copy_arguments, add_max_new_tokens, add_model_arguments, port
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    """The flags; every value is checked here, before the server (and torch) is imported."""
+    parser = Parser(
         prog="copyspec-lsp", description="CopySpec language server: fast LLM code refinement."
     )
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
     transport.add_argument("--tcp", action="store_true", help="listen on --host:--port")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=2087)
-    parser.add_argument("--model", help="local model directory or cached HF id (default: built-in)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument(
-        "--draft-model", help="draft model directory (same tokenizer): drafts when nothing copies"
-    )
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: one per core; 1 on a busy CPU)"
-    )
-    parser.add_argument("--gamma", type=int, default=3, help="γ: tokens in a copy lookup key")
-    parser.add_argument("--block", type=int, default=10, help="K: tokens proposed per copy")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--port", type=port, default=2087)
+    add_model_arguments(parser)
+    add_copy_arguments(parser)
+    add_max_new_tokens(parser)
     parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS)
     parser.add_argument("--log-file", help="write logs here instead of stderr")
     parser.add_argument("--version", action="version", version=f"copyspec-lsp {__version__}")
-    return parser.parse_args(argv)
+    return parser
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, parser: Parser) -> Settings:
     """CLI flags through the same validation as the client's settings; bad ones exit 2."""
     raw = {
         "model": args.model,
@@ -54,13 +45,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     }
     settings, problems = Settings().update(raw)
     if problems:
-        sys.exit(f"copyspec-lsp: {'; '.join(problems)}")
+        parser.error("; ".join(problems))
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    settings = settings_from(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_from(args, parser)
     logging.basicConfig(
         filename=args.log_file,
         level=settings.log_level,

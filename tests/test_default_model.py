@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from engine.config import SpecConfig
-from engine.loading import default_draft_model_path, default_model_path, load_model
+from engine.loading import load_model
+from engine.paths import default_draft_model_path, default_model_path
 from engine.prompt_format import SYSTEM_PROMPT, fence
 from engine.session import Session
 from engine.training.data import (

@@ -24,6 +24,10 @@ from tiny_models import loaded
 
 TEMPERATURE = 2.0
 RUNS = 1500
+"""Seeded runs per method in the full (slow) lane; the fast lane runs FAST_RUNS of them."""
+FAST_RUNS = 300
+LANES = [pytest.param(FAST_RUNS, id="fast"),
+         pytest.param(RUNS, id="full", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +56,12 @@ def exact_joint(lm: LoadedModel, ids: list[int], config: SamplingConfig) -> dict
     return law
 
 
-def sample_pairs(lm: LoadedModel, ids: list[int], method: str) -> list[tuple]:
+def sample_pairs(lm: LoadedModel, ids: list[int], method: str, runs: int) -> list[tuple]:
     state = SequenceState(lm.model)
     spec = SpecConfig(method=method, gamma=3, block=4, adaptive=False)
     rules = StopRules(frozenset(), max_new_tokens=2)
     pairs = []
-    for seed in range(RUNS):
+    for seed in range(runs):
         sampling = SamplingConfig(temperature=TEMPERATURE, seed=seed)
         tokens, _ = run_turn(state, ids, lm, spec, rules, sampling)
         pairs.append(tuple(tokens))
@@ -66,7 +70,8 @@ def sample_pairs(lm: LoadedModel, ids: list[int], method: str) -> list[tuple]:
 
 def goodness_of_fit(pairs: list[tuple], law: dict[tuple, float]) -> float:
     """Chi-square p-value, pooling cells expected fewer than 5 times into one."""
-    big = [cell for cell, p in law.items() if p * RUNS >= 5]
+    runs = len(pairs)
+    big = [cell for cell, p in law.items() if p * runs >= 5]
     counts = {cell: 0 for cell in big}
     other = 0
     for pair in pairs:
@@ -74,19 +79,21 @@ def goodness_of_fit(pairs: list[tuple], law: dict[tuple, float]) -> float:
             counts[pair] += 1
         else:
             other += 1
-    expected = np.array([law[c] * RUNS for c in big] + [RUNS - sum(law[c] * RUNS for c in big)])
+    expected = np.array([law[c] * runs for c in big] + [runs - sum(law[c] * runs for c in big)])
     observed = np.array([counts[c] for c in big] + [other])
     return float(chisquare(observed, expected).pvalue)
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("runs", LANES)
 def test_copy_speculative_sampling_matches_plain_sampling(
-    model: LoadedModel, prompt_ids: list[int]
+    model: LoadedModel, prompt_ids: list[int], runs: int
 ) -> None:
     ids = prompt_ids
     config = SamplingConfig(temperature=TEMPERATURE)
     law = exact_joint(model, ids, config)
-    copy_pairs = sample_pairs(model, ids, "copy")
-    plain_pairs = sample_pairs(model, ids, "greedy")
+    copy_pairs = sample_pairs(model, ids, "copy", runs)
+    plain_pairs = sample_pairs(model, ids, "greedy", runs)
 
     # The test only means something if the copy is neither certain nor hopeless.
     state = SequenceState(model.model)

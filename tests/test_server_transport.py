@@ -55,8 +55,11 @@ async def test_tcp_utf8_positions_and_load_timeout(tmp_path_factory: pytest.Temp
 
 
 async def test_load_failure_names_the_path_and_exit_is_clean(tmp_path) -> None:
+    """The model setting comes from the client here: `--model` itself refuses a missing path
+    before the server starts (tests/test_cli_errors.py)."""
     missing = tmp_path / "no-such-model"
-    editor = await start_editor(server_command(missing))
+    model = tiny_model(tmp_path)
+    editor = await start_editor(server_command(model), options={"model": str(missing)})
     status = await editor.wait_ready()
     assert status["state"] == "error" and str(missing) in status["error"]
     for _ in range(50):

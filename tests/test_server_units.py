@@ -185,26 +185,6 @@ def test_check_command_runs_on_a_copy_with_an_argument_list(tmp_path) -> None:
         asyncio.run(run_check_command([str(tmp_path / "nope")], "", "a.py", None, 1))
 
 
-# command line
-
-
-def test_cli_flags_become_validated_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    from copyspec_lsp.__main__ import parse_args, settings_from
-
-    args = parse_args(["--tcp", "--port", "9000", "--model", "m", "--gamma", "4",
-                       "--max-new-tokens", "64", "--log-level", "debug", "--threads", "1"])
-    settings = settings_from(args)
-    assert args.tcp and args.port == 9000
-    assert (settings.model, settings.gamma, settings.max_new_tokens) == ("m", 4, 64)
-    assert settings.threads == 1
-    assert settings.log_level == "DEBUG"
-    with pytest.raises(SystemExit, match="gamma"):
-        settings_from(parse_args(["--gamma", "0"]))
-    with pytest.raises(SystemExit) as exit_info:
-        parse_args(["--version"])
-    assert exit_info.value.code == 0 and "copyspec-lsp 0.1.0" in capsys.readouterr().out
-
-
 # sessions
 
 

@@ -8,30 +8,28 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import transformers
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from engine.bench.methods import BASE_METHODS, MethodUnavailable, build_runners, draft_supported
-from engine.bench.report import (
-    print_tables,
-    print_targets,
-    summarize,
-    targets,
-    write_json,
-    write_markdown,
-    write_plots,
-)
-from engine.bench.run import IdentityError, count_turns, identity_pass, timed_passes
+from engine.bench import DEFAULT_METHODS, METHODS, check_methods
 from engine.bench.tasks import Task, TaskFileError, load_tasks
-from engine.cli import UsageError, add_model_arguments, load_from_args
 from engine.index import POLICIES
-from engine.loading import LoadedModel, ModelLoadError, default_draft_model_path, load_model
+from engine.options import (
+    UsageError,
+    add_max_new_tokens,
+    add_model_arguments,
+    load_draft_from_args,
+    load_from_args,
+    positive_int,
+)
 
-DEFAULT_METHODS = "greedy,pld,copy,copy-fixed"
+if TYPE_CHECKING:  # torch and the [bench] extra: imported only once the arguments are good
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from engine.loading import LoadedModel
+
+BENCH_EXTRA = ("rich", "matplotlib")
+"""What `pip install 'copyspec-lsp[bench]'` adds: tables and plots, needed by nothing else."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,20 +39,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--tasks", type=Path, nargs="+", action="extend", required=True,
                         help="JSONL task files; each file is one workload named by its stem")
-    parser.add_argument("--methods", type=names, default=names(DEFAULT_METHODS),
-                        help=f"from {','.join(BASE_METHODS)} (default {DEFAULT_METHODS})")
+    parser.add_argument("--methods", type=method_names, default=list(DEFAULT_METHODS),
+                        help=f"from {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
     parser.add_argument("--gamma", type=integers, default=[], help="γ ablation, e.g. 1,2,3,5,8")
     parser.add_argument("--block", type=integers, default=[], help="fixed-K ablation, e.g. 5,10")
     parser.add_argument("--policy", type=names, default=[], help=f"from {','.join(POLICIES)}")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes after identity")
-    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--repeats", type=positive_int, default=2,
+                        help="timed passes after identity")
+    add_max_new_tokens(parser, default=160)
+    parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
-    parser.add_argument("--draft-model", help="draft model for draft methods (default: built-in)")
     parser.set_defaults(run=run_bench)
 
 
 def names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def method_names(text: str) -> list[str]:
+    methods = names(text)
+    try:
+        check_methods(methods)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return methods
 
 
 def integers(text: str) -> list[int]:
@@ -65,20 +73,41 @@ def integers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(message) from error
 
 
+def require_bench_extra() -> None:
+    """Refuse in one line when the [bench] extra is missing, before loading anything."""
+    import importlib.util
+
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"copyspec bench needs {' and '.join(missing)}: "
+                         "pip install 'copyspec-lsp[bench]'")
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    require_bench_extra()
     tasks = read_tasks(args.tasks)
-    if args.repeats < 1 or args.max_new_tokens < 1:
-        raise UsageError("--repeats and --max-new-tokens must be at least 1")
+    from rich.console import Console
+    from rich.markup import escape
+
+    from engine.bench.methods import build_runners
+    from engine.bench.report import (
+        print_tables,
+        print_targets,
+        summarize,
+        targets,
+        write_json,
+        write_markdown,
+        write_plots,
+    )
+    from engine.bench.run import IdentityError, count_turns, identity_pass, timed_passes
+
+    console = Console(stderr=True)
     methods = ["greedy", *(m for m in args.methods if m != "greedy")]
-    unknown = [m for m in methods if m not in BASE_METHODS]
-    if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(BASE_METHODS)}")
+    draft_method = next((m for m in methods if m in ("draft", "copy+draft")), "greedy")
     lm = load_from_args(args)
     try:
-        runners = build_runners(lm, methods, args.gamma, args.block, args.policy,
-                                load_draft(args, methods))
+        draft = load_draft_from_args(args, draft_method)
+        runners = build_runners(lm, methods, args.gamma, args.block, args.policy, draft)
     except ValueError as error:  # MethodUnavailable, or a γ/K/policy SpecConfig refuses
         raise UsageError(str(error)) from error
     with progress_bar(console) as progress:
@@ -125,20 +154,15 @@ def read_tasks(paths: list[Path]) -> list[Task]:
     return tasks
 
 
-def load_draft(args: argparse.Namespace, methods: list[str]) -> LoadedModel | None:
-    """The draft model, only when a draft method is asked for and the engine supports it."""
-    if not any(m in ("draft", "copy+draft") for m in methods) or not draft_supported():
-        return None
-    if args.draft_model is None and args.model is not None:
-        raise MethodUnavailable("draft methods with --model need --draft-model (the built-in "
-                                "draft shares only the built-in model's tokenizer)")
-    try:
-        return load_model(args.draft_model or default_draft_model_path(), args.device, args.dtype)
-    except ModelLoadError as error:
-        raise MethodUnavailable(f"draft methods need a draft model: {error}") from error
-
-
 def progress_bar(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("[progress.description]{task.description:<40}"), BarColumn(),
         MofNCompleteColumn(), TextColumn("turns"), TimeElapsedColumn(), console=console,
@@ -146,12 +170,17 @@ def progress_bar(console: Console) -> Progress:
 
 
 def device_name(lm: LoadedModel) -> str:
+    import torch
+
     if lm.device.type == "cuda":
         return torch.cuda.get_device_name(lm.device)
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def meta(args: argparse.Namespace, lm: LoadedModel, device: str) -> dict[str, object]:
+    import torch
+    import transformers
+
     return {
         "command": " ".join(["copyspec", *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -8,7 +8,6 @@ would, so it re-prefills the history each turn while our sessions reuse their KV
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -17,16 +16,17 @@ from typing import Protocol
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from engine.bench import check_methods
 from engine.bench.tasks import Task
-from engine.config import SpecConfig
+from engine.config import MAX_BLOCK, SpecConfig
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.session import Session, fit_budget
 from engine.stats import TurnStats
 
-BASE_METHODS = ("greedy", "pld", "copy", "copy-fixed", "draft", "copy+draft")
-GAMMA, BLOCK, MAX_BLOCK = 3, 10, 64
-"""Defaults shared by copy and pld (the original PLD setting: 3-gram key, 10 tokens)."""
+GAMMA, BLOCK = SpecConfig.gamma, SpecConfig.block
+"""Shared by copy and pld: the engine's defaults, also the original PLD setting (3-gram key,
+10 tokens)."""
 
 
 class MethodUnavailable(ValueError):
@@ -162,11 +162,6 @@ class FirstTokenClock(BaseStreamer):
         """Nothing to flush: no text is produced."""
 
 
-def draft_supported() -> bool:
-    """Whether this engine's Session accepts a draft model (issue: draft support)."""
-    return "draft" in inspect.signature(Session).parameters
-
-
 def build_runners(
     lm: LoadedModel,
     methods: Sequence[str],
@@ -177,11 +172,10 @@ def build_runners(
 ) -> list[Runner]:
     """Greedy first (the reference), then the asked methods, then the ablation variants:
     adaptive copy per γ and per policy, fixed-K copy per K. Duplicates are dropped."""
-    unknown = [m for m in methods if m not in BASE_METHODS]
-    if unknown:
-        raise MethodUnavailable(
-            f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(BASE_METHODS)}"
-        )
+    try:
+        check_methods(methods)
+    except ValueError as error:
+        raise MethodUnavailable(str(error)) from None
     specs: dict[str, SpecConfig] = {"greedy": SpecConfig("greedy")}
     runners: list[Runner] = []
     for method in methods:
@@ -233,10 +227,6 @@ def dedupe(specs: dict[str, SpecConfig]) -> dict[str, SpecConfig]:
 
 def check_draft(method: str, draft_lm: LoadedModel | None) -> LoadedModel:
     """The draft model for a draft method, or a clear refusal."""
-    if not draft_supported():
-        raise MethodUnavailable(
-            f"method {method!r} is not available yet: this engine's Session has no draft support"
-        )
     if draft_lm is None:
         raise MethodUnavailable(f"method {method!r} needs a draft model (--draft-model)")
     return draft_lm

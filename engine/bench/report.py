@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.bench.methods import BASE_METHODS, copy_spec
+from engine.bench import METHODS
+from engine.bench.methods import copy_spec
 from engine.bench.run import Record
 
 ALL, LATER = "all", "2+"
@@ -124,7 +125,7 @@ def summary_table(title: str, rows: Iterable[Summary]) -> Table:
 
 
 def main_methods(methods: Sequence[str]) -> list[str]:
-    return [m for m in methods if m in BASE_METHODS]
+    return [m for m in methods if m in METHODS]
 
 
 def print_tables(console: Console, summaries: dict[Key, Summary], methods: Sequence[str]) -> None:
@@ -136,7 +137,7 @@ def print_tables(console: Console, summaries: dict[Key, Summary], methods: Seque
         rows = [summaries[workload, t, m] for t in turns for m in main
                 if (workload, t, m) in summaries]
         console.print(summary_table(f"Workload {workload}", rows))
-    ablations = [m for m in methods if m not in BASE_METHODS or m in ("copy", "copy-fixed")]
+    ablations = [m for m in methods if m not in METHODS or m in ("copy", "copy-fixed")]
     if len(ablations) > 2:
         rows = [summaries[ALL, ALL, m] for m in ["greedy", *ablations]]
         console.print(summary_table("Ablations, all workloads and turns", rows))
@@ -222,7 +223,7 @@ def write_markdown(
                        f"{d['copied_share']:.0%}", f"{d['tau']:.1f}"]
         lines.append(f"| {workload} | {turn} | {greedy.context:.0f} | "
                      f"{greedy.tokens_per_second:.1f} | " + " | ".join([*cells, *figures]) + " |")
-    ablations = [m for m in methods if m not in BASE_METHODS]
+    ablations = [m for m in methods if m not in METHODS]
     if ablations:
         lines += ["", "| variant (all workloads, all turns) | × greedy | passes/tok | copied | τ |",
                   "|---|---:|---:|---:|---:|"]

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from engine.config import SpecConfig
-from engine.loading import LoadedModel, default_model_path, load_model
+from engine.loading import LoadedModel, load_model
+from engine.paths import default_model_path
 from engine.session import Session
 from engine.training.data import (
     EDIT_KINDS,
@@ -31,7 +32,7 @@ from engine.training.data import (
     read_source,
     split_files,
 )
-from engine.training.train import IGNORE, encode_conversation
+from engine.training.encode import IGNORE, encode_conversation
 
 EDIT_MARK = 2.0
 """Weight encode_conversation gives edit tokens here: only used to tell them apart."""

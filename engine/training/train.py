@@ -20,25 +20,10 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from engine.training.data import (
-    EDIT_KINDS,
-    Conversation,
-    SnippetSource,
-    edit_points,
-    extract_code,
-    split_files,
-)
-from engine.training.tokenizer import (
-    END_OF_TEXT,
-    IM_END,
-    IM_START,
-    save_tokenizer,
-    train_tokenizer,
-)
+from engine.training.data import EDIT_KINDS, SnippetSource, split_files
+from engine.training.encode import IGNORE, Row, encode_conversation
+from engine.training.tokenizer import END_OF_TEXT, IM_END, save_tokenizer, train_tokenizer
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-IGNORE = -100
-Row = tuple[list[int], list[int], list[float]]  # token ids, labels, loss weights
 CONTEXT_LENGTH = 2048  # declared context; training rows are at most --max-len tokens
 
 
@@ -68,39 +53,6 @@ def row_mix(code_share: float) -> dict[str, float]:
         "multi": chat / 3,
         **{k: chat * 2 / 3 / len(EDIT_KINDS) for k in EDIT_KINDS},
     }
-
-
-def encode_conversation(
-    tok: PreTrainedTokenizerFast, conv: Conversation, edit_weight: float
-) -> Row:
-    """Token ids, labels and loss weights: loss only on the trained assistant turns (and
-    their EOS), with the tokens where an answer departs from its reference weighted up."""
-    text = tok.apply_chat_template(conv.messages, tokenize=False)
-    spans, edits, pos, turn = [], [], 0, 0
-    for msg in conv.messages:
-        head = f"{IM_START}{msg['role']}\n"
-        segment = f"{head}{msg['content']}{IM_END}\n"
-        if text[pos : pos + len(segment)] != segment:
-            raise ValueError("chat template does not render turns as expected")
-        if msg["role"] == "assistant":
-            if conv.train_turns[turn]:
-                start = pos + len(head)
-                spans.append((start, start + len(msg["content"]) + len(IM_END)))
-                code = extract_code(msg["content"])
-                offset = start + msg["content"].find(code)
-                edits += [
-                    (offset + a, offset + b) for a, b in edit_points(conv.references[turn], code)
-                ]
-            turn += 1
-        pos += len(segment)
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels, weights = [], []
-    for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
-        trained = any(s <= a < e for s, e in spans)
-        labels.append(tid if trained else IGNORE)
-        edited = trained and any(a < e and s < max(b, a + 1) for s, e in edits)
-        weights.append(edit_weight if edited else float(trained))
-    return enc["input_ids"], labels, weights
 
 
 def row_stream(
@@ -300,7 +252,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="copyspec train-default-model",
         description="Train the built-in default and draft models on the stdlib (CPU).",
     )
-    p.add_argument("--out", type=Path, default=MODELS_DIR, help="writes OUT/default, OUT/draft")
+    p.add_argument(
+        "--out", type=Path, required=True,
+        help="writes OUT/default and OUT/draft (engine/models in a checkout replaces the "
+        "built-in models); nothing is written anywhere else",
+    )
     p.add_argument("--minutes", type=float, default=58.0, help="wall time for both models")
     p.add_argument("--draft-share", type=float, default=0.15, help="share of time for the draft")
     p.add_argument("--only", choices=("both", "default", "draft"), default="both")

@@ -8,7 +8,7 @@
 // editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
 // which would make every chunk its own undo step.
 import * as vscode from 'vscode';
-import { Change, Meter, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
+import { Change, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
 
 export interface Rpc {
   sendRequest<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
@@ -26,7 +26,6 @@ interface Job {
   uri: string;
   cts: vscode.CancellationTokenSource;
   progress?: vscode.Progress<{ message?: string }>;
-  meter: Meter;
   /** Document version right after this job's last edit: the next edit joins its undo step. */
   version?: number;
   /** What this job's last edit put into the buffer: the next edit must replace exactly that. */
@@ -134,7 +133,7 @@ export class Controller implements vscode.Disposable {
       void vscode.window.showWarningMessage('CopySpec: a request is already running in this file (Cancel it first).');
       return;
     }
-    const job: Job = { uri, cts: new vscode.CancellationTokenSource(), meter: new Meter() };
+    const job: Job = { uri, cts: new vscode.CancellationTokenSource() };
     this.jobs.set(uri, job);
     const title = method === 'copyspec/fix' ? 'CopySpec: fixing' : 'CopySpec: refining';
     let result: JobResult | null;
@@ -177,7 +176,7 @@ export class Controller implements vscode.Disposable {
 
   private onChunk(p: Chunk): void {
     const job = this.jobs.get(p.uri);
-    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: job.meter.format(p.stats) });
+    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: formatStats(p.stats) });
   }
 
   private async applyEdit(p: ApplyEditParams): Promise<ApplyEditResult> {

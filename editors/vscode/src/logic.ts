@@ -56,28 +56,6 @@ export function formatStats(stats: Stats | undefined): string {
   return parts.join(' · ');
 }
 
-/**
- * Live figures for a running turn. Mid-turn the engine fills in only its counters (new_tokens
- * and the rates are totalled when the turn ends), so tokens are counted as the server does:
- * one per forward pass plus accepted copies and drafts; the speed is measured here, between
- * the first chunk and the latest.
- */
-export class Meter {
-  private start?: { at: number; tokens: number };
-
-  constructor(private readonly now: () => number = Date.now) {}
-
-  format(stats: Stats): string {
-    const tokens = (stats.forward_passes ?? 0) + (stats.copied_tokens ?? 0) + (stats.drafted_tokens ?? 0);
-    const at = this.now();
-    if (!this.start || tokens < this.start.tokens) this.start = { at, tokens }; // a fix turn restarts the counters
-    const seconds = (at - this.start.at) / 1000;
-    const parts = seconds > 0 ? [`${((tokens - this.start.tokens) / seconds).toFixed(1)} tok/s`] : [];
-    parts.push(`${Math.round((100 * (stats.copied_tokens ?? 0)) / (tokens || 1))}% copied`, `${tokens} tokens`);
-    return parts.join(' · ');
-  }
-}
-
 export function statusBarText(status: Status | undefined): string {
   if (!status) return 'CopySpec: starting';
   const name = status.model.split(/[\\/]/).filter(Boolean).pop() ?? status.model;

@@ -3,7 +3,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  initializationOptions, formatStats, statusBarText, formatStatus, endOf, trackRange, SessionStore, Meter,
+  initializationOptions, formatStats, statusBarText, formatStatus, endOf, trackRange, SessionStore,
 } = require('../out/logic');
 
 const pos = (line, character) => ({ line, character });
@@ -20,17 +20,6 @@ test('formatStats shows tokens/s and % copied from the snake_case stats', () => 
   assert.equal(formatStats({ tokens_per_second: 41.26, copied_share: 0.634, new_tokens: 80 }), '41.3 tok/s · 63% copied · 80 tokens');
   assert.equal(formatStats({ copied_share: 0 }), '0% copied');
   assert.equal(formatStats(undefined), '');
-});
-
-test('Meter derives live tok/s and % copied from the counters of a running turn', () => {
-  let now = 1000;
-  const meter = new Meter(() => now);
-  const live = (passes, copied) => ({ new_tokens: 0, tokens_per_second: 0, copied_share: 0, forward_passes: passes, copied_tokens: copied, drafted_tokens: 0 });
-  assert.equal(meter.format(live(2, 0)), '0% copied · 2 tokens');
-  now += 500;
-  assert.equal(meter.format(live(10, 30)), '76.0 tok/s · 75% copied · 40 tokens');
-  now += 500;
-  assert.equal(meter.format(live(1, 0)), '0% copied · 1 tokens', 'the next fix turn starts over');
 });
 
 test('statusBarText names the model directory and its state', () => {

@@ -26,7 +26,7 @@ M.config = {
   },
 }
 
---- Running request per buffer: { client_id, id, row, meter, cancelled?, changenr?, last_text?, mark? }.
+--- Running request per buffer: { client_id, id, row, cancelled?, changenr?, last_text?, mark? }.
 M.jobs = {}
 --- Last session per buffer: { session, mark } where mark is an extmark spanning its region.
 M.sessions = {}
@@ -49,24 +49,6 @@ function M.format_stats(stats)
   if type(stats.new_tokens) == 'number' then
     parts[#parts + 1] = ('%d tokens'):format(stats.new_tokens)
   end
-  return table.concat(parts, ' · ')
-end
-
---- Live figures for a running turn. Mid-turn the engine fills in only its counters (new_tokens
---- and the rates are totalled when the turn ends), so tokens are counted as the server does:
---- one per forward pass plus accepted copies and drafts; the speed is measured here, between
---- the first chunk and the latest. `meter` is per job; `now` is in seconds.
-function M.live(meter, stats, now)
-  local tokens = (stats.forward_passes or 0) + (stats.copied_tokens or 0) + (stats.drafted_tokens or 0)
-  if not meter.at or tokens < meter.tokens then -- a fix turn restarts the counters
-    meter.at, meter.tokens = now, tokens
-  end
-  local parts = {}
-  if now > meter.at then
-    parts[#parts + 1] = ('%.1f tok/s'):format((tokens - meter.tokens) / (now - meter.at))
-  end
-  parts[#parts + 1] = ('%d%% copied'):format(math.floor(100 * (stats.copied_tokens or 0) / math.max(tokens, 1) + 0.5))
-  parts[#parts + 1] = ('%d tokens'):format(tokens)
   return table.concat(parts, ' · ')
 end
 
@@ -159,7 +141,7 @@ function M.start(bufnr, method, range, extra)
     apply = 'stream',
     maxNewTokens = M.config.max_new_tokens,
   }, extra)
-  local job = { client_id = client.id, row = range.start.line, meter = {} }
+  local job = { client_id = client.id, row = range.start.line }
   local ok, id = client:request(method, params, function(err, result)
     finish(bufnr, job, err, result, client.offset_encoding)
   end, bufnr)
@@ -321,7 +303,7 @@ local function on_chunk(_, params, ctx)
   if not job or job.cancelled or job.client_id ~= ctx.client_id then
     return
   end
-  show_progress(bufnr, job, M.live(job.meter, params.stats, vim.uv.hrtime() / 1e9))
+  show_progress(bufnr, job, M.format_stats(params.stats))
 end
 
 -- The text an LSP range covers now, with LF line breaks.

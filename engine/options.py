@@ -1,0 +1,192 @@
+"""Command-line flags shared by `copyspec generate`, `copyspec bench` and `copyspec-lsp`.
+
+Each flag is defined once here, with its default taken from `engine.config`, and checked by
+argparse itself, so bad input gets one line and exit status 2 before torch is imported (which
+takes seconds). Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from engine.config import (
+    DEVICES,
+    DTYPES,
+    MAX_BLOCK,
+    MAX_NEW_TOKENS,
+    SMALL_MODEL_PARAMETERS,
+    SpecConfig,
+)
+from engine.index import POLICIES
+from engine.paths import ModelLoadError, locate_model
+
+if TYPE_CHECKING:  # torch-heavy: imported only once the arguments are known to be good
+    from engine.loading import LoadedModel
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `prog: error: message`, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = _float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1 to 65535, got {value}")
+    return value
+
+
+def model_location(text: str) -> str:
+    """A `--model`/`--draft-model` value that can be a model: an existing model directory, or
+    an HF id present in the local cache. Returned as given."""
+    try:
+        locate_model(text)
+    except ModelLoadError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --draft-model, --device, --dtype and --threads."""
+    parser.add_argument(
+        "--model", type=model_location,
+        help="local model directory or cached HF id (default: the built-in demo model)",
+    )
+    parser.add_argument(
+        "--draft-model", type=model_location,
+        help="draft model sharing the target's tokenizer, for the draft methods (default: the "
+        "built-in draft when the target is the built-in model)",
+    )
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument(
+        "--threads", type=positive_int,
+        help="torch CPU threads (default: 1 for models under "
+        f"{SMALL_MODEL_PARAMETERS // 1_000_000}M parameters, else one per core)",
+    )
+
+
+def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
+    """--gamma and --block, the two copy settings every tool exposes."""
+    parser.add_argument("--gamma", type=positive_int, default=SpecConfig.gamma,
+                        help=f"γ: tokens in a copy lookup key (default {SpecConfig.gamma})")
+    parser.add_argument("--block", type=positive_int, default=SpecConfig.block,
+                        help=f"K: tokens proposed per copy (default {SpecConfig.block})")
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every SpecConfig field as a flag."""
+    add_copy_arguments(parser)
+    parser.add_argument("--max-block", type=positive_int,
+                        help=f"ceiling of adaptive K (default: the larger of {MAX_BLOCK} and K)")
+    parser.add_argument(
+        "--adaptive", action=argparse.BooleanOptionalAction, default=SpecConfig.adaptive,
+        help="grow K on full acceptance, shrink on rejection (--no-adaptive keeps K fixed)",
+    )
+    parser.add_argument("--policy", choices=POLICIES, default=SpecConfig.policy,
+                        help=f"which earlier match to copy from (default {SpecConfig.policy})")
+    parser.add_argument(
+        "--draft-block", type=positive_int, default=SpecConfig.draft_block,
+        help=f"D: tokens drafted per step, draft methods (default {SpecConfig.draft_block})",
+    )
+
+
+def add_max_new_tokens(parser: argparse.ArgumentParser, default: int = MAX_NEW_TOKENS) -> None:
+    parser.add_argument("--max-new-tokens", type=positive_int, default=default,
+                        help=f"token budget of each answer (default {default})")
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents; a missing, unreadable or non-UTF-8 file is a UsageError."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte {data[error.start]:#04x} at offset {error.start})"
+        ) from None
+
+
+def load_from_args(args: argparse.Namespace) -> LoadedModel:
+    """The target model on the asked device, with the thread count set for it."""
+    from engine.loading import ModelLoadError, load_model, use_cpu_threads
+
+    try:
+        lm = load_model(args.model, args.device, args.dtype, args.trust_remote_code)
+        use_cpu_threads(args.threads, lm)
+        return lm
+    except (ModelLoadError, ValueError) as error:
+        raise UsageError(str(error)) from error
+
+
+def load_draft_from_args(args: argparse.Namespace, method: str) -> LoadedModel | None:
+    """The draft model a drafting method needs: --draft-model, or the built-in draft that
+    shares the built-in target's tokenizer; any other target needs an explicit one."""
+    if not SpecConfig(method).drafts:
+        return None
+    from engine.loading import ModelLoadError, load_model
+    from engine.paths import default_draft_model_path
+
+    path = args.draft_model
+    if path is None:
+        if args.model is not None:
+            raise UsageError(f"--method {method} with --model needs --draft-model (the built-in "
+                             "draft shares only the built-in model's tokenizer)")
+        path = default_draft_model_path()
+    try:
+        return load_model(path, args.device, args.dtype, args.trust_remote_code)
+    except ModelLoadError as error:
+        raise UsageError(f"draft model: {error}") from error

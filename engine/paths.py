@@ -1,0 +1,61 @@
+"""Where models are: the built-in ones, and what `--model X` names, checked without torch.
+
+Kept free of torch and transformers so the command lines can refuse a bad path in well under a
+second, before anything slow is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names what was tried and why."""
+
+
+def default_model_path() -> Path:
+    """The built-in demonstration model shipped inside the package."""
+    return Path(str(resources.files("engine") / "models" / "default"))
+
+
+def default_draft_model_path() -> Path:
+    """The built-in draft model that shares the default model's tokenizer."""
+    return Path(str(resources.files("engine") / "models" / "draft"))
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache directory, as huggingface_hub itself resolves it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "huggingface" / "hub"
+
+
+def locate_model(target: str) -> tuple[str, str]:
+    """The location to load `target` from and what kind it is ("directory" or a cache entry);
+    raises ModelLoadError naming the path when it cannot be a model."""
+    expanded = Path(target).expanduser()
+    if expanded.is_dir():
+        if not (expanded / "config.json").is_file():
+            raise ModelLoadError(
+                f"model directory {target!r} has no config.json (expected a Hugging Face model "
+                "directory: config.json, weights and tokenizer files)"
+            )
+        return str(expanded), "directory"
+    if expanded.exists():
+        raise ModelLoadError(f"model path {target!r} is a file, not a model directory")
+    if HUB_ID.fullmatch(target):
+        entry = hub_cache() / f"models--{target.replace('/', '--')}"
+        if entry.is_dir():
+            return target, "HF cache entry (offline, local files only)"
+        raise ModelLoadError(
+            f"model {target!r} is not a directory and not in the local Hugging Face cache "
+            f"({entry.parent}); nothing is downloaded"
+        )
+    raise ModelLoadError(f"model path {target!r} does not exist (no such directory)")

@@ -1,0 +1,157 @@
+"""The README's commands are real: every flag a README command uses exists in the parser it
+names, every script and relative link exists, and the cheap commands run as written (the quick
+start on the built-in model included)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from copyspec_lsp.__main__ import build_parser as lsp_parser
+from engine.cli import build_parser as copyspec_parser
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+PENDING = {
+    "docs/models.md", "docs/chat_templates.md", "docs/performance.md", "docs/reliability.md",
+    "docs/editors.md", "docs/pool.md", "docs/gpu.md",
+}
+"""Linked pages that other work adds; drop each name here once its file is in the repo."""
+FOREIGN = {"npm", "ln", "node", "huggingface-cli"}
+"""Commands of other tools, shown as they are; not checked here."""
+TOOLS = {"copyspec": "copyspec", ".venv/bin/copyspec": "copyspec",
+         "copyspec-lsp": "copyspec-lsp", ".venv/bin/copyspec-lsp": "copyspec-lsp"}
+
+
+def blocks(*languages: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(README.read_text(encoding="utf-8"))
+            if lang in languages]
+
+
+def shell_commands() -> list[list[str]]:
+    """Each simple command of the README's bash/sh blocks, as argument lists."""
+    commands = []
+    for body in blocks("bash", "sh"):
+        for line in body.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            command: list[str] = []
+            for word in [*words, "&&"]:
+                if word in ("&&", ";", "|"):
+                    if command:
+                        commands.append(command)
+                    command = []
+                else:
+                    command.append(word.strip("()"))
+    return commands
+
+
+def synopsis_commands() -> list[list[str]]:
+    """The usage lines of the README's text blocks: a `copyspec…` line and its indented
+    continuation lines, as words."""
+    commands: list[list[str]] = []
+    for body in blocks("text"):
+        for line in body.splitlines():
+            if line.startswith(("copyspec ", "copyspec-lsp")):
+                commands.append(line.split())
+            elif line.startswith(" ") and commands:
+                commands[-1].extend(line.split())
+    return commands
+
+
+def parser_for(words: list[str]) -> argparse.ArgumentParser:
+    tool = TOOLS[words[0]]
+    if tool == "copyspec-lsp":
+        return lsp_parser()
+    sub = next(a for a in copyspec_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[words[1]]
+
+
+def check_flags(words: list[str]) -> None:
+    parser = parser_for(words)
+    options = parser._option_string_actions
+    for i, word in enumerate(words):
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", word):
+            assert flag in options, f"{' '.join(words[:2])}: no flag {flag} ({word!r})"
+            action = options[flag]
+            value = words[i + 1] if i + 1 < len(words) and word == flag else None
+            if action.choices and value and value.isidentifier():
+                assert value in action.choices, f"{flag} {value}: not one of {action.choices}"
+
+
+def test_every_readme_command_names_real_flags_and_files() -> None:
+    commands = shell_commands()
+    assert any(c[:2] == ["bash", "scripts/setup.sh"] for c in commands)
+    for words in commands:
+        head = words[0]
+        if head in TOOLS:
+            check_flags(words)
+        elif head == "bash":
+            assert (ROOT / words[1]).is_file(), words
+        elif head == "cd":
+            assert (ROOT / words[1]).is_dir(), words
+        else:
+            assert head in FOREIGN, f"a README command nobody checks: {' '.join(words)}"
+
+
+def test_the_command_synopsis_matches_the_parsers() -> None:
+    synopses = synopsis_commands()
+    assert {tuple(s[:2]) for s in synopses} >= {("copyspec", "generate"), ("copyspec", "bench")}
+    for words in synopses:
+        check_flags(words)
+
+
+def test_relative_links_resolve() -> None:
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" in target:
+                continue
+            path = (page.parent / target).resolve()
+            name = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else target
+            assert path.exists() or name in PENDING, f"{page.name}: broken link {target}"
+
+
+def run_as_written(line: str) -> subprocess.CompletedProcess[str]:
+    """A README command line through bash, with `.venv/bin/copyspec…` meaning this checkout."""
+    py = shlex.quote(sys.executable)
+    line = re.sub(r"(?:\.venv/bin/)?copyspec-lsp\b", f"{py} -m copyspec_lsp", line)
+    line = re.sub(r"(?:\.venv/bin/)?copyspec\b(?![-_])", f"{py} -m engine.cli", line)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(["bash", "-c", line], cwd=ROOT, capture_output=True, text=True,
+                          timeout=280, env=env)
+
+
+def readme_line(prefix: str) -> str:
+    return next(line for body in blocks("bash") for line in body.splitlines()
+                if line.startswith(prefix))
+
+
+@pytest.mark.slow
+def test_the_quick_start_runs_as_written_and_prints_only_answers_and_stats() -> None:
+    done = run_as_written(readme_line(".venv/bin/copyspec generate --chat-file"))
+    assert done.returncode == 0, done.stderr
+    headers = [line for line in done.stdout.splitlines() if line.startswith("── turn ")]
+    assert len(headers) == 3, done.stdout
+    stats = done.stderr.splitlines()
+    assert len(stats) == 3 and all(line.startswith("[") for line in stats), done.stderr
+
+
+@pytest.mark.slow
+def test_the_prompt_example_and_the_version_run() -> None:
+    done = run_as_written(readme_line(".venv/bin/copyspec generate --prompt"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() and done.stderr.startswith("["), done.stderr
+    version = run_as_written(readme_line("copyspec-lsp --version"))
+    assert version.returncode == 0 and version.stdout.startswith("copyspec-lsp "), version
