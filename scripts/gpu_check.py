@@ -1,0 +1,360 @@
+"""GPU readiness check: every device-dependent claim measured in one run under one deadline.
+
+GPU time is short and may come once, so each stage is a subprocess with its own time limit,
+later stages get a shrinking share of what is left (and smaller sizes, said in the report),
+and a stage that is missing, fails or times out is reported with its stderr tail while the
+run goes on. The report (report.md, report.json, stages.png) is always written. Started by
+scripts/gpu_check.sh, which prepares the interpreter; see docs/gpu.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+REPO = Path(__file__).resolve().parent.parent
+WIDTHS = [2**i for i in range(10)]
+"""New tokens per verification pass in the cost curve: 1, 2, 4 … 512."""
+CONTEXTS = [1024, 8192, 32768]
+SHAPES = ["qwen2.5-coder-1.5b", "qwen2.5-coder-7b"]
+BIG_SHAPE, BIG_SHAPE_GIB = "qwen2.5-coder-32b", 100
+"""The 32B shape runs only where the GPU has this much memory (65 GB of bf16 weights + cache)."""
+DRY_SHAPE = "tiny"
+REPLAY_LIMIT = 16
+TAIL = 2000
+"""Characters of a failed stage's output kept in the report."""
+
+
+@dataclass
+class Run:
+    """What every stage's command is built from."""
+
+    device: str
+    dry: bool
+    out: Path
+    shared: Path
+    gib: float = 0.0
+    """GPU memory, once the device stage has seen it."""
+
+    @property
+    def fast_dtype(self) -> str:
+        return "float32" if self.device == "cpu" else "bfloat16"
+
+    def python(self, *args: str) -> list[str]:
+        return [sys.executable, *args]
+
+
+Command = Callable[[Run, float, Path], list[str] | str]
+"""(run, scale in (0, 1], stage folder) → argv, or a string saying why the stage is skipped."""
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    budget: float
+    """Seconds on an H100/H200 at full size; the dry run scales all budgets alike."""
+    command: Command
+    needs: str | None = None
+    """A file of the checkout the command runs; without it the stage fails as not found."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    name: str
+    what: str
+    status: str
+    seconds: float
+    limit: float
+    scale: float
+    command: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+    tail: str = ""
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+
+def pytest_stage(run: Run, dtype: str) -> Stage:
+    """The architecture matrix (greedy, copy, copy+draft against generate) on the device."""
+    test = "tests/test_architectures.py"
+
+    def command(run: Run, scale: float, folder: Path) -> list[str]:
+        pick = ["-k", "llama"] if run.dry else []  # one architecture proves the plumbing
+        return run.python("-m", "pytest", test, "-q", "-p", "no:cacheprovider", *pick,
+                          f"--junitxml={folder / 'junit.xml'}")
+
+    return Stage(f"identity-{dtype}", f"architecture matrix in {dtype}: engine methods "
+                 "token for token against generate", 50, command, needs=test,
+                 env={"COPYSPEC_TEST_DEVICE": run.device, "COPYSPEC_TEST_DTYPE": dtype})
+
+
+def divergence_stage(run: Run) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str]:
+        return run.python("scripts/measure_divergence.py", "--device", run.device,
+                          "--dtype", "bfloat16", "--out", str(folder))
+
+    return Stage("divergence-bfloat16", "first-divergence rate per architecture in bf16 "
+                 "(near-ties)", 40, command, needs="scripts/measure_divergence.py")
+
+
+def costs_stage(run: Run, shape: str, budget: float) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str] | str:
+        if shape == BIG_SHAPE and run.gib < BIG_SHAPE_GIB:
+            return f"needs {BIG_SHAPE_GIB} GiB of GPU memory; this device has {run.gib:.0f}"
+        contexts = [128, 512] if run.dry else CONTEXTS[: max(1, round(len(CONTEXTS) * scale))]
+        widths = WIDTHS[:5] if run.dry else WIDTHS
+        return run.python("-m", "engine.cli", "bench", "costs", "--model-shape", shape,
+                          "--widths", joined(widths), "--contexts", joined(contexts),
+                          "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
+
+    return Stage(f"costs-{shape}", f"{shape}: one forward over 1…512 new tokens at 1k/8k/32k "
+                 "context, CUDA-event times, host syncs per step", budget, command)
+
+
+def replay_stage(run: Run, shape: str, budget: float) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str] | str:
+        workloads = sorted((run.shared / "replay").glob("*.jsonl"))
+        tokenizer = run.shared / "tokenizers" / "gpt2"
+        if not workloads or not tokenizer.is_dir():
+            return f"no replay workloads or GPT-2 tokenizer under {run.shared} (pass --shared)"
+        limit = 2 if run.dry else max(2, round(REPLAY_LIMIT * scale))
+        return run.python("-m", "engine.cli", "bench", "replay",
+                          "--workload", *map(str, workloads), "--tokenizer", str(tokenizer),
+                          "--timed", "--model-shape", shape, "--device", run.device,
+                          "--dtype", run.fast_dtype, "--limit", str(limit), "--out", str(folder))
+
+    return Stage(f"replay-{shape}", f"{shape}: timed oracle replay, tok/s per request, "
+                 "plain against copy", budget, command)
+
+
+def bench_stage(run: Run) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str]:
+        files = [REPO / "benchmarks/refinement.jsonl"] if run.dry else sorted(
+            (REPO / "benchmarks").glob("*.jsonl"))
+        tasks = [subset(path, folder / "tasks", scale, 1 if run.dry else None) for path in files]
+        methods = "greedy,copy" if run.dry else "greedy,pld,copy,copy+draft"
+        return run.python("-m", "engine.cli", "bench", "--tasks", *map(str, tasks),
+                          "--methods", methods, "--repeats", "1" if run.dry else "2",
+                          "--max-new-tokens", "48" if run.dry else "160",
+                          "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
+
+    return Stage("bench", "built-in model: identity first, then tok/s per method and "
+                 "workload", 30, command)
+
+
+def server_stage(run: Run) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str]:
+        return run.python("scripts/lsp_smoke.py", "--device", run.device,
+                          "--dtype", run.fast_dtype, "--out", str(folder))
+
+    return Stage("server", "copyspec-lsp over stdio: a refine streams, $/cancelRequest stops "
+                 "it within a step", 30, command, needs="scripts/lsp_smoke.py")
+
+
+def device_stage() -> Stage:
+    probe = ("import json, torch; c = torch.cuda.is_available(); p = c and "
+             "torch.cuda.get_device_properties(0); print(json.dumps({'torch': torch.__version__,"
+             " 'cuda': torch.version.cuda, 'available': c, 'name': p.name if c else 'cpu',"
+             " 'gib': round(p.total_memory / 2**30, 1) if c else 0}))")
+
+    def command(run: Run, scale: float, folder: Path) -> list[str]:
+        return run.python("-c", probe + ("" if run.device == "cpu" else "; assert c, 'no CUDA'"))
+
+    return Stage("device", "the interpreter sees the device (torch, CUDA, memory)", 20, command)
+
+
+def joined(numbers: list[int]) -> str:
+    return ",".join(map(str, numbers))
+
+
+def subset(path: Path, folder: Path, scale: float, keep: int | None) -> Path:
+    """The first tasks of a workload file (all of them at full scale), kept under its name."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    count = keep or max(1, round(len(lines) * scale))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / path.name).write_text("\n".join(lines[:count]) + "\n", encoding="utf-8")
+    return folder / path.name
+
+
+def stages(run: Run) -> list[Stage]:
+    shapes = [DRY_SHAPE] if run.dry else SHAPES
+    big = [] if run.dry else [costs_stage(run, BIG_SHAPE, 60)]
+    return [
+        device_stage(),
+        *(pytest_stage(run, dtype) for dtype in ("float32", "bfloat16")),
+        divergence_stage(run),
+        *(costs_stage(run, shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
+        *big,
+        *(replay_stage(run, shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
+        bench_stage(run),
+        server_stage(run),
+    ]
+
+
+def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
+    """The one stage runner: build the command, run it under its limit, classify the end."""
+    folder = run.out / stage.name
+    folder.mkdir(parents=True, exist_ok=True)
+    result = Result(stage.name, stage.what, "", 0.0, round(limit), round(scale, 2))
+    if stage.needs and not (REPO / stage.needs).exists():
+        result.status = f"failed: command not found ({stage.needs} is not in this checkout)"
+        return result
+    argv = stage.command(run, scale, folder)
+    if isinstance(argv, str):
+        result.status = f"skipped: {argv}"
+        return result
+    result.command = shlex.join(argv).replace(sys.executable, "python")
+    env = {**os.environ, **stage.env, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    began = time.monotonic()
+    try:
+        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=limit, errors="replace")
+        output, code = done.stdout + done.stderr, done.returncode
+        usage = code == 2 and "usage:" in done.stderr
+        result.status = ("passed" if code == 0 else "failed: command or option not found "
+                         "(usage error)" if usage else f"failed: exit {code}")
+    except subprocess.TimeoutExpired as expired:
+        output = text_of(expired.stdout) + text_of(expired.stderr)
+        result.status = f"failed: timed out after {limit:.0f} s"
+    result.seconds = round(time.monotonic() - began, 1)
+    (folder / "output.log").write_text(output, encoding="utf-8")
+    if not result.ok:
+        result.tail = output[-TAIL:]
+    result.figures = figures(stage.name, folder, output)
+    result.files = sorted(str(p.relative_to(run.out)) for p in folder.rglob("*")
+                          if p.is_file() and p.parent.name != "tasks")
+    return result
+
+
+def text_of(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+
+
+def figures(name: str, folder: Path, output: str) -> dict[str, Any]:
+    """The few numbers the summary table shows; each tool's own report has the rest."""
+    if (folder / "junit.xml").exists():
+        suite = ET.parse(folder / "junit.xml").getroot()
+        suite = suite if suite.tag == "testsuite" else suite[0]
+        counts = {k: int(suite.get(k, 0)) for k in ("failures", "errors", "skipped")}
+        return {"passed": int(suite.get("tests", 0)) - sum(counts.values()), **counts}
+    if (folder / "smoke.json").exists():
+        smoke = json.loads((folder / "smoke.json").read_text())
+        return smoke.get("cancel", {}) | {"refine_tok_s": round(
+            smoke.get("refine", {}).get("stats", {}).get("tokens_per_second", 0), 1)}
+    if name == "device" and output.strip().startswith("{"):
+        return json.loads(output.strip().splitlines()[0])
+    return {}
+
+
+def share(budgets: list[float], left: float, unit: float) -> tuple[float, float]:
+    """(time limit, scale) of the next stage: its budget's share of the time left, and that
+    share against its budget (in units of `unit` seconds per budgeted second)."""
+    limit = left * budgets[0] / sum(budgets)
+    return limit, min(1.0, limit / (unit * budgets[0]))
+
+
+def check(run: Run, deadline: float, minimum: float) -> list[Result]:
+    began = time.monotonic()
+    results: list[Result] = []
+    todo = stages(run)
+    # A dry run fits its whole plan into its own deadline; a real one is short of time only
+    # when the deadline is below the budgets.
+    unit = deadline / sum(s.budget for s in todo) if run.dry else 1.0
+    for index, stage in enumerate(todo):
+        left = deadline - (time.monotonic() - began)
+        limit, scale = share([s.budget for s in todo[index:]], left, unit)
+        if limit < minimum:
+            results.append(Result(stage.name, stage.what, f"skipped: only {left:.0f} s left of "
+                                  f"the {deadline:.0f} s deadline", 0.0, round(limit), 0.0))
+        else:
+            results.append(run_stage(stage, run, limit, scale))
+            if stage.name == "device":  # the 32B cost curve runs only where it fits
+                run.gib = float(results[-1].figures.get("gib", 0))
+        print(f"{results[-1].name}: {results[-1].status} ({results[-1].seconds} s)", flush=True)
+    return results
+
+
+def write_report(run: Run, results: list[Result], deadline: float, total: float) -> None:
+    device = results[0].figures
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv), "device": device.get("name", "unknown"),
+        "torch": device.get("torch"), "cuda": device.get("cuda"), "dry_run": run.dry,
+        "deadline_s": deadline, "total_s": round(total, 1),
+        "scaled": [r.name for r in results if 0 < r.scale < 1],
+    }
+    (run.out / "report.json").write_text(json.dumps(
+        {"meta": meta, "stages": [asdict(r) for r in results]}, indent=2), encoding="utf-8")
+    lines = [f"# GPU check: {meta['device']}{' (dry run)' if run.dry else ''}", "",
+             f"{meta['date']}, torch {meta['torch']}, CUDA {meta['cuda']}; "
+             f"{meta['total_s']} s of a {deadline:.0f} s deadline. `{meta['command']}`", ""]
+    if meta["scaled"]:
+        lines += [f"**Time ran short**: {', '.join(meta['scaled'])} ran at reduced size "
+                  "(the scale column: share of the full size).", ""]
+    lines += ["| stage | status | s / limit | scale | figures |", "|---|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.status} | {r.seconds} / {r.limit} | {r.scale} | "
+              f"{', '.join(f'{k} {v}' for k, v in r.figures.items())} |" for r in results]
+    lines += ["", "![stage times](stages.png)", ""]
+    for r in results:
+        lines += [f"## {r.name}", "", f"{r.what}. **{r.status}**.", ""]
+        lines += [f"`{r.command}`", ""] if r.command else []
+        lines += [f"Files: {', '.join(f'[{f}]({f})' for f in r.files)}", ""] if r.files else []
+        lines += ["```", r.tail.strip(), "```", ""] if r.tail.strip() else []
+    (run.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    plot(run.out / "stages.png", results, meta["device"])
+
+
+def plot(path: Path, results: list[Result], device: str) -> None:
+    fig = Figure(figsize=(7, 0.4 * len(results) + 1.2))
+    ax = fig.subplots()
+    names = [r.name for r in results][::-1]
+    ax.barh(names, [r.limit for r in results][::-1], color="#dddddd", label="limit")
+    ax.barh(names, [r.seconds for r in results][::-1], label="used",
+            color=["#4c9a2a" if r.ok else "#c0392b" for r in results][::-1])
+    ax.set_xlabel("seconds")
+    ax.set_title(f"GPU check stages on {device} (green passed, red not)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--dry-run", action="store_true", help="tiny shapes and counts")
+    parser.add_argument("--out", type=Path, default=Path("gpu-check"))
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared",
+                        help="folder holding replay/*.jsonl and tokenizers/gpt2")
+    parser.add_argument("--deadline", type=float, help="seconds for all stages "
+                        "(default 480, 150 for a dry run)")
+    args = parser.parse_args()
+    deadline = args.deadline or (150.0 if args.dry_run else 480.0)
+    run = Run(args.device, args.dry_run, args.out.resolve(), args.shared.resolve())
+    run.out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    results = check(run, deadline, minimum=5.0 if args.dry_run else 15.0)
+    write_report(run, results, deadline, time.monotonic() - began)
+    print(f"wrote {run.out / 'report.md'}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
