@@ -10,10 +10,12 @@ scripts/gpu_check.sh, which prepares the interpreter; see docs/gpu.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -225,17 +227,12 @@ def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
     began = time.monotonic()
-    try:
-        done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=limit, errors="replace")
-        output, code = done.stdout + done.stderr, done.returncode
-        usage = code == 2 and "usage:" in done.stderr
-        result.status = ("passed" if code == 0 else "failed: command or option not found "
-                         "(usage error)" if usage else f"failed: exit {code}")
-    except subprocess.TimeoutExpired as expired:
-        output = text_of(expired.stdout) + text_of(expired.stderr)
-        result.status = f"failed: timed out after {limit:.0f} s"
+    output, code = execute(argv, env, limit)
     result.seconds = round(time.monotonic() - began, 1)
+    usage = code == 2 and "usage:" in output
+    result.status = ("passed" if code == 0 else f"failed: timed out after {limit:.0f} s"
+                     if code is None else "failed: command or option not found (usage error)"
+                     if usage else f"failed: exit {code}")
     (folder / "output.log").write_text(output, encoding="utf-8")
     if not result.ok:
         result.tail = output[-TAIL:]
@@ -245,8 +242,23 @@ def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
     return result
 
 
-def text_of(data: bytes | str | None) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+def execute(argv: list[str], env: dict[str, str], limit: float) -> tuple[str, int | None]:
+    """(stdout and stderr, exit status or None on timeout). The command runs in a process
+    group of its own that is killed whole afterwards, so nothing it started (a server, test
+    workers) lives on holding the GPU or the output pipe."""
+    with subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace",
+                          start_new_session=True) as process:
+        try:
+            output, _ = process.communicate(timeout=limit)
+            code: int | None = process.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if code is None:
+            output, _ = process.communicate()
+    return output, code
 
 
 def figures(name: str, folder: Path, output: str) -> dict[str, Any]:

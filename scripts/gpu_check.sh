@@ -13,8 +13,10 @@ venv=${VENV:-.venv-gpu}
 [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
 py="$venv/bin/python"
 pip=("$py" -m pip --disable-pip-version-check -q --retries 2 --timeout 30)
-if ! "$py" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
-  # no torch that sees a GPU: PyPI's Linux wheel is a CUDA build; shadow any CPU-only one
+cuda="torch.cuda.is_available()"
+case " $* " in *" --device cpu "*) cuda=True ;; esac
+if ! "$py" -c "import sys, torch; sys.exit(not $cuda)" 2>/dev/null; then
+  # no torch that sees the GPU: PyPI's Linux wheel is a CUDA build; it shadows a CPU-only one
   "${pip[@]}" install --ignore-installed torch
 fi
 # Editable, so the tests and scripts of this checkout are what runs. Without PyPI (an offline

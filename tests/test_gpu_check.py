@@ -1,22 +1,94 @@
-"""The GPU check's dry run on the CPU, so the script cannot rot before a GPU comes.
+"""The GPU check on the CPU, so the script cannot rot before a GPU comes.
 
-It runs `scripts/gpu_check.sh --device cpu --dry-run` for real (tiny shapes, the current
-interpreter): every stage gets a status, the report files exist, and the stages whose tools are
-in this tree for sure (device probe, bench, server smoke) pass. Stages whose tools come from
-elsewhere may fail or be skipped, but must say so.
+The stage runner is tried on real subprocesses (a failure, a timeout with a grandchild holding
+the pipe, a missing tool, time running short). The dry run runs `scripts/gpu_check.sh --device
+cpu --dry-run` for real (tiny shapes, the current interpreter): every stage gets a status, the
+report files exist, and the stages whose tools are in this tree for sure (device probe, bench,
+server smoke) pass. Stages whose tools come from elsewhere may fail or be skipped, but say why.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def load_gpu_check() -> ModuleType:
+    """scripts/ is no package: load the orchestrator from its file."""
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+gc = load_gpu_check()
+
+
+def stage(command, needs: str | None = None):
+    return gc.Stage("probe", "a probe", 10, lambda run, scale, folder: command, needs)
+
+
+def a_run(tmp_path: Path, **extra) -> object:
+    return gc.Run("cpu", False, tmp_path, tmp_path / "shared", **extra)
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_stage_keeps_its_exit_status_and_output(tmp_path: Path) -> None:
+    argv = [PY, "-c", "import sys; print('boom'); sys.exit(3)"]
+    result = gc.run_stage(stage(argv), a_run(tmp_path), limit=30, scale=1.0)
+    assert result.status == "failed: exit 3" and "boom" in result.tail
+    assert (tmp_path / "probe" / "output.log").read_text().strip() == "boom"
+
+
+@pytest.mark.timeout(60)
+def test_a_timeout_kills_what_the_stage_started(tmp_path: Path) -> None:
+    """The grandchild holds the output pipe: waiting for it would take its whole minute."""
+    script = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+              "'import time; time.sleep(60)']); print('started', flush=True); time.sleep(60)")
+    began = time.monotonic()
+    result = gc.run_stage(stage([PY, "-c", script]), a_run(tmp_path), limit=3, scale=1.0)
+    assert result.status == "failed: timed out after 3 s" and "started" in result.tail
+    assert time.monotonic() - began < 30
+
+
+@pytest.mark.timeout(60)
+def test_missing_tools_and_skips_say_so(tmp_path: Path) -> None:
+    missing = gc.run_stage(stage([PY, "-V"], needs="scripts/nowhere.py"), a_run(tmp_path), 30, 1)
+    assert missing.status.startswith("failed: command not found (scripts/nowhere.py")
+    skipped = gc.run_stage(stage("no GPU here"), a_run(tmp_path), 30, 1)
+    assert skipped.status == "skipped: no GPU here"
+    argparse = "import argparse; argparse.ArgumentParser().parse_args(['bench', 'costs'])"
+    usage = gc.run_stage(stage([PY, "-c", argparse]), a_run(tmp_path), 30, 1)
+    assert usage.status == "failed: command or option not found (usage error)"
+
+
+@pytest.mark.timeout(60)
+def test_short_time_shrinks_limits_and_sizes(tmp_path: Path) -> None:
+    limit, scale = gc.share([40, 40, 80], left=80, unit=1.0)
+    assert (limit, scale) == (20, 0.5)
+    run = a_run(tmp_path, gib=80)
+    costs = gc.costs_stage(run, gc.SHAPES[0], 40).command(run, scale, tmp_path)
+    assert costs[costs.index("--contexts") + 1] == "1024,8192"
+    assert gc.costs_stage(run, gc.BIG_SHAPE, 60).command(run, 1.0, tmp_path).startswith("needs")
+    bench = gc.bench_stage(run).command(run, scale, tmp_path)
+    tasks = [Path(arg) for arg in bench if arg.endswith("refinement.jsonl")]
+    full = (REPO / "benchmarks" / "refinement.jsonl").read_text().splitlines()
+    assert len(tasks[0].read_text().splitlines()) == round(len(full) / 2)
+
+
 STAGES = ["device", "identity-float32", "identity-bfloat16", "divergence-bfloat16",
           "costs-tiny", "replay-tiny", "bench", "server"]
 
