@@ -36,6 +36,9 @@ BIG_SHAPE, BIG_SHAPE_GIB = "qwen2.5-coder-32b", 100
 """The 32B shape runs only where the GPU has this much memory (65 GB of bf16 weights + cache)."""
 DRY_SHAPE = "tiny"
 REPLAY_LIMIT = 16
+MINIMUM = 15.0
+"""Seconds a stage gets at least (starting Python with torch takes some); with less left it is
+skipped."""
 TAIL = 2000
 """Characters of a failed stage's output kept in the report."""
 
@@ -72,6 +75,8 @@ class Stage:
     command: Command
     needs: str | None = None
     """A file of the checkout the command runs; without it the stage fails as not found."""
+    sized: bool = False
+    """Whether its sizes follow the scale (a dry run's tiny sizes never do)."""
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,7 +87,8 @@ class Result:
     status: str
     seconds: float
     limit: float
-    scale: float
+    scale: float | None
+    """Share of the full size it ran at; None for stages of one size."""
     command: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
     tail: str = ""
@@ -127,7 +133,7 @@ def costs_stage(run: Run, shape: str, budget: float) -> Stage:
                           "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
 
     return Stage(f"costs-{shape}", f"{shape}: one forward over 1…512 new tokens at 1k/8k/32k "
-                 "context, CUDA-event times, host syncs per step", budget, command)
+                 "context, CUDA-event times, host syncs per step", budget, command, sized=True)
 
 
 def replay_stage(run: Run, shape: str, budget: float) -> Stage:
@@ -143,7 +149,7 @@ def replay_stage(run: Run, shape: str, budget: float) -> Stage:
                           "--dtype", run.fast_dtype, "--limit", str(limit), "--out", str(folder))
 
     return Stage(f"replay-{shape}", f"{shape}: timed oracle replay, tok/s per request, "
-                 "plain against copy", budget, command)
+                 "plain against copy", budget, command, sized=True)
 
 
 def bench_stage(run: Run) -> Stage:
@@ -158,7 +164,7 @@ def bench_stage(run: Run) -> Stage:
                           "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
 
     return Stage("bench", "built-in model: identity first, then tok/s per method and "
-                 "workload", 30, command)
+                 "workload", 30, command, sized=True)
 
 
 def server_stage(run: Run) -> Stage:
@@ -214,7 +220,9 @@ def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
     """The one stage runner: build the command, run it under its limit, classify the end."""
     folder = run.out / stage.name
     folder.mkdir(parents=True, exist_ok=True)
-    result = Result(stage.name, stage.what, "", 0.0, round(limit), round(scale, 2))
+    sized = stage.sized and not run.dry
+    result = Result(stage.name, stage.what, "", 0.0, round(limit), round(scale, 2) if sized
+                    else None)
     if stage.needs and not (REPO / stage.needs).exists():
         result.status = f"failed: command not found ({stage.needs} is not in this checkout)"
         return result
@@ -277,10 +285,11 @@ def figures(name: str, folder: Path, output: str) -> dict[str, Any]:
     return {}
 
 
-def share(budgets: list[float], left: float, unit: float) -> tuple[float, float]:
-    """(time limit, scale) of the next stage: its budget's share of the time left, and that
-    share against its budget (in units of `unit` seconds per budgeted second)."""
-    limit = left * budgets[0] / sum(budgets)
+def share(budgets: list[float], left: float, unit: float, minimum: float) -> tuple[float, float]:
+    """(time limit, scale) of the next stage: its budget's share of the time left, but at least
+    `minimum` (earlier stages matter more), and that share against its budget (in units of
+    `unit` seconds per budgeted second)."""
+    limit = max(left * budgets[0] / sum(budgets), min(minimum, left))
     return limit, min(1.0, limit / (unit * budgets[0]))
 
 
@@ -293,10 +302,10 @@ def check(run: Run, deadline: float, minimum: float) -> list[Result]:
     unit = deadline / sum(s.budget for s in todo) if run.dry else 1.0
     for index, stage in enumerate(todo):
         left = deadline - (time.monotonic() - began)
-        limit, scale = share([s.budget for s in todo[index:]], left, unit)
-        if limit < minimum:
+        limit, scale = share([s.budget for s in todo[index:]], left, unit, minimum)
+        if left < minimum:
             results.append(Result(stage.name, stage.what, f"skipped: only {left:.0f} s left of "
-                                  f"the {deadline:.0f} s deadline", 0.0, round(limit), 0.0))
+                                  f"the {deadline:.0f} s deadline", 0.0, round(left), None))
         else:
             results.append(run_stage(stage, run, limit, scale))
             if stage.name == "device":  # the 32B cost curve runs only where it fits
@@ -312,7 +321,7 @@ def write_report(run: Run, results: list[Result], deadline: float, total: float)
         "command": " ".join(sys.argv), "device": device.get("name", "unknown"),
         "torch": device.get("torch"), "cuda": device.get("cuda"), "dry_run": run.dry,
         "deadline_s": deadline, "total_s": round(total, 1),
-        "scaled": [r.name for r in results if 0 < r.scale < 1],
+        "scaled": [r.name for r in results if r.command and r.scale is not None and r.scale < 1],
     }
     (run.out / "report.json").write_text(json.dumps(
         {"meta": meta, "stages": [asdict(r) for r in results]}, indent=2), encoding="utf-8")
@@ -323,7 +332,8 @@ def write_report(run: Run, results: list[Result], deadline: float, total: float)
         lines += [f"**Time ran short**: {', '.join(meta['scaled'])} ran at reduced size "
                   "(the scale column: share of the full size).", ""]
     lines += ["| stage | status | s / limit | scale | figures |", "|---|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.status} | {r.seconds} / {r.limit} | {r.scale} | "
+    lines += [f"| {r.name} | {r.status} | {r.seconds} / {r.limit} | "
+              f"{'–' if r.scale is None else r.scale} | "
               f"{', '.join(f'{k} {v}' for k, v in r.figures.items())} |" for r in results]
     lines += ["", "![stage times](stages.png)", ""]
     for r in results:
@@ -348,13 +358,20 @@ def plot(path: Path, results: list[Result], device: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def default_shared() -> Path:
+    """shared/ inside the checkout (where the GPU machine gets a copy) or beside it."""
+    inside = REPO / "shared"
+    return inside if inside.is_dir() else REPO.parent / "shared"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes and counts")
     parser.add_argument("--out", type=Path, default=Path("gpu-check"))
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared",
-                        help="folder holding replay/*.jsonl and tokenizers/gpt2")
+    parser.add_argument("--shared", type=Path, default=default_shared(),
+                        help="folder holding replay/*.jsonl and tokenizers/gpt2 "
+                        "(default: shared/ in or beside the checkout)")
     parser.add_argument("--deadline", type=float, help="seconds for all stages "
                         "(default 480, 150 for a dry run)")
     args = parser.parse_args()
@@ -362,7 +379,7 @@ def main() -> int:
     run = Run(args.device, args.dry_run, args.out.resolve(), args.shared.resolve())
     run.out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    results = check(run, deadline, minimum=5.0 if args.dry_run else 15.0)
+    results = check(run, deadline, minimum=MINIMUM)
     write_report(run, results, deadline, time.monotonic() - began)
     print(f"wrote {run.out / 'report.md'}")
     return 0 if all(r.ok for r in results) else 1
