@@ -35,7 +35,9 @@ SHAPES = ["qwen2.5-coder-1.5b", "qwen2.5-coder-7b"]
 BIG_SHAPE, BIG_SHAPE_GIB = "qwen2.5-coder-32b", 100
 """The 32B shape runs only where the GPU has this much memory (65 GB of bf16 weights + cache)."""
 DRY_SHAPE = "tiny"
-REPLAY_LIMIT = 16
+REPLAY_LIMIT = 3
+"""Requests per replay workload at full size: a timed plain decode of a 1.5B-7B shape is ~25 ms
+a token at batch 1, so a few hundred-token requests per workload fill a stage."""
 MINIMUM = 15.0
 """Seconds a stage gets at least (starting Python with torch takes some); with less left it is
 skipped."""
@@ -109,11 +111,11 @@ def pytest_stage(run: Run, dtype: str) -> Stage:
                           f"--junitxml={folder / 'junit.xml'}")
 
     return Stage(f"identity-{dtype}", f"architecture matrix in {dtype}: engine methods "
-                 "token for token against generate", 50, command, needs=test,
+                 "token for token against generate", 45, command, needs=test,
                  env={"COPYSPEC_TEST_DEVICE": run.device, "COPYSPEC_TEST_DTYPE": dtype})
 
 
-def divergence_stage(run: Run) -> Stage:
+def divergence_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         return run.python("scripts/measure_divergence.py", "--device", run.device,
                           "--dtype", "bfloat16", "--out", str(folder))
@@ -122,7 +124,7 @@ def divergence_stage(run: Run) -> Stage:
                  "(near-ties)", 40, command, needs="scripts/measure_divergence.py")
 
 
-def costs_stage(run: Run, shape: str, budget: float) -> Stage:
+def costs_stage(shape: str, budget: float) -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str] | str:
         if shape == BIG_SHAPE and run.gib < BIG_SHAPE_GIB:
             return f"needs {BIG_SHAPE_GIB} GiB of GPU memory; this device has {run.gib:.0f}"
@@ -136,7 +138,7 @@ def costs_stage(run: Run, shape: str, budget: float) -> Stage:
                  "context, CUDA-event times, host syncs per step", budget, command, sized=True)
 
 
-def replay_stage(run: Run, shape: str, budget: float) -> Stage:
+def replay_stage(shape: str, budget: float) -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str] | str:
         workloads = sorted((run.shared / "replay").glob("*.jsonl"))
         tokenizer = run.shared / "tokenizers" / "gpt2"
@@ -152,14 +154,15 @@ def replay_stage(run: Run, shape: str, budget: float) -> Stage:
                  "plain against copy", budget, command, sized=True)
 
 
-def bench_stage(run: Run) -> Stage:
+def bench_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
-        files = [REPO / "benchmarks/refinement.jsonl"] if run.dry else sorted(
-            (REPO / "benchmarks").glob("*.jsonl"))
-        tasks = [subset(path, folder / "tasks", scale, 1 if run.dry else None) for path in files]
+        # One task per workload: a 160-token turn is ~1 s per method at ~7 ms a pass.
+        files = sorted((REPO / "benchmarks").glob("*.jsonl"))
+        files = files[:1] if run.dry else files[: max(1, round(len(files) * scale))]
+        tasks = [first_task(path, folder / "tasks") for path in files]
         methods = "greedy,copy" if run.dry else "greedy,pld,copy,copy+draft"
         return run.python("-m", "engine.cli", "bench", "--tasks", *map(str, tasks),
-                          "--methods", methods, "--repeats", "1" if run.dry else "2",
+                          "--methods", methods, "--repeats", "1",
                           "--max-new-tokens", "48" if run.dry else "160",
                           "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
 
@@ -167,13 +170,14 @@ def bench_stage(run: Run) -> Stage:
                  "workload", 30, command, sized=True)
 
 
-def server_stage(run: Run) -> Stage:
+def server_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         return run.python("scripts/lsp_smoke.py", "--device", run.device,
                           "--dtype", run.fast_dtype, "--out", str(folder))
 
     return Stage("server", "copyspec-lsp over stdio: a refine streams, $/cancelRequest stops "
-                 "it within a step", 30, command, needs="scripts/lsp_smoke.py")
+                 "it within a step (2 passes of the chunk it answers)", 30, command,
+                 needs="scripts/lsp_smoke.py")
 
 
 def device_stage() -> Stage:
@@ -192,27 +196,26 @@ def joined(numbers: list[int]) -> str:
     return ",".join(map(str, numbers))
 
 
-def subset(path: Path, folder: Path, scale: float, keep: int | None) -> Path:
-    """The first tasks of a workload file (all of them at full scale), kept under its name."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    count = keep or max(1, round(len(lines) * scale))
+def first_task(path: Path, folder: Path) -> Path:
+    """The first task of a workload file, in a file of the same name (the workload's name)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / path.name).write_text("\n".join(lines[:count]) + "\n", encoding="utf-8")
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    (folder / path.name).write_text(first + "\n", encoding="utf-8")
     return folder / path.name
 
 
 def stages(run: Run) -> list[Stage]:
     shapes = [DRY_SHAPE] if run.dry else SHAPES
-    big = [] if run.dry else [costs_stage(run, BIG_SHAPE, 60)]
+    big = [] if run.dry else [costs_stage(BIG_SHAPE, 50)]
     return [
         device_stage(),
         *(pytest_stage(run, dtype) for dtype in ("float32", "bfloat16")),
-        divergence_stage(run),
-        *(costs_stage(run, shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
+        divergence_stage(),
+        *(costs_stage(shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
         *big,
-        *(replay_stage(run, shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
-        bench_stage(run),
-        server_stage(run),
+        *(replay_stage(shape, 50 + 10 * i) for i, shape in enumerate(shapes)),
+        bench_stage(),
+        server_stage(),
     ]
 
 

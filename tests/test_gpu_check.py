@@ -81,14 +81,13 @@ def test_short_time_shrinks_limits_and_sizes(tmp_path: Path) -> None:
     assert (limit, scale) == (20, 0.5)
     assert gc.share([40, 40, 80], left=20, unit=1.0, minimum=10) == (10, 0.25), "the floor"
     run = a_run(tmp_path, gib=80)
-    costs = gc.costs_stage(run, gc.SHAPES[0], 40).command(run, scale, tmp_path)
+    costs = gc.costs_stage(gc.SHAPES[0], 40).command(run, scale, tmp_path)
     assert costs[costs.index("--contexts") + 1] == "1024,8192"
-    assert gc.costs_stage(run, gc.BIG_SHAPE, 60).command(run, 1.0, tmp_path).startswith("needs")
-    bench = gc.bench_stage(run).command(run, scale, tmp_path)
-    tasks = [Path(arg) for arg in bench if arg.endswith("refinement.jsonl")]
-    full = (REPO / "benchmarks" / "refinement.jsonl").read_text().splitlines()
-    assert len(tasks[0].read_text().splitlines()) == round(len(full) / 2)
-
+    assert gc.costs_stage(gc.BIG_SHAPE, 50).command(run, 1.0, tmp_path).startswith("needs")
+    bench = gc.bench_stage().command(run, scale, tmp_path)
+    tasks = [Path(arg) for arg in bench if arg.endswith(".jsonl")]
+    assert len(tasks) == round(len(list((REPO / "benchmarks").glob("*.jsonl"))) / 2)
+    assert all(len(path.read_text().splitlines()) == 1 for path in tasks)
 
 STAGES = ["device", "identity-float32", "identity-bfloat16", "divergence-bfloat16",
           "costs-tiny", "replay-tiny", "bench", "server"]
