@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 REPO = Path(__file__).resolve().parent.parent
 WIDTHS = [2**i for i in range(10)]
 """New tokens per verification pass in the cost curve: 1, 2, 4 … 512."""
@@ -338,17 +336,24 @@ def write_report(run: Run, results: list[Result], deadline: float, total: float)
     lines += [f"| {r.name} | {r.status} | {r.seconds} / {r.limit} | "
               f"{'–' if r.scale is None else r.scale} | "
               f"{', '.join(f'{k} {v}' for k, v in r.figures.items())} |" for r in results]
-    lines += ["", "![stage times](stages.png)", ""]
+    plotted = plot(run.out / "stages.png", results, meta["device"])
+    lines += ["", "![stage times](stages.png)" if plotted else "(no plot: matplotlib is missing)",
+              ""]
     for r in results:
         lines += [f"## {r.name}", "", f"{r.what}. **{r.status}**.", ""]
         lines += [f"`{r.command}`", ""] if r.command else []
         lines += [f"Files: {', '.join(f'[{f}]({f})' for f in r.files)}", ""] if r.files else []
         lines += ["```", r.tail.strip(), "```", ""] if r.tail.strip() else []
     (run.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    plot(run.out / "stages.png", results, meta["device"])
 
 
-def plot(path: Path, results: list[Result], device: str) -> None:
+def plot(path: Path, results: list[Result], device: str) -> bool:
+    """Time used against the limit per stage. Imported here: on a machine whose install
+    failed, the report is still written, without its plot."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
     fig = Figure(figsize=(7, 0.4 * len(results) + 1.2))
     ax = fig.subplots()
     names = [r.name for r in results][::-1]
@@ -359,6 +364,7 @@ def plot(path: Path, results: list[Result], device: str) -> None:
     ax.set_title(f"GPU check stages on {device} (green passed, red not)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
 
 
 def default_shared() -> Path:
