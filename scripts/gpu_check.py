@@ -105,8 +105,8 @@ def pytest_stage(run: Run, dtype: str) -> Stage:
 
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         pick = ["-k", "llama"] if run.dry else []  # one architecture proves the plumbing
-        return run.python("-m", "pytest", test, "-q", "-p", "no:cacheprovider", *pick,
-                          f"--junitxml={folder / 'junit.xml'}")
+        return run.python("-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                          *pick, f"--junitxml={folder / 'junit.xml'}")
 
     return Stage(f"identity-{dtype}", f"architecture matrix in {dtype}: engine methods "
                  "token for token against generate", 45, command, needs=test,
@@ -115,8 +115,9 @@ def pytest_stage(run: Run, dtype: str) -> Stage:
 
 def divergence_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
+        pick = ["--families", "llama"] if run.dry else []
         return run.python("scripts/measure_divergence.py", "--device", run.device,
-                          "--dtype", "bfloat16", "--out", str(folder))
+                          "--dtype", "bfloat16", *pick, "--out", str(folder))
 
     return Stage("divergence-bfloat16", "first-divergence rate per architecture in bf16 "
                  "(near-ties)", 40, command, needs="scripts/measure_divergence.py")
