@@ -32,7 +32,8 @@ CONTEXTS = [1024, 8192, 32768]
 SHAPES = ["qwen2.5-coder-1.5b", "qwen2.5-coder-7b"]
 BIG_SHAPE, BIG_SHAPE_GIB = "qwen2.5-coder-32b", 100
 """The 32B shape runs only where the GPU has this much memory (65 GB of bf16 weights + cache)."""
-DRY_SHAPE = "tiny"
+DRY_SHAPE = "builtin"
+"""The dry run's model shape: the built-in model, tiny and real."""
 REPLAY_LIMIT = 3
 """Requests per replay workload at full size: a timed plain decode of a 1.5B-7B shape is ~25 ms
 a token at batch 1, so a few hundred-token requests per workload fill a stage."""
@@ -143,11 +144,13 @@ def replay_stage(shape: str, budget: float) -> Stage:
         tokenizer = run.shared / "tokenizers" / "gpt2"
         if not workloads or not tokenizer.is_dir():
             return f"no replay workloads or GPT-2 tokenizer under {run.shared} (pass --shared)"
-        limit = 2 if run.dry else max(2, round(REPLAY_LIMIT * scale))
+        limit = 1 if run.dry else max(1, round(REPLAY_LIMIT * scale))
+        short = ["--max-target-tokens", "16"] if run.dry else []
         return run.python("-m", "engine.cli", "bench", "replay",
                           "--workload", *map(str, workloads), "--tokenizer", str(tokenizer),
                           "--timed", "--model-shape", shape, "--device", run.device,
-                          "--dtype", run.fast_dtype, "--limit", str(limit), "--out", str(folder))
+                          "--dtype", run.fast_dtype, "--limit", str(limit), *short,
+                          "--out", str(folder))
 
     return Stage(f"replay-{shape}", f"{shape}: timed oracle replay, tok/s per request, "
                  "plain against copy", budget, command, sized=True)

@@ -90,7 +90,7 @@ def test_short_time_shrinks_limits_and_sizes(tmp_path: Path) -> None:
     assert all(len(path.read_text().splitlines()) == 1 for path in tasks)
 
 STAGES = ["device", "identity-float32", "divergence-bfloat16",
-          "costs-tiny", "replay-tiny", "bench", "server"]
+          "costs-builtin", "replay-builtin", "bench", "server"]
 
 
 @pytest.mark.slow
