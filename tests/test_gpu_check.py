@@ -94,16 +94,17 @@ STAGES = ["device", "identity-float32", "divergence-bfloat16",
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(720)
 def test_dry_run_reports_every_stage(tmp_path: Path) -> None:
-    """About a minute on an idle CPU; the deadline leaves room for a machine shared by many
-    (importing torch alone took 10 s at a load of 12 on 2 cores)."""
+    """About a minute on an idle CPU. The deadline is a ceiling for a machine shared by many:
+    at a load of 15 on 2 cores each stage's Python took 15-55 s just to import torch and
+    transformers, and the run took 5-6 minutes."""
     out = tmp_path / "gpu"
     done = subprocess.run(
         ["bash", "scripts/gpu_check.sh", "--device", "cpu", "--dry-run", "--out", str(out),
-         "--deadline", "360"],
+         "--deadline", "600"],
         cwd=REPO, env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
-        timeout=420,
+        timeout=660,
     )
     assert done.returncode in (0, 1), done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
