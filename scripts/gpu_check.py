@@ -351,7 +351,19 @@ def write_report(run: Run, results: list[Result], deadline: float, total: float)
         lines += [f"`{r.command}`", ""] if r.command else []
         lines += [f"Files: {', '.join(f'[{f}]({f})' for f in r.files)}", ""] if r.files else []
         lines += ["```", r.tail.strip(), "```", ""] if r.tail.strip() else []
+        lines += [demoted((run.out / f).read_text(encoding="utf-8")) for f in r.files
+                  if f.endswith(".md")]
     (run.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def demoted(markdown: str) -> str:
+    """A stage tool's own Markdown report, its headings (not code comments) moved below the
+    stage's."""
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        fenced ^= line.startswith("```")
+        lines.append("##" + line if line.startswith("#") and not fenced else line)
+    return "\n".join(lines) + "\n"
 
 
 def plot(path: Path, results: list[Result], device: str) -> bool:

@@ -89,6 +89,12 @@ def test_short_time_shrinks_limits_and_sizes(tmp_path: Path) -> None:
     assert len(tasks) == round(len(list((REPO / "benchmarks").glob("*.jsonl"))) / 2)
     assert all(len(path.read_text().splitlines()) == 1 for path in tasks)
 
+@pytest.mark.timeout(10)
+def test_a_tools_report_sits_below_its_stage() -> None:
+    markdown = "# Costs\n\n```python\n# a comment\n```\n## Table\n"
+    assert gc.demoted(markdown) == "### Costs\n\n```python\n# a comment\n```\n#### Table\n"
+
+
 STAGES = ["device", "identity-float32", "divergence-bfloat16",
           "costs-builtin", "replay-builtin", "bench", "server"]
 
