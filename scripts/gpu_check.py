@@ -252,7 +252,10 @@ def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
     (folder / "output.log").write_text(output, encoding="utf-8")
     if not result.ok:
         result.tail = output[-TAIL:]
-    result.figures = figures(stage.name, folder, output)
+    try:
+        result.figures = figures(stage.name, folder, output)
+    except (OSError, ValueError, ET.ParseError, IndexError) as error:  # half-written by a kill
+        result.figures = {"unreadable": str(error)}
     result.files = sorted(str(p.relative_to(run.out)) for p in folder.rglob("*")
                           if p.is_file() and p.parent.name != "tasks")
     return result
@@ -288,9 +291,8 @@ def figures(name: str, folder: Path, output: str) -> dict[str, Any]:
         smoke = json.loads((folder / "smoke.json").read_text())
         return smoke.get("cancel", {}) | {"refine_tok_s": round(
             smoke.get("refine", {}).get("stats", {}).get("tokens_per_second", 0), 1)}
-    if name == "device" and output.strip().startswith("{"):
-        return json.loads(output.strip().splitlines()[0])
-    return {}
+    found = [line for line in output.splitlines() if line.startswith("{")]
+    return json.loads(found[-1]) if name == "device" and found else {}
 
 
 def share(budgets: list[float], left: float, unit: float, minimum: float) -> tuple[float, float]:
