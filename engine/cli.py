@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.bench.cli import add_parser as add_bench_parser  # here: it imports this module
 
     add_bench_parser(subparsers)
+    from engine.serve.cli import add_parser as add_serve_parser  # it imports this module too
+
+    add_serve_parser(subparsers)
     add_training_parsers(subparsers)
     return parser
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.detokenize import TextStream
@@ -68,12 +70,8 @@ class Session:
 
     def render(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of the conversation, ending with the assistant's generation prompt."""
-        tokenizer = self.lm.tokenizer
-        template = None if tokenizer.chat_template else PLAIN_CHAT_TEMPLATE
-        text = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=False, chat_template=template
-        )
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        text = chat_text(self.lm.tokenizer, messages)
+        return self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def send(
         self,
@@ -114,6 +112,14 @@ class Session:
         if not stats.cancelled:
             self.messages = [*messages, {"role": "assistant", "content": stream.text}]
         return TurnResult(stream.text, tokens, stats, ids)
+
+
+def chat_text(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, str]]) -> str:
+    """The conversation as the chat template spells it, ending with the generation prompt."""
+    template = None if tokenizer.chat_template else PLAIN_CHAT_TEMPLATE
+    return tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=True, tokenize=False, chat_template=template
+    )
 
 
 def fit_budget(prompt_tokens: int, max_new_tokens: int, window: int | None) -> int:
