@@ -22,11 +22,12 @@ from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.params import JobParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress
+from copyspec_lsp.remote import open_session
 from copyspec_lsp.requests import JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine.config import SpecConfig
-from engine.session import Session, TurnResult
+from engine.session import TurnResult
 from engine.stats import TurnStats
 
 if TYPE_CHECKING:
@@ -281,8 +282,8 @@ def engine_turn(
     if lm is None or service.model.generation != generation:
         raise RuntimeError("the model was reloaded or freed while this request waited")
     if conversation.engine is None or conversation.engine.lm is not lm:
-        conversation.engine = Session(
-            lm, spec, system=prompts.SYSTEM_PROMPT, draft=service.model.draft
+        conversation.engine = open_session(
+            lm, spec, prompts.SYSTEM_PROMPT, service.model.draft, conversation.id
         )
     pieces: list[str] = []
 
