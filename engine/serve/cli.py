@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import threading
 
 from engine.config import DEVICES, DTYPES, METHODS
@@ -79,10 +81,14 @@ def run_serve(args: argparse.Namespace) -> int:
                args.cpus_per_replica, args.num_cpus)
     print(f"copyspec serve: {args.replicas} replicas at http://{args.host}:{args.port}/v1 "
           "(Ctrl-C stops)", flush=True)
+    # SIGTERM (a service manager, a test) shuts the pool down like Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         threading.Event().wait()
     finally:
+        import ray
         from ray import serve
 
         serve.shutdown()
+        ray.shutdown()
     return 0

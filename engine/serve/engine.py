@@ -121,6 +121,7 @@ class ServeEngine:
         return {
             "session": session_id,
             "replica": self.replica,
+            "pid": os.getpid(),
             "cached": session is not None,
             "turns": session.turns if session else 0,
             "cached_tokens": len(session.ids) if session else 0,
@@ -131,6 +132,7 @@ class ServeEngine:
     def health(self) -> dict[str, Any]:
         return {
             "replica": self.replica,
+            "pid": os.getpid(),
             "model": self.lm.path,
             "method": self.spec.method,
             "sessions": len(self.cache),
