@@ -9,7 +9,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # torch first and pinned: a bare requirement would pull a multi-GB CUDA build on a CPU machine.
 # An existing torch (say a CUDA build on a GPU machine) is kept; pyproject only asks torch>=2.4.
 "$venv/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
-"${pip[@]}" install -e ".[test]"
+"${pip[@]}" install -e ".[test,pool]"
 if [ -f editors/vscode/package-lock.json ]; then
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)
 fi
