@@ -25,14 +25,21 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
+READY = "copyspec serve:"
+"""What `copyspec serve` prints once every replica is up (a pool's routes answer earlier, while
+replicas still join and the hash ring still changes)."""
+
+
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    """Poll /health until it answers; fail with the server's log if it dies or is too slow."""
+    """Wait for the ready line and a /health answer; fail with the server's log if it dies or
+    is too slow."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the service exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+            ready = READY in log.read_text(errors="replace")
+            if ready and httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
