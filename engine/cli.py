@@ -245,4 +245,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from engine import cli  # the importable module: subcommands raise ITS UsageError
+
+    sys.exit(cli.main())

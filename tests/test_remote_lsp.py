@@ -103,6 +103,7 @@ async def test_cancel_closes_the_stream_and_stops_the_server(editors, service: s
     finally:
         remote.on_edit = None
     assert fired
+    edits = sum(1 for e in remote.edits if uri in (e.edit.changes or {}))
     session = next(s["session"] for s in (await remote.status())["sessions"] if s["uri"] == uri)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -116,6 +117,8 @@ async def test_cancel_closes_the_stream_and_stops_the_server(editors, service: s
     assert seen["last_stats"]["cancelled"]
     assert seen["last_stats"]["new_tokens"] < LONG
     assert seen["passes_after_stop"] <= 1, "the server stopped within one engine step"
+    assert sum(1 for e in remote.edits if uri in (e.edit.changes or {})) == edits, (
+        "nothing was applied after the cancel, though the server has finished since")
 
 
 async def test_an_unreachable_server_is_the_models_error_code(tmp_path_factory) -> None:
