@@ -42,9 +42,11 @@ def deployment(options: ServeOptions, replicas: int, cpus_per_replica: float) ->
         ray_actor_options={"num_cpus": cpus_per_replica},
         request_router_config=RequestRouterConfig(
             request_router_class=ROUTER,
-            # strict affinity would fail a turn whose replica is busy; 1 fallback trades a
-            # re-prefill for an answer
-            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 1},
+            # Strict affinity: a fallback replica would answer, but after a full re-prefill,
+            # and the router falls back whenever a busy replica is slow (>0.1 s) to answer its
+            # queue-length probe: with 1 fallback, 4 replicas on 2 busy cores re-prefilled
+            # almost every turn 2. A dead replica leaves the ring, so strict never strands one.
+            request_router_kwargs={"num_virtual_nodes": 100, "num_fallback_replicas": 0},
         ),
     ).bind(asdict(options))
 
