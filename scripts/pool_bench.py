@@ -139,14 +139,16 @@ def main() -> None:
                                                   chats)}), flush=True)
         return
     sizes = [int(n) for n in args.replicas.split(",")]
+    runs = 0
     for round_number in range(args.rounds):
         order = sizes if round_number % 2 == 0 else sizes[::-1]  # alternate: the CPU is shared
         for replicas in order:
-            log = Path(f"/tmp/pool_bench_{replicas}.log")
-            process = start_pool(replicas, args.port, args.threads, log)
+            log = Path(f"/tmp/pool_bench_{replicas}_{round_number}.log")
+            port = args.port + runs  # a pool just stopped may still hold its port
+            runs += 1
+            process = start_pool(replicas, port, args.threads, log)
             try:
-                result = run(f"http://127.0.0.1:{args.port}", args.sessions, args.max_tokens,
-                             chats)
+                result = run(f"http://127.0.0.1:{port}", args.sessions, args.max_tokens, chats)
             finally:
                 process.terminate()
                 process.wait(60)
