@@ -86,9 +86,5 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         threading.Event().wait()
     finally:
-        import ray
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+        pool.stop(args.address)
     return 0

@@ -71,3 +71,13 @@ def start(
         ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     serve.start(http_options={"host": host, "port": port})
     serve.run(deployment(options, replicas, cpus_per_replica), name=APP_NAME, route_prefix="/")
+
+
+def stop(address: str | None) -> None:
+    """Undo `start`: on a cluster of its own, stop Ray (replicas and all, at once); on a
+    shared cluster, remove only this application."""
+    import ray
+
+    if address:
+        serve.delete(APP_NAME)
+    ray.shutdown()
