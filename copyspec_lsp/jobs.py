@@ -21,12 +21,13 @@ from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.params import JobParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress
+from copyspec_lsp.remote import open_session
 from copyspec_lsp.requests import JobError, Request
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine import prompt_format
 from engine.config import SpecConfig
-from engine.session import Session, TurnResult
+from engine.session import TurnResult
 from engine.shaping import Shaper
 from engine.stats import TurnStats
 
@@ -282,8 +283,8 @@ def engine_turn(
     if lm is None or service.model.generation != generation:
         raise RuntimeError("the model was reloaded or freed while this request waited")
     if conversation.engine is None or conversation.engine.lm is not lm:
-        conversation.engine = Session(
-            lm, spec, system=prompt_format.SYSTEM_PROMPT, draft=service.model.draft
+        conversation.engine = open_session(
+            lm, spec, prompt_format.SYSTEM_PROMPT, service.model.draft, conversation.id
         )
     pieces: list[str] = []
 

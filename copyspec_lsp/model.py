@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from copyspec_lsp.remote import RemoteModel
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker, Job
 from engine.config import SpecConfig
@@ -84,9 +85,11 @@ class ModelHost:
             self._ready.exception()
 
 
-def load_models(settings: Settings) -> tuple[LoadedModel, LoadedModel | None]:
+def load_models(settings: Settings) -> tuple[LoadedModel | RemoteModel, LoadedModel | None]:
     """On the engine thread: the target model and, when configured, a draft model checked to
     share its vocabulary and device (so a mismatch fails at load time, not mid-request)."""
+    if settings.server:
+        return RemoteModel(settings.server), None
     lm = load_model(settings.model, settings.device, settings.dtype)
     use_cpu_threads(settings.threads, lm)
     if not settings.draft_model:

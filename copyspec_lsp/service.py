@@ -27,6 +27,7 @@ from copyspec_lsp.jobs import Refinement
 from copyspec_lsp.model import ModelHost, ModelUnavailable
 from copyspec_lsp.params import ParamsError, parse_job, plain
 from copyspec_lsp.progress import Progress
+from copyspec_lsp.remote import RemoteUnavailable
 from copyspec_lsp.requests import JobCancelled, JobError, Request
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
@@ -146,7 +147,7 @@ class Service:
             return await Refinement(self, parse_job(raw), fix).run()
         except (ParamsError, JobError, PromptTooLongError) as error:
             raise JsonRpcInvalidParams(str(error)) from None
-        except ModelUnavailable as error:
+        except (ModelUnavailable, RemoteUnavailable) as error:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
         except JobCancelled as error:
             if error.by_server:

@@ -15,7 +15,7 @@ from typing import Any
 from engine.config import DEVICES, DTYPES, MAX_NEW_TOKENS, SpecConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MODEL_KEYS = ("model", "device", "dtype", "draftModel", "threads")
+MODEL_KEYS = ("model", "device", "dtype", "draftModel", "threads", "server")
 """Settings whose change needs the model loaded again (threads are set when it loads)."""
 
 
@@ -42,6 +42,9 @@ class Settings:
     load_timeout: float = 300.0
     """Seconds a request waits for the model to load before it fails."""
     log_level: str = "WARNING"
+    server: str | None = None
+    """URL of an OpenAI-compatible chat-completions server (a `copyspec serve` pool, vLLM);
+    None runs the model in this process."""
 
     def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """A copy with the valid values of `raw` applied, and one message per bad value."""
@@ -77,6 +80,13 @@ def _optional_text(value: Any) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {value!r}")
     return value
+
+
+def _optional_url(value: Any) -> str | None:
+    url = _optional_text(value)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+    return url
 
 
 def _choice(options: tuple[str, ...], fold: Callable[[str], str] = str) -> Callable[[Any], str]:
@@ -126,4 +136,5 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "check_timeout": _positive_number,
     "load_timeout": _positive_number,
     "log_level": _choice(LOG_LEVELS, str.upper),
+    "server": _optional_url,
 }

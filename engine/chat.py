@@ -104,7 +104,11 @@ def chat_format(tokenizer: PreTrainedTokenizerBase) -> ChatFormat:
     return rendering[0]
 
 
+def render_text(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> str:
+    """The conversation as text, ending with the assistant's generation prompt."""
+    return chat_format(tokenizer).render(tokenizer, messages)
+
+
 def render_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
     """Token ids of the conversation, ending with the assistant's generation prompt."""
-    text = chat_format(tokenizer).render(tokenizer, messages)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(render_text(tokenizer, messages), add_special_tokens=False)["input_ids"]

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(subparsers)
     add_bench_parser(subparsers)
+    from engine.serve.cli import add_parser as add_serve_parser  # it imports this module too
+
+    add_serve_parser(subparsers)
     add_training_parsers(subparsers)
     return parser
 
@@ -250,4 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from engine import cli  # the importable module: subcommands raise ITS UsageError
+
+    sys.exit(cli.main())

@@ -105,6 +105,7 @@ class Session:
         return TurnResult(stream.text, tokens, stats, ids)
 
 
+
 def fit_budget(prompt_tokens: int, max_new_tokens: int, window: int | None) -> int:
     """The token budget that fits the window; a prompt that fills the window is an error."""
     if max_new_tokens < 1:

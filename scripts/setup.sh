@@ -25,8 +25,8 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   step "installing torch 2.13.0 (the longest step: minutes)"
   "${pip[@]}" install --progress-bar on torch==2.13.0
 fi
-step "installing the project with its test tools (transformers, pygls, pytest, ruff, nvim)"
-"${pip[@]}" install -q -e ".[test]"
+step "installing the project with its test tools (transformers, pygls, pytest, ruff, nvim, ray)"
+"${pip[@]}" install -q -e ".[test,pool]"
 if [ -f "$lock" ]; then
   step "installing the VS Code extension's npm packages"
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,0 +1,107 @@
+"""One served session: its KV cache and index, plus the exact token ids of its history.
+
+A client sends the whole conversation each turn, so the answer it echoes back is text. Turning
+that text into tokens again need not give the ids the model generated (vLLM re-prefilled ~70
+tokens a turn for that reason). Here the session remembers the text its tokens spell; when the
+new conversation extends that text, only the extension is tokenized and every generated id is
+kept as it was, so the cache stays valid up to the new message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import torch
+
+from engine.chat import render_text
+from engine.config import SamplingConfig, SpecConfig
+from engine.decode import StopRules
+from engine.detokenize import TextStream
+from engine.loading import LoadedModel
+from engine.sequence import SequenceState
+from engine.session import TurnResult, draft_state, fit_budget, run_turn
+from engine.stats import TurnStats
+
+
+class ServedSession:
+    """State of one `x-session-id`; used only from the service's engine thread."""
+
+    def __init__(self, lm: LoadedModel, spec: SpecConfig, draft: LoadedModel | None) -> None:
+        self.lm = lm
+        self.spec = spec
+        self.state = SequenceState(lm.model, spec.gamma, spec.policy)
+        self.draft_state = draft_state(lm, spec, draft)
+        self.text = ""
+        """The conversation so far as text, ending with the last answer..."""
+        self.ids: list[int] = []
+        """...and the token ids that spell it, generated ids verbatim."""
+        self.turns = 0
+        self.last_stats: TurnStats | None = None
+
+    def prompt(self, messages: Sequence[dict[str, str]]) -> tuple[list[int], int]:
+        """The turn's prompt ids and how many of them were carried over without tokenizing."""
+        text = render_text(self.lm.tokenizer, messages)
+        if self.ids and text.startswith(self.text):
+            rest = self.lm.tokenizer(text[len(self.text) :], add_special_tokens=False)
+            return [*self.ids, *rest["input_ids"]], len(self.ids)
+        return self.lm.tokenizer(text, add_special_tokens=False)["input_ids"], 0
+
+    def answer(
+        self,
+        messages: Sequence[dict[str, str]],
+        max_new_tokens: int,
+        sampling: SamplingConfig,
+        stop_strings: Sequence[str],
+        stop_event: threading.Event,
+        on_text: Callable[[str, TurnStats], None],
+        stats: TurnStats,
+    ) -> tuple[TurnResult, int]:
+        """Answer the conversation's last message, and say how many prompt ids were carried
+        over untokenized; a finished turn extends the exact history."""
+        ids, carried = self.prompt(messages)
+        stream = TextStream(self.lm.tokenizer)
+        rules = StopRules(
+            eos_ids=self.lm.eos_token_ids,
+            max_new_tokens=fit_budget(len(ids), max_new_tokens, self.lm.context_window),
+            stop_strings=stop_strings,
+            stop_event=stop_event,
+            decode_text=stream.decode,
+        )
+
+        def on_tokens(new_ids: list[int]) -> None:
+            delta = stream.push(new_ids)
+            if delta:
+                on_text(delta, stats)
+
+        tokens, stats = run_turn(
+            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state,
+            stats,
+        )
+        tail = stream.finish()
+        if tail:
+            on_text(tail, stats)
+        self.last_stats = stats
+        if not stats.cancelled:
+            self.turns += 1
+            spoken = tokens[:-1] if tokens and tokens[-1] in self.lm.eos_token_ids else tokens
+            # The streamed text skips special tokens, so the EOS id (if any) is left out of the
+            # pair; the template's own end-of-turn text is tokenized back to it next turn.
+            self.text = render_text(self.lm.tokenizer, messages) + stream.text
+            self.ids = [*ids, *spoken]
+        return TurnResult(stream.text, tokens, stats, ids), carried
+
+    def nbytes(self) -> int:
+        """Memory held by the session's caches (the LRU's measure)."""
+        return cache_bytes(self.state) + (cache_bytes(self.draft_state) if self.draft_state else 0)
+
+
+def cache_bytes(state: SequenceState) -> int:
+    """Bytes of every key/value tensor in the state's DynamicCache."""
+    total = 0
+    for layer in getattr(state.cache, "layers", ()):
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+    return total

@@ -1,0 +1,43 @@
+"""What a replica needs to build its engine, as plain data (it travels to Ray actors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import SpecConfig
+from engine.loading import default_draft_model_path, load_model, use_cpu_threads
+from engine.serve.cache import DEFAULT_CACHE_MB
+from engine.serve.engine import ServeEngine
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Model, speculation and cache settings of every replica."""
+
+    model: str | None = None
+    """Model directory or cached HF id; None is the built-in model."""
+    draft_model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int | None = None
+    method: str = "copy"
+    gamma: int = 3
+    block: int = 10
+    cache_mb: int = DEFAULT_CACHE_MB
+
+    def spec(self) -> SpecConfig:
+        return SpecConfig(self.method, gamma=self.gamma, block=self.block)
+
+    def build(self, replica: str = "") -> ServeEngine:
+        """Load the model (and draft) and make the engine; errors name what failed."""
+        spec = self.spec()
+        use_cpu_threads(self.threads)
+        lm = load_model(self.model, self.device, self.dtype)
+        draft = None
+        if spec.drafts:
+            if self.draft_model is None and self.model is not None:
+                raise ValueError(f"method {spec.method} with a model of your own needs a draft "
+                                 "model (--draft-model)")
+            draft = load_model(self.draft_model or default_draft_model_path(), self.device,
+                               self.dtype)
+        return ServeEngine(lm, spec, draft, self.cache_mb << 20, replica)

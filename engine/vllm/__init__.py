@@ -1,0 +1,1 @@
+"""Adapters that run inside vLLM (imported by vLLM, not by the engine): see docs/pool.md."""

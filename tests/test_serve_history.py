@@ -1,0 +1,80 @@
+"""The service's per-session state without HTTP: the same answers as the in-process `Session`
+for copy+draft and seeded sampling over three turns, token-exact history (nothing generated
+is tokenized or prefilled again) and the memory-bounded LRU."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.config import SamplingConfig, SpecConfig
+from engine.loading import LoadedModel, load_model
+from engine.serve.cache import SessionCache
+from engine.serve.history import ServedSession
+from engine.session import Session, generate_ids
+from engine.stats import TurnStats
+
+from tiny_models import loaded
+
+pytestmark = pytest.mark.timeout(120)
+
+SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
+TURNS = ["def add(a, b):\n    total = a + b\n    return total\nRename total", "Add hints",
+         "Add a docstring"]
+
+
+def served_turns(served: ServedSession, turns: list[str], max_new: int,
+                 sampling: SamplingConfig | None = None) -> list[str]:
+    """Answers the way a client drives the service: the whole conversation each turn."""
+    messages = [{"role": "system", "content": SYSTEM}]
+    texts = []
+    for user in turns:
+        messages.append({"role": "user", "content": user})
+        result, _ = served.answer(messages, max_new, sampling or SamplingConfig(), (),
+                                  threading.Event(), lambda *_: None, TurnStats())
+        messages.append({"role": "assistant", "content": result.text})
+        texts.append(result.text)
+    return texts
+
+
+@pytest.mark.parametrize("sampling", [None, SamplingConfig(temperature=0.8, top_p=0.9, seed=5)],
+                         ids=["greedy", "sampled"])
+def test_copy_and_draft_match_the_in_process_session(sampling) -> None:
+    lm, draft = loaded("llama", mixing=0.1), loaded("llama", seed=1, mixing=0.1)
+    spec = SpecConfig("copy+draft")
+    local = Session(lm, spec, system=SYSTEM, draft=draft)
+    expected = [local.send(t, 40, sampling).text for t in TURNS]
+    assert served_turns(ServedSession(lm, spec, draft), TURNS, 40, sampling) == expected
+
+
+def test_follow_up_turns_carry_the_generated_ids_verbatim() -> None:
+    lm: LoadedModel = load_model(None, "cpu")  # the built-in BPE: re-tokenizing can differ
+    served = ServedSession(lm, SpecConfig("copy"), None)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TURNS[0]}]
+    first, _ = served.answer(messages, 48, SamplingConfig(), (), threading.Event(),
+                             lambda *_: None, TurnStats())
+    messages += [{"role": "assistant", "content": first.text},
+                 {"role": "user", "content": TURNS[1]}]
+    second, carried = served.answer(messages, 48, SamplingConfig(), (), threading.Event(),
+                                    lambda *_: None, TurnStats())
+    generated = [t for t in first.token_ids if t not in lm.eos_token_ids]
+    assert second.prompt_ids[:carried] == first.prompt_ids + generated
+    # fed: the new suffix less its pending last token, plus turn 1's own last token, which was
+    # pending (never fed) when turn 1 ended; nothing generated is fed twice
+    assert second.stats.prefill_tokens <= len(second.prompt_ids) - carried
+    plain, _ = generate_ids(lm, second.prompt_ids, SpecConfig("greedy"), 48)
+    assert second.token_ids == plain, "lossless on the ids the service used"
+
+
+def test_the_lru_keeps_the_budget_and_the_latest_session() -> None:
+    lm = loaded("llama", mixing=0.1)
+    cache = SessionCache(1, lambda: ServedSession(lm, SpecConfig("copy"), None))
+    for name in ("a", "b"):
+        served_turns(cache.get(name), TURNS[:1], 16)
+        cache.trim()
+    assert cache.peek("a") is None and cache.peek("b") is not None and cache.evicted == 1
+    again = cache.get("a")
+    assert served_turns(again, TURNS[:1], 16) == served_turns(
+        ServedSession(lm, SpecConfig("copy"), None), TURNS[:1], 16
+    ), "an evicted session costs a re-prefill, not a different answer"
