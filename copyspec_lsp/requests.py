@@ -9,7 +9,9 @@ and the request fails with that reason, as RequestCancelled or ServerCancelled.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from copyspec_lsp.documents import Region
 from copyspec_lsp.worker import Job
@@ -26,6 +28,8 @@ class Request:
     uri: str
     session: str
     region: Region
+    msg_id: int | str | None = None
+    """The JSON-RPC id of the request, for `$/cancelRequest`."""
     job: Job | None = None
     stopped: str = ""
     by_server: bool = False
@@ -41,6 +45,23 @@ class Request:
             self.halted.set()
             if self.job is not None:
                 self.job.cancel(reason)
+
+    async def unless_stopped(self, waiting: Awaitable[Any]) -> Any:
+        """`waiting`'s result, unless the request stops first: then JobCancelled (and a
+        coroutine's task is cancelled; a future, such as an unanswered applyEdit, is left for
+        its answer to arrive)."""
+        owned = asyncio.iscoroutine(waiting)
+        answer = asyncio.ensure_future(waiting)
+        halted = asyncio.ensure_future(self.halted.wait())
+        try:
+            await asyncio.wait({answer, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+        if not answer.done():
+            if owned:
+                answer.cancel()
+            raise self.cancelled()
+        return answer.result()
 
     def cancelled(self) -> JobCancelled:
         """The exception that ends the request now that it is stopped."""
