@@ -272,7 +272,9 @@ class Refinement:
         """Syntax errors in the attempt, then the configured check command, if any."""
         whole = document.text[: region.start] + text + document.text[region.end :]
         end = region.start + len(text)
-        errors = regions.syntax_errors(whole, document.language_id, region.start, end)
+        errors = await asyncio.to_thread(  # off the loop: big documents parse for long
+            regions.syntax_errors, whole, document.language_id, region.start, end
+        )
         if errors:
             return CheckResult(False, errors)
         command = self.service.settings.check_command
