@@ -20,10 +20,10 @@ from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region
 from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.model import ModelHost
-from copyspec_lsp.params import JobParams
+from copyspec_lsp.params import RequestParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress, live_figures
-from copyspec_lsp.requests import JobError, Request
+from copyspec_lsp.requests import Request, RequestError
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine.config import SpecConfig
@@ -55,11 +55,11 @@ class Turn:
 
 
 @dataclass
-class Refinement:
+class RequestRunner:
     """Runs one request; `fix=True` adds the check-and-retry loop."""
 
     service: Service
-    params: JobParams
+    params: RequestParams
     fix: bool
     turns: list[Turn] = field(default_factory=list)
     stopped_early: str = ""
@@ -102,7 +102,7 @@ class Refinement:
             progress.end(outcome)
 
     async def _resolve(self) -> tuple[Document, int, int, str]:
-        """The document, the region's offsets and the instruction; JobError for bad input.
+        """The document, the region's offsets and the instruction; RequestError for bad input.
         tree-sitter runs off the event loop; if the text changes meanwhile, it runs again."""
         while True:
             document = self._document()
@@ -113,14 +113,14 @@ class Refinement:
         where = first_lone_surrogate(text[start:end])
         if where is not None:
             line = text.count("\n", 0, start + where) + 1
-            raise JobError(f"the region has an unpaired surrogate at line {line}: "
+            raise RequestError(f"the region has an unpaired surrogate at line {line}: "
                            "it cannot be encoded as UTF-8")
         return document, start, end, self._instruction(document, start, end)
 
     def _document(self) -> Document:
         document = self.service.documents.get(self.params.uri)
         if document is None:
-            raise JobError(f"unknown document {self.params.uri}: the client must open it first")
+            raise RequestError(f"unknown document {self.params.uri}: the client must open it first")
         return document
 
     async def _region(self, document: Document) -> tuple[int, int]:
@@ -129,7 +129,7 @@ class Refinement:
         try:
             start, end = range_offsets(text, self.params.range, self.encoding)
         except ValueError as error:
-            raise JobError(f"the range is outside the document: {error}") from None
+            raise RequestError(f"the range is outside the document: {error}") from None
         if start == end:
             start, end = await asyncio.to_thread(
                 regions.enclosing_region, text, document.language_id, start
@@ -145,13 +145,13 @@ class Refinement:
         ] or diagnostics
         instruction = self.params.instruction.strip()
         if not self.fix and not instruction:
-            raise JobError("the instruction is empty: say what should change")
+            raise RequestError("the instruction is empty: say what should change")
         if self.fix:
             instruction = prompts.fix_instruction(at_region, first, instruction)
         elif at_region:
             instruction += "\n" + prompts.fix_instruction(at_region, first)
         if not instruction:
-            raise JobError("nothing to fix: no diagnostics at the range and no instruction")
+            raise RequestError("nothing to fix: no diagnostics at the range and no instruction")
         return instruction
 
     @property

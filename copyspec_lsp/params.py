@@ -27,7 +27,7 @@ class ParamsError(ValueError):
 
 
 @dataclass
-class JobParams:
+class RequestParams:
     """Everything `copyspec/refine`, `copyspec/fix` and their commands accept."""
 
     uri: str
@@ -49,7 +49,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def parse_job(raw: Any) -> JobParams:
+def parse_request(raw: Any) -> RequestParams:
     """Check and structure request params; `uri` may come flat (command args) or nested."""
     data = plain(raw)
     if not isinstance(data, dict):
@@ -58,7 +58,7 @@ def parse_job(raw: Any) -> JobParams:
     uri = document.get("uri") if isinstance(document, dict) else data.get("uri")
     if not isinstance(uri, str) or not uri:
         raise ParamsError("textDocument.uri is missing")
-    params = JobParams(uri=uri, range=_structure(data.get("range"), types.Range, "range"))
+    params = RequestParams(uri=uri, range=_structure(data.get("range"), types.Range, "range"))
     params.instruction = _text(_typed(data, "instruction", str, ""), "instruction",
                                MAX_INSTRUCTION_CHARS)
     diagnostics = _typed(data, "diagnostics", list, [])

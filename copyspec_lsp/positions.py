@@ -11,7 +11,6 @@ import re
 from lsprotocol import types
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
-ENCODINGS = ("utf-16", "utf-8", "utf-32")
 
 
 class PositionError(ValueError):

@@ -17,7 +17,7 @@ from copyspec_lsp.documents import Region
 from copyspec_lsp.worker import Job
 
 
-class JobError(ValueError):
+class RequestError(ValueError):
     """A request that cannot be served as asked (unknown document, empty instruction, …)."""
 
 
@@ -47,7 +47,7 @@ class Request:
                 self.job.cancel(reason)
 
     async def unless_stopped(self, waiting: Awaitable[Any]) -> Any:
-        """`waiting`'s result, unless the request stops first: then JobCancelled (and a
+        """`waiting`'s result, unless the request stops first: then RequestCancelled (and a
         coroutine's task is cancelled; a future, such as an unanswered applyEdit, is left for
         its answer to arrive)."""
         owned = asyncio.iscoroutine(waiting)
@@ -63,9 +63,9 @@ class Request:
             raise self.cancelled()
         return answer.result()
 
-    def cancelled(self) -> JobCancelled:
+    def cancelled(self) -> RequestCancelled:
         """The exception that ends the request now that it is stopped."""
-        return JobCancelled(self.stopped, self.by_server)
+        return RequestCancelled(self.stopped, self.by_server)
 
     def overlaps(self, uri: str, start: int, end: int) -> bool:
         region = self.region
@@ -77,7 +77,7 @@ class Request:
         )
 
 
-class JobCancelled(Exception):
+class RequestCancelled(Exception):
     """The request was stopped, by the user or (`by_server`) by the server itself."""
 
     def __init__(self, reason: str, by_server: bool) -> None:

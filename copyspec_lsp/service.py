@@ -23,12 +23,12 @@ from pygls.lsp.server import LanguageServer
 from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError, kill_check_commands
 from copyspec_lsp.documents import Documents, UnknownDocument
-from copyspec_lsp.jobs import ModelFailed, Refinement
+from copyspec_lsp.jobs import ModelFailed, RequestRunner
 from copyspec_lsp.model import ModelHost, ModelUnavailable
-from copyspec_lsp.params import ParamsError, parse_job, plain
+from copyspec_lsp.params import ParamsError, parse_request, plain
 from copyspec_lsp.positions import PositionError
 from copyspec_lsp.progress import Progress
-from copyspec_lsp.requests import JobCancelled, JobError, Request
+from copyspec_lsp.requests import Request, RequestCancelled, RequestError
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker
@@ -175,15 +175,15 @@ class Service:
         if msg_id is not None and task is not None:
             self._tasks[msg_id] = task
         try:
-            return await Refinement(self, parse_job(raw), fix).run()
-        except (ParamsError, JobError, PromptTooLongError) as error:
+            return await RequestRunner(self, parse_request(raw), fix).run()
+        except (ParamsError, RequestError, PromptTooLongError) as error:
             raise JsonRpcInvalidParams(str(error)) from None
         except ModelFailed as error:
             log.warning("%s", error, exc_info=error.__cause__)
             raise JsonRpcInternalError(str(error)) from None
         except ModelUnavailable as error:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
-        except JobCancelled as error:
+        except RequestCancelled as error:
             if error.by_server:
                 raise JsonRpcServerCancelled(str(error)) from None
             raise JsonRpcRequestCancelled(str(error)) from None

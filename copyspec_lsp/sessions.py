@@ -1,4 +1,4 @@
-"""Refinement sessions: one engine `Session` (history + KV cache) per session id, LRU-capped.
+"""Conversations: one engine `Session` (history + KV cache) per document and id, LRU-capped.
 
 The engine session is created lazily on the worker thread, the only thread that touches it;
 the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.

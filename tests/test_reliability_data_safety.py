@@ -48,6 +48,9 @@ def run_once(server: RawServer, uri: str, rand: random.Random, race: bool) -> tu
     answer = server.call("copyspec/refine", {"textDocument": {"uri": uri}, "range": REGION,
                                              "instruction": "rename total"}, timeout=180)
     server.on_edit = server.before_edit = None
+    missing = [marker for marker in typed if marker not in server.docs[uri]]
+    if missing:
+        return False, f"lost the user's {missing}"
     if "error" in answer:
         return False, f"aborted: {answer['error']['message']}"
     result = answer["result"]
