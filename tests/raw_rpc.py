@@ -4,6 +4,7 @@ the server sent (no client library smooths anything over). Every wait has a dead
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -56,9 +57,12 @@ class RawServer:
     # bytes out
 
     def send_bytes(self, data: bytes) -> None:
+        """Write to the server; a no-op once a test closed stdin (the reader thread may
+        still be answering an edit)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        with contextlib.suppress(ValueError, BrokenPipeError):
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
 
     def send(self, obj: Any) -> None:
         self.send_bytes(message(obj))

@@ -86,7 +86,7 @@ def test_typing_outside_the_region_loses_nothing(server: RawServer) -> None:
     rand = random.Random(SEED)
     outcomes = [run_once(server, f"file:///safe{i}.py", rand, race=False) for i in range(RUNS)]
     print(f"between edits, {'checking' if server.check_versions else 'naive'} client: "
-          f"{sum(not ok for ok, _ in outcomes)} of {RUNS} runs lost data {outcomes}")
+          f"{sum(not ok for ok, _ in outcomes)} of {RUNS} runs not clean {outcomes}")
     assert all(ok for ok, _ in outcomes), outcomes
 
 
@@ -99,7 +99,7 @@ def test_typing_while_an_edit_is_in_flight(server: RawServer) -> None:
     outcomes = [run_once(server, f"file:///race{i}.py", rand, race=True) for i in range(RUNS)]
     lost = sum(not ok for ok, _ in outcomes)
     kind = "checking" if server.check_versions else "naive"
-    print(f"edit in flight, {kind} client: {lost} of {RUNS} runs lost data {outcomes}")
+    print(f"edit in flight, {kind} client: {lost} of {RUNS} runs not clean {outcomes}")
     if server.check_versions:
         assert lost == 0, outcomes
     else:
