@@ -22,7 +22,7 @@ from copyspec_lsp.positions import to_range
 from copyspec_lsp.requests import Request
 
 if TYPE_CHECKING:
-    from copyspec_lsp.service import Service
+    from pygls.lsp.server import LanguageServer
 
 EDIT_INTERVAL = 0.05
 """Seconds between two streamed edits at least (and at most one per engine step)."""
@@ -40,8 +40,13 @@ MAX_REFUSALS = 5
 class BufferWriter:
     """Puts the shaped text into the buffer: streamed, once at the end, or never."""
 
-    def __init__(self, service: Service, document: Document, request: Request, apply: str):
-        self.service = service
+    def __init__(
+        self, client: LanguageServer, encoding: str, document: Document, request: Request,
+        apply: str,
+    ) -> None:
+        self.client = client
+        """The server's side of the connection: sends applyEdit, knows the capabilities."""
+        self.encoding = encoding
         self.document = document
         self.request = request
         self.apply = apply
@@ -78,7 +83,7 @@ class BufferWriter:
             region.expected = text
             try:
                 answer = await request.unless_stopped(
-                    self.service.server.workspace_apply_edit_async(
+                    self.client.workspace_apply_edit_async(
                         types.ApplyWorkspaceEditParams(self._workspace_edit(text))
                     )
                 )
@@ -107,7 +112,7 @@ class BufferWriter:
     @property
     def versioned(self) -> bool:
         """Whether the client takes `documentChanges`, so each edit names its version."""
-        workspace = self.service.server.client_capabilities.workspace
+        workspace = self.client.client_capabilities.workspace
         edit = workspace.workspace_edit if workspace else None
         return bool(edit and edit.document_changes)
 
@@ -119,7 +124,7 @@ class BufferWriter:
         head = _common_prefix(old, text)
         tail = _common_prefix(old[head:][::-1], text[head:][::-1])
         where = to_range(document.text, region.start + head, region.end - tail,
-                         self.service.documents.encoding)
+                         self.encoding)
         change = types.TextEdit(where, text[head : len(text) - tail])
         if not self.versioned:
             return types.WorkspaceEdit(changes={document.uri: [change]})
