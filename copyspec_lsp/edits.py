@@ -42,11 +42,13 @@ class BufferWriter:
 
     def __init__(
         self, client: LanguageServer, encoding: str, document: Document, request: Request,
-        apply: str,
+        apply: str, versioned_edits: bool = False,
     ) -> None:
         self.client = client
         """The server's side of the connection: sends applyEdit, knows the capabilities."""
         self.encoding = encoding
+        self.versioned_edits = versioned_edits
+        """The `versionedEdits` setting: minimal versioned edits where the client takes them."""
         self.document = document
         self.request = request
         self.apply = apply
@@ -114,15 +116,19 @@ class BufferWriter:
         """Whether the client takes `documentChanges`, so each edit names its version."""
         workspace = self.client.client_capabilities.workspace
         edit = workspace.workspace_edit if workspace else None
-        return bool(edit and edit.document_changes)
+        return self.versioned_edits and bool(edit and edit.document_changes)
 
     def _workspace_edit(self, text: str) -> types.WorkspaceEdit:
-        """The smallest change that makes the region read `text`, as the server sees the
-        document now: the common beginning and end of old and new text stay untouched."""
+        """The change that makes the region read `text`, as the server sees the document now:
+        versioned, the smallest one (the common beginning and end of old and new text stay
+        untouched); else the whole region, which the editor plugins here check against what
+        they wrote last."""
         document, region = self.document, self.request.region
-        old = document.text[region.start : region.end]
-        head = _common_prefix(old, text)
-        tail = _common_prefix(old[head:][::-1], text[head:][::-1])
+        head = tail = 0
+        if self.versioned:
+            old = document.text[region.start : region.end]
+            head = _common_prefix(old, text)
+            tail = _common_prefix(old[head:][::-1], text[head:][::-1])
         where = to_range(document.text, region.start + head, region.end - tail,
                          self.encoding)
         change = types.TextEdit(where, text[head : len(text) - tail])

@@ -222,7 +222,8 @@ class RequestRunner:
         place = service.worker.submit(job)
         if place:
             progress.report(f"queued: {place} ahead", force=True)
-        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply)
+        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply,
+                              settings.versioned_edits)
         stats: dict[str, Any] = {}
         shown = ""
         started = time.perf_counter()

@@ -42,6 +42,9 @@ class Settings:
     load_timeout: float = 300.0
     """Seconds a request waits for the model to load before it fails."""
     log_level: str = "WARNING"
+    versioned_edits: bool = False
+    """Stream minimal, versioned `documentChanges` edits to clients that take them (the
+    editor plugins here still expect whole-region `changes` edits)."""
 
     def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """A copy with the valid values of `raw` applied, and one message per bad value."""
@@ -104,6 +107,12 @@ def _positive_number(value: Any) -> float:
     return float(value)
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _command(value: Any) -> tuple[str, ...] | None:
     """An argument list, never a shell string: a string here would invite shell quoting."""
     if value is None or value == []:
@@ -126,4 +135,5 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "check_timeout": _positive_number,
     "load_timeout": _positive_number,
     "log_level": _choice(LOG_LEVELS, str.upper),
+    "versioned_edits": _flag,
 }
