@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections.abc import Sequence
 
 from copyspec_lsp import __version__
@@ -61,10 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from copyspec_lsp.server import build_server  # after logging: importing torch is slow
 
     server = build_server(settings)
-    if args.tcp:
-        server.start_tcp(args.host, args.port)
-    else:
-        server.start_io()
+    code = server.serve((args.host, args.port) if args.tcp else None)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)  # no interpreter teardown: a thread still in torch cannot abort it
 
 
 if __name__ == "__main__":

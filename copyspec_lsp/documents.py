@@ -9,6 +9,7 @@ region's text after the change equals the text that edit put there.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,15 +32,16 @@ class Region:
     on_touched: Callable[[], None] | None = None
     touched: bool = False
 
-    def follow(self, before: str, start: int, end: int, new_text: str) -> None:
-        """Update for one change that replaced before[start:end] with `new_text`."""
+    def follow(self, before: str, start: int, end: int, new_text: str) -> bool:
+        """Update for one change that replaced before[start:end] with `new_text`; True when
+        it was the echo of the server's own edit."""
         if self.expected is not None and self.start <= start and end <= self.end:
             inner = before[self.start : start] + new_text + before[end : self.end]
             if inner == self.expected:
                 self.end, self.expected = self.start + len(inner), None
                 if self.echoed is not None:
                     self.echoed.set()
-                return
+                return True
         if end <= self.start:
             shift = len(new_text) - (end - start)
             self.start, self.end = self.start + shift, self.end + shift
@@ -51,6 +53,13 @@ class Region:
                 self.echoed.set()
 
 
+class UnknownDocument(KeyError):
+    """A change for a document the client never opened."""
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} is not open"
+
+
 @dataclass
 class Document:
     """One open text document, as the server sees it now."""
@@ -58,8 +67,11 @@ class Document:
     uri: str
     language_id: str
     version: int
+    """The version the client last reported: streamed edits are stamped with it."""
     text: str
     regions: list[Region] = field(default_factory=list)
+    last_user_change: float = 0.0
+    """`time.monotonic()` of the last change that was not the echo of a server edit."""
 
 
 class Documents:
@@ -84,7 +96,7 @@ class Documents:
         """Apply each change in order, moving or touching the tracked regions."""
         document = self._open.get(params.text_document.uri)
         if document is None:
-            return
+            raise UnknownDocument(params.text_document.uri)
         document.version = params.text_document.version
         for change in params.content_changes:
             if isinstance(change, types.TextDocumentContentChangeWholeDocument):
@@ -93,8 +105,10 @@ class Documents:
                 start, end = range_offsets(document.text, change.range, self.encoding)
             before = document.text
             document.text = before[:start] + change.text + before[end:]
-            for region in list(document.regions):
-                region.follow(before, start, end, change.text)
+            echoes = [region.follow(before, start, end, change.text)
+                      for region in list(document.regions)]
+            if not any(echoes):
+                document.last_user_change = time.monotonic()
 
     def track(self, document: Document, start: int, end: int) -> Region:
         region = Region(document.uri, start, end)

@@ -1,17 +1,18 @@
 """Putting the shaped answer into the client's buffer with `workspace/applyEdit`.
 
-Each edit replaces exactly [region start, current end of the replacement) as the server sees
-the document now. Only one edit is in flight, and the next waits until the client has reported
-the previous one back through `didChange`, so the server's view never lags behind its own
-edits; a stop wakes every wait at once, so no edit goes out after a cancel was answered.
+Each edit is the smallest change that turns the region, as the client last reported it, into
+the text so far (usually an insertion at its end), stamped with that version when the client
+takes `documentChanges`. No edit goes out within USER_PAUSE of the user's own typing. Only one
+edit is in flight, and the next waits until the client has reported the previous one back
+through `didChange`, so the server's view never lags behind its own edits; a stop wakes every
+wait at once, so no edit goes out after a cancel was answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -21,19 +22,33 @@ from copyspec_lsp.positions import to_range
 from copyspec_lsp.requests import Request
 
 if TYPE_CHECKING:
-    from copyspec_lsp.service import Service
+    from pygls.lsp.server import LanguageServer
 
 EDIT_INTERVAL = 0.05
 """Seconds between two streamed edits at least (and at most one per engine step)."""
 ECHO_TIMEOUT = 5.0
 """Seconds to wait for the client to report an applied edit back through didChange."""
+VERSIONED_ECHO_TIMEOUT = 1.0
+"""The same for a versioned edit: a client may skip a stale one yet answer applied=true
+(Neovim does), so the edit is computed again after this long."""
+USER_PAUSE = 0.3
+"""Seconds since the user's last own change before the next edit goes out."""
+MAX_REFUSALS = 5
+"""Stale versioned edits computed again before the request gives up."""
 
 
 class BufferWriter:
     """Puts the shaped text into the buffer: streamed, once at the end, or never."""
 
-    def __init__(self, service: Service, document: Document, request: Request, apply: str):
-        self.service = service
+    def __init__(
+        self, client: LanguageServer, encoding: str, document: Document, request: Request,
+        apply: str, versioned_edits: bool = False,
+    ) -> None:
+        self.client = client
+        """The server's side of the connection: sends applyEdit, knows the capabilities."""
+        self.encoding = encoding
+        self.versioned_edits = versioned_edits
+        """The `versionedEdits` setting: minimal versioned edits where the client takes them."""
         self.document = document
         self.request = request
         self.apply = apply
@@ -57,47 +72,85 @@ class BufferWriter:
             await self._edit(text)
 
     async def _edit(self, text: str) -> None:
-        """Replace [region start, current end) with `text`; wait until the client echoes it."""
+        """Make the region read `text` with the smallest change to what the client last
+        reported, once the user has paused; wait until the client echoes it. An edit the
+        client refuses as stale is computed again against the newer text (the region
+        followed the user's changes); only typing inside the region stops the request."""
         request, region = self.request, self.request.region
-        if request.stopped:
-            raise request.cancelled()
-        self.last = time.monotonic()
-        encoding = self.service.documents.encoding
-        where = to_range(self.document.text, region.start, region.end, encoding)
-        edit = types.WorkspaceEdit(changes={request.uri: [types.TextEdit(where, text)]})
-        region.expected = text
-        echoed = region.echoed = asyncio.Event()
-        try:
-            answer = await self._until_halted(
-                self.service.server.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit))
-            )
-            refused = "" if answer.applied else answer.failure_reason or "no reason given"
-        except JsonRpcException as error:
-            refused = str(error)
-        if refused:
+        refusals: list[str] = []
+        while len(refusals) < MAX_REFUSALS:
+            await request.unless_stopped(self._user_paused())
+            self.last = time.monotonic()
+            echoed = region.echoed = asyncio.Event()
+            region.expected = text
+            try:
+                answer = await request.unless_stopped(
+                    self.client.workspace_apply_edit_async(
+                        types.ApplyWorkspaceEditParams(self._workspace_edit(text))
+                    )
+                )
+                refused = "" if answer.applied else answer.failure_reason or "no reason given"
+            except JsonRpcException as error:
+                refused = str(error)
+            if not refused:
+                timeout = VERSIONED_ECHO_TIMEOUT if self.versioned else ECHO_TIMEOUT
+                try:
+                    await asyncio.wait_for(echoed.wait(), timeout)
+                except asyncio.TimeoutError:
+                    refused = "the editor did not report the applied edit back (didChange)"
+            if request.stopped:
+                raise request.cancelled()
+            if not refused and region.expected is None:
+                self.in_buffer = text
+                return
             region.expected = None
-            request.cancel(f"the editor did not apply the edit: {refused}", by_server=True)
-            raise request.cancelled()
-        try:
-            await asyncio.wait_for(echoed.wait(), ECHO_TIMEOUT)
-        except asyncio.TimeoutError:
-            request.cancel(
-                "the editor did not report the applied edit back (didChange)", by_server=True
-            )
-            raise request.cancelled() from None
-        if request.stopped:
-            raise request.cancelled()
-        self.in_buffer = text
+            if not self.versioned:
+                break  # an unversioned edit cannot be told apart from a stale one: stop
+            refusals.append(refused)
+        reason = refusals[-1] if refusals else refused
+        request.cancel(f"the editor did not apply the edit: {reason}", by_server=True)
+        raise request.cancelled()
+
+    @property
+    def versioned(self) -> bool:
+        """Whether the client takes `documentChanges`, so each edit names its version."""
+        workspace = self.client.client_capabilities.workspace
+        edit = workspace.workspace_edit if workspace else None
+        return self.versioned_edits and bool(edit and edit.document_changes)
+
+    def _workspace_edit(self, text: str) -> types.WorkspaceEdit:
+        """The change that makes the region read `text`, as the server sees the document now:
+        versioned, the smallest one (the common beginning and end of old and new text stay
+        untouched); else the whole region, which the editor plugins here check against what
+        they wrote last."""
+        document, region = self.document, self.request.region
+        head = tail = 0
+        if self.versioned:
+            old = document.text[region.start : region.end]
+            head = _common_prefix(old, text)
+            tail = _common_prefix(old[head:][::-1], text[head:][::-1])
+        where = to_range(document.text, region.start + head, region.end - tail,
+                         self.encoding)
+        change = types.TextEdit(where, text[head : len(text) - tail])
+        if not self.versioned:
+            return types.WorkspaceEdit(changes={document.uri: [change]})
+        target = types.OptionalVersionedTextDocumentIdentifier(document.uri, document.version)
+        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(target, [change])])
+
+    async def _user_paused(self) -> None:
+        """Return once the user's last own change to the document is USER_PAUSE seconds old,
+        so no edit is computed against text the user is still changing."""
+        while (wait := self.document.last_user_change + USER_PAUSE - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
 
 
-    async def _until_halted(self, waiting: Awaitable[Any]) -> Any:
-        """`waiting`'s result, unless the request stops first (then JobCancelled)."""
-        answer = asyncio.ensure_future(waiting)
-        halted = asyncio.ensure_future(self.request.halted.wait())
-        try:
-            await asyncio.wait({answer, halted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            halted.cancel()
-        if not answer.done():
-            raise self.request.cancelled()
-        return answer.result()
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common beginning of `a` and `b`."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # slices compare in C: O(n log n) in C beats a character loop in Python
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -9,30 +9,34 @@ next turn of the same session.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from copyspec_lsp import prompts, regions
 from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region
 from copyspec_lsp.edits import BufferWriter
-from copyspec_lsp.params import JobParams
+from copyspec_lsp.model import ModelHost
+from copyspec_lsp.params import RequestParams
 from copyspec_lsp.positions import range_offsets, to_range
-from copyspec_lsp.progress import Progress
+from copyspec_lsp.progress import Progress, live_figures
 from copyspec_lsp.remote import open_session
-from copyspec_lsp.requests import JobError, Request
+from copyspec_lsp.requests import Request, RequestError
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine import prompt_format
 from engine.config import SpecConfig
-from engine.session import TurnResult
+from engine.session import PromptTooLongError, TurnResult
 from engine.shaping import Shaper
 from engine.stats import TurnStats
 
 if TYPE_CHECKING:
     from copyspec_lsp.service import Service
+
+LINE_BREAKS = re.compile(r"\r\n|\r")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -53,25 +57,28 @@ class Turn:
 
 
 @dataclass
-class Refinement:
+class RequestRunner:
     """Runs one request; `fix=True` adds the check-and-retry loop."""
 
     service: Service
-    params: JobParams
+    params: RequestParams
     fix: bool
     turns: list[Turn] = field(default_factory=list)
+    stopped_early: str = ""
+    """Why the fix loop ended before a check passed or maxTurns was reached."""
 
     async def run(self) -> dict[str, Any]:
         service, params = self.service, self.params
-        self._resolve()  # bad input fails at once, not after the model has loaded
+        await self._resolve()  # bad input fails at once, not after the model has loaded
         await service.model.wait(service.settings.load_timeout)
-        document, start, end, instruction = self._resolve()  # the text may have changed since
+        document, start, end, instruction = await self._resolve()  # the text may have changed
         conversation = service.sessions.get_or_create(params.session, params.uri)
         for other in list(service.requests):
             if other.overlaps(params.uri, start, end):
                 other.cancel("superseded by a newer request for the same region", by_server=True)
         region = service.documents.track(document, start, end)
-        request = Request(params.uri, conversation.id, region)
+        msg_id = service.server.protocol.msg_id
+        request = Request(params.uri, conversation.id, region, msg_id=msg_id)
         region.on_touched = lambda: request.cancel(
             "cancelled: the region was edited while the answer streamed", by_server=True
         )
@@ -84,33 +91,52 @@ class Refinement:
             ok = await self._turns(document, conversation, request, instruction, progress)
             outcome = "done"
             return self._result(document, conversation, request, ok)
+        except PromptTooLongError as error:
+            if not self.turns:
+                raise
+            outcome = "stopped early"  # the fix loop keeps the turns it has
+            self.stopped_early = str(error)
+            return self._result(document, conversation, request, False)
         finally:
             request.cancel("the request ended")
             service.requests.remove(request)
             service.documents.untrack(region)
             progress.end(outcome)
 
-    def _resolve(self) -> tuple[Document, int, int, str]:
-        """The document, the region's offsets and the instruction; JobError for bad input."""
-        document = self._document()
-        start, end = self._region(document)
+    async def _resolve(self) -> tuple[Document, int, int, str]:
+        """The document, the region's offsets and the instruction; RequestError for bad input.
+        tree-sitter runs off the event loop; if the text changes meanwhile, it runs again."""
+        while True:
+            document = self._document()
+            text = document.text
+            start, end = await self._region(document)
+            if document.text is text and self.service.documents.get(document.uri) is document:
+                break
+        where = first_lone_surrogate(text[start:end])
+        if where is not None:
+            line = text.count("\n", 0, start + where) + 1
+            raise RequestError(f"the region has an unpaired surrogate at line {line}: "
+                           "it cannot be encoded as UTF-8")
         return document, start, end, self._instruction(document, start, end)
 
     def _document(self) -> Document:
         document = self.service.documents.get(self.params.uri)
         if document is None:
-            raise JobError(f"unknown document {self.params.uri}: the client must open it first")
+            raise RequestError(f"unknown document {self.params.uri}: the client must open it first")
         return document
 
-    def _region(self, document: Document) -> tuple[int, int]:
+    async def _region(self, document: Document) -> tuple[int, int]:
         """The range as offsets; empty expands to the enclosing function/class/statement."""
+        text = document.text
         try:
-            start, end = range_offsets(document.text, self.params.range, self.encoding)
+            start, end = range_offsets(text, self.params.range, self.encoding)
         except ValueError as error:
-            raise JobError(f"the range is outside the document: {error}") from None
+            raise RequestError(f"the range is outside the document: {error}") from None
         if start == end:
-            start, end = regions.enclosing_region(document.text, document.language_id, start)
-        return widen(document.text, start, end)
+            start, end = await asyncio.to_thread(
+                regions.enclosing_region, text, document.language_id, start
+            )
+        return regions.widen(text, start, end)
 
     def _instruction(self, document: Document, start: int, end: int) -> str:
         """The user's instruction, with the diagnostics at the region as "Fix this error"."""
@@ -121,13 +147,13 @@ class Refinement:
         ] or diagnostics
         instruction = self.params.instruction.strip()
         if not self.fix and not instruction:
-            raise JobError("the instruction is empty: say what should change")
+            raise RequestError("the instruction is empty: say what should change")
         if self.fix:
             instruction = prompts.fix_instruction(at_region, first, instruction)
         elif at_region:
             instruction += "\n" + prompts.fix_instruction(at_region, first)
         if not instruction:
-            raise JobError("nothing to fix: no diagnostics at the range and no instruction")
+            raise RequestError("nothing to fix: no diagnostics at the range and no instruction")
         return instruction
 
     @property
@@ -144,12 +170,13 @@ class Refinement:
     ) -> bool:
         """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
         region = request.region
-        code, indent = prompt_format.dedent(document.text[region.start : region.end])
-        if conversation.engine is not None and conversation.last_code == code:
+        original = document.text[region.start : region.end]
+        code, indent = prompt_format.dedent(LINE_BREAKS.sub("\n", original))
+        if conversation.history and conversation.last_code == code:
             message = instruction
         else:
             message = prompt_format.edit_request(code, instruction, document.language_id)
-        shaper = Shaper(code, indent, "\r\n" if "\r\n" in document.text else "\n")
+        shaper = Shaper(code, indent, line_break(document.text))
         max_turns = self.params.max_turns if self.fix else 1
         for _ in range(max_turns):
             text, stats = await self._stream_turn(
@@ -161,7 +188,9 @@ class Refinement:
             conversation.last_code = prompt_format.dedent(text)[0]
             if not self.fix:
                 return True
-            turn.check = await self._check(document, region, text)
+            turn.check = await request.unless_stopped(self._check(document, region, text))
+            if request.stopped:
+                raise request.cancelled()
             if turn.check.ok:
                 return True
             message = prompt_format.failure_message(turn.check.errors)
@@ -182,10 +211,12 @@ class Refinement:
         method = "copy+draft" if service.model.draft is not None else "copy"
         spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
         generation = service.model.generation
+        call = EngineCall(service.model, conversation, message, max_new, spec, generation)
         job = Job(
-            lambda job: engine_turn(job, service, conversation, message, max_new, spec, generation),
+            lambda job: engine_turn(job, call),
             uri=request.uri,
             session=conversation.id,
+            on_result=service.record_stats,
         )
         request.job = job
         if request.stopped:
@@ -193,7 +224,8 @@ class Refinement:
         place = service.worker.submit(job)
         if place:
             progress.report(f"queued: {place} ahead", force=True)
-        writer = BufferWriter(service, document, request, self.params.apply)
+        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply,
+                              settings.versioned_edits)
         stats: dict[str, Any] = {}
         shown = ""
         started = time.perf_counter()
@@ -203,10 +235,13 @@ class Refinement:
             except asyncio.TimeoutError:
                 await writer.write(shown)
                 continue
-            if event.kind == "cancelled":
+            if event.kind == "cancelled" or request.stopped:
                 raise request.cancelled()
             if event.kind == "error":
-                raise event.value
+                conversation.history = False
+                if isinstance(event.value, PromptTooLongError):
+                    raise event.value
+                raise ModelFailed(f"the model failed: {event.value}") from event.value
             if event.kind == "position":
                 progress.report(f"queued: {event.value} ahead" if event.value else "generating",
                                 force=True)
@@ -214,6 +249,9 @@ class Refinement:
                 continue
             if event.kind == "done":
                 break
+            if event.kind == "trimmed":
+                conversation.trimmed_turns += event.value
+                continue
             stats = event.stats or stats
             text = shaper(event.value)
             if text != shown:
@@ -223,7 +261,8 @@ class Refinement:
                 progress.report(*live_figures(stats, max_new, started))
                 await writer.write(shown)
         result = event.value
-        stats = result.stats.to_dict()
+        conversation.history = True
+        stats = {**result.stats.to_dict(), "trimmed_turns": conversation.trimmed_turns}
         # A turn quicker than the report interval still shows its figures once.
         progress.report(*live_figures(stats, max_new, started), force=True)
         final = shaper(result.text, final=True)
@@ -236,15 +275,16 @@ class Refinement:
         """Syntax errors in the attempt, then the configured check command, if any."""
         whole = document.text[: region.start] + text + document.text[region.end :]
         end = region.start + len(text)
-        errors = regions.syntax_errors(whole, document.language_id, region.start, end)
+        errors = await asyncio.to_thread(  # off the loop: big documents parse for long
+            regions.syntax_errors, whole, document.language_id, region.start, end
+        )
         if errors:
             return CheckResult(False, errors)
         command = self.service.settings.check_command
         if not command:
             return CheckResult(True)
         timeout = self.service.settings.check_timeout
-        name = file_name(document.uri)
-        return await run_check_command(command, whole, name, self.service.root, timeout)
+        return await run_check_command(command, whole, document.uri, self.service.root, timeout)
 
     def _result(
         self, document: Document, conversation: Conversation, request: Request, ok: bool
@@ -266,65 +306,82 @@ class Refinement:
         if self.fix:
             result["turns"] = [turn.to_dict() for turn in self.turns]
             result["ok"] = ok
+            if self.stopped_early:
+                result["stoppedEarly"] = self.stopped_early
         return result
 
 
-def engine_turn(
-    job: Job,
-    service: Service,
-    conversation: Conversation,
-    message: str,
-    max_new_tokens: int,
-    spec: SpecConfig,
-    generation: int,
-) -> TurnResult:
-    """On the engine thread: one turn of the conversation, streaming its raw text."""
-    lm = service.model.lm
-    if lm is None or service.model.generation != generation:
+class ModelFailed(RuntimeError):
+    """The model raised while answering (its message says what went wrong)."""
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """Everything one engine turn needs: the narrow seam between a request and the model."""
+
+    model: ModelHost
+    conversation: Conversation
+    message: str
+    max_new_tokens: int
+    spec: SpecConfig
+    generation: int
+
+
+def engine_turn(job: Job, call: EngineCall) -> TurnResult:
+    """On the engine thread: one turn of the conversation, streaming its raw text. When the
+    history no longer fits the context window, its oldest turns go (counted in the stats as
+    `trimmed_turns`); the conversation's engine session is only ever touched here."""
+    lm, conversation = call.model.lm, call.conversation
+    if lm is None or call.model.generation != call.generation:
         raise RuntimeError("the model was reloaded or freed while this request waited")
     if conversation.engine is None or conversation.engine.lm is not lm:
         conversation.engine = open_session(
-            lm, spec, prompt_format.SYSTEM_PROMPT, service.model.draft, conversation.id
+            lm, call.spec, prompt_format.SYSTEM_PROMPT, call.model.draft, conversation.id
         )
+    engine = conversation.engine
     pieces: list[str] = []
 
     def on_text(delta: str, stats: TurnStats) -> None:
         pieces.append(delta)
         job.post("text", "".join(pieces), stats.to_dict())
 
+    trimmed = 0
     try:
-        result = conversation.engine.send(
-            message, max_new_tokens, stop_event=job.stop, on_text=on_text
-        )
+        while True:
+            try:
+                result = engine.send(
+                    call.message, call.max_new_tokens, stop_event=job.stop, on_text=on_text
+                )
+                break
+            except PromptTooLongError:
+                if not trim_oldest_turn(engine.messages):
+                    raise
+                trimmed += 1
     except Exception:
         conversation.engine = None  # its cache may be half-updated: the next turn starts afresh
         raise
-    # recorded even when cancelled, so `copyspec/status` shows where the model stopped
-    assert job.loop is not None
-    job.loop.call_soon_threadsafe(setattr, service, "last_stats", result.stats.to_dict())
+    if trimmed:
+        job.post("trimmed", trimmed)
     return result
 
 
-def live_figures(stats: dict[str, Any], max_new_tokens: int, started: float) -> tuple[str, int]:
-    """Progress text and percentage while decoding: the engine totals `new_tokens` only at
-    the end of a turn, so tokens so far are counted as passes plus accepted proposals."""
-    tokens = stats["forward_passes"] + stats["copied_tokens"] + stats["drafted_tokens"]
-    seconds = time.perf_counter() - started - stats["prefill_seconds"]
-    copied = stats.get("copied_tokens", 0) / tokens if tokens else 0.0
-    speed = f"{tokens / seconds:.0f} tok/s · " if seconds > 0 else ""
-    return f"{speed}{copied:.0%} copied", min(100, round(100 * tokens / max_new_tokens))
+def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:
+    """Drop the oldest user/assistant pair after the system turn; False when none is left."""
+    first = 1 if messages and messages[0]["role"] == "system" else 0
+    if len(messages) - first < 2:
+        return False
+    del messages[first : first + 2]
+    return True
 
 
-def widen(text: str, start: int, end: int) -> tuple[int, int]:
-    """Whole lines where the range starts after indentation; no trailing line breaks."""
-    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
-    if not text[line_start:start].strip(" \t"):
-        start = line_start
-    while end > start and text[end - 1] in "\r\n":
-        end -= 1
-    return start, end
+def line_break(text: str) -> str:
+    """The document's line-break style: CRLF, CR alone, else LF."""
+    if "\r\n" in text:
+        return "\r\n"
+    return "\r" if "\r" in text and "\n" not in text else "\n"
 
 
-def file_name(uri: str) -> str:
-    """The document's file name, for the check command's temp copy."""
-    return unquote(urlparse(uri).path).rsplit("/", 1)[-1] or "document"
+def first_lone_surrogate(text: str) -> int | None:
+    """Offset of the first unpaired UTF-16 surrogate (JSON can carry one; UTF-8 cannot)."""
+    found = LONE_SURROGATE.search(text)
+    return found.start() if found else None

@@ -32,16 +32,12 @@ class ModelHost:
         """Bumped on every load, so sessions made with an older model can be told apart."""
         self._ready: asyncio.Future[LoadedModel] = asyncio.get_running_loop().create_future()
 
-    async def load(self, settings: Settings) -> LoadedModel | None:
+    async def load(self, settings: Settings, generation: int | None = None) -> LoadedModel | None:
         """Load the configured model (the built-in one when none is set) and the draft model,
         if one is set; raises on failure. Of overlapping loads, the last one wins (the others
-        return None)."""
-        if self._ready.done():
-            self._ready = asyncio.get_running_loop().create_future()
-        self.state, self.error, self.lm, self.draft = "loading", None, None, None
-        self.path = settings.model or str(default_model_path())
-        self.generation += 1
-        generation = self.generation
+        return None). `generation`: the load `begin_load` already marked, if any."""
+        if generation is None:
+            generation = self.begin_load(settings)
         job = Job(lambda _: load_models(settings))
         self.worker.submit(job)
         while (event := await job.events.get()).kind not in ("done", "error"):
@@ -56,6 +52,16 @@ class ModelHost:
         self.state, (self.lm, self.draft) = "ready", event.value
         self._ready.set_result(self.lm)
         return self.lm
+
+    def begin_load(self, settings: Settings) -> int:
+        """Mark a load as started (at once, so a status request right after the settings
+        changed already says "loading"); returns its generation."""
+        if self._ready.done():
+            self._ready = asyncio.get_running_loop().create_future()
+        self.state, self.error, self.lm, self.draft = "loading", None, None, None
+        self.path = settings.model or str(default_model_path())
+        self.generation += 1
+        return self.generation
 
     async def wait(self, timeout: float) -> LoadedModel:
         """The model once loaded; a load error or `timeout` seconds of loading raise."""

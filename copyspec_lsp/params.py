@@ -13,6 +13,12 @@ from typing import Any
 from lsprotocol import converters, types
 
 APPLY_MODES = ("stream", "final", "none")
+MAX_INSTRUCTION_CHARS = 16_000
+"""Longest instruction accepted (a longer one could never fit a prompt anyway)."""
+MAX_DIAGNOSTICS = 100
+"""Most diagnostics one request may carry."""
+MAX_DIAGNOSTIC_CHARS = 4_000
+"""Longest diagnostic message accepted."""
 CONVERTER = converters.get_converter()
 
 
@@ -21,7 +27,7 @@ class ParamsError(ValueError):
 
 
 @dataclass
-class JobParams:
+class RequestParams:
     """Everything `copyspec/refine`, `copyspec/fix` and their commands accept."""
 
     uri: str
@@ -43,7 +49,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def parse_job(raw: Any) -> JobParams:
+def parse_request(raw: Any) -> RequestParams:
     """Check and structure request params; `uri` may come flat (command args) or nested."""
     data = plain(raw)
     if not isinstance(data, dict):
@@ -52,12 +58,19 @@ def parse_job(raw: Any) -> JobParams:
     uri = document.get("uri") if isinstance(document, dict) else data.get("uri")
     if not isinstance(uri, str) or not uri:
         raise ParamsError("textDocument.uri is missing")
-    params = JobParams(uri=uri, range=_structure(data.get("range"), types.Range, "range"))
-    params.instruction = _typed(data, "instruction", str, "")
+    params = RequestParams(uri=uri, range=_structure(data.get("range"), types.Range, "range"))
+    params.instruction = _text(_typed(data, "instruction", str, ""), "instruction",
+                               MAX_INSTRUCTION_CHARS)
+    diagnostics = _typed(data, "diagnostics", list, [])
+    if len(diagnostics) > MAX_DIAGNOSTICS:
+        raise ParamsError(f"{len(diagnostics)} diagnostics are too many: at most "
+                          f"{MAX_DIAGNOSTICS} per request")
     params.diagnostics = [
         _structure(d, types.Diagnostic, f"diagnostics[{i}]")
-        for i, d in enumerate(_typed(data, "diagnostics", list, []))
+        for i, d in enumerate(diagnostics)
     ]
+    for i, diagnostic in enumerate(params.diagnostics):
+        _text(diagnostic.message, f"diagnostics[{i}].message", MAX_DIAGNOSTIC_CHARS)
     params.session = _typed(data, "session", str, None)
     params.apply = _typed(data, "apply", str, "stream")
     if params.apply not in APPLY_MODES:
@@ -65,6 +78,17 @@ def parse_job(raw: Any) -> JobParams:
     params.max_new_tokens = _count(data, "maxNewTokens", None)
     params.max_turns = _count(data, "maxTurns", 3)
     return params
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    """`value`, if it is at most `limit` characters and can be encoded as UTF-8."""
+    if len(value) > limit:
+        raise ParamsError(f"{name} is {len(value)} characters long: at most {limit} are accepted")
+    for i, char in enumerate(value):
+        if "\ud800" <= char <= "\udfff":
+            raise ParamsError(f"{name} has an unpaired surrogate at character {i}: "
+                              "it cannot be encoded as UTF-8")
+    return value
 
 
 def _structure(value: Any, kind: type, name: str) -> Any:

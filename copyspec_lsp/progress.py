@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -44,6 +44,7 @@ class Progress:
             await asyncio.wait_for(self.server.work_done_progress.create_async(self.token), 5)
         except Exception as error:  # a client that refuses progress still gets its edit
             log.info("no progress bar: %s", error)
+            self._forget()
             return
         if self.on_cancel is not None:
             Progress.registry[self.token] = self.on_cancel
@@ -70,6 +71,11 @@ class Progress:
                 self.server.work_done_progress.end(
                     self.token, types.WorkDoneProgressEnd(message=message)
                 )
+            self._forget()
+
+    def _forget(self) -> None:
+        """pygls keeps every token it ever saw; an ended one is dropped so none piles up."""
+        self.server.work_done_progress.tokens.pop(self.token, None)
 
     @classmethod
     def cancel(cls, token: str) -> bool:
@@ -78,3 +84,12 @@ class Progress:
         if callback is not None:
             callback()
         return callback is not None
+
+
+def live_figures(stats: dict[str, Any], max_new_tokens: int, started: float) -> tuple[str, int]:
+    """Progress text and percentage while decoding: speed, copied share, share of the budget."""
+    tokens = stats["new_tokens"]
+    seconds = time.perf_counter() - started - stats["prefill_seconds"]
+    copied = stats.get("copied_tokens", 0) / tokens if tokens else 0.0
+    speed = f"{tokens / seconds:.0f} tok/s · " if seconds > 0 else ""
+    return f"{speed}{copied:.0%} copied", min(100, round(100 * tokens / max_new_tokens))

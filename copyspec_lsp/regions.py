@@ -117,3 +117,13 @@ def _char(data: bytes, byte_offset: int) -> int:
 def _short(snippet: str) -> str:
     line = snippet.strip().splitlines()[0] if snippet.strip() else snippet
     return line[:40]
+
+
+def widen(text: str, start: int, end: int) -> tuple[int, int]:
+    """Whole lines where the range starts after indentation; no trailing line breaks."""
+    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    if not text[line_start:start].strip(" \t"):
+        start = line_start
+    while end > start and text[end - 1] in "\r\n":
+        end -= 1
+    return start, end

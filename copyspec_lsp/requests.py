@@ -9,13 +9,15 @@ and the request fails with that reason, as RequestCancelled or ServerCancelled.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from copyspec_lsp.documents import Region
 from copyspec_lsp.worker import Job
 
 
-class JobError(ValueError):
+class RequestError(ValueError):
     """A request that cannot be served as asked (unknown document, empty instruction, …)."""
 
 
@@ -26,6 +28,8 @@ class Request:
     uri: str
     session: str
     region: Region
+    msg_id: int | str | None = None
+    """The JSON-RPC id of the request, for `$/cancelRequest`."""
     job: Job | None = None
     stopped: str = ""
     by_server: bool = False
@@ -42,9 +46,26 @@ class Request:
             if self.job is not None:
                 self.job.cancel(reason)
 
-    def cancelled(self) -> JobCancelled:
+    async def unless_stopped(self, waiting: Awaitable[Any]) -> Any:
+        """`waiting`'s result, unless the request stops first: then RequestCancelled (and a
+        coroutine's task is cancelled; a future, such as an unanswered applyEdit, is left for
+        its answer to arrive)."""
+        owned = asyncio.iscoroutine(waiting)
+        answer = asyncio.ensure_future(waiting)
+        halted = asyncio.ensure_future(self.halted.wait())
+        try:
+            await asyncio.wait({answer, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+        if not answer.done():
+            if owned:
+                answer.cancel()
+            raise self.cancelled()
+        return answer.result()
+
+    def cancelled(self) -> RequestCancelled:
         """The exception that ends the request now that it is stopped."""
-        return JobCancelled(self.stopped, self.by_server)
+        return RequestCancelled(self.stopped, self.by_server)
 
     def overlaps(self, uri: str, start: int, end: int) -> bool:
         region = self.region
@@ -56,7 +77,7 @@ class Request:
         )
 
 
-class JobCancelled(Exception):
+class RequestCancelled(Exception):
     """The request was stopped, by the user or (`by_server`) by the server itself."""
 
     def __init__(self, reason: str, by_server: bool) -> None:

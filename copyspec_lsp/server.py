@@ -1,27 +1,61 @@
-"""Wiring only: each LSP method to the `Service` method that handles it."""
+"""Wiring only: each LSP method to the `Service` method that handles it, and the run."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from copyspec_lsp import __version__
+from copyspec_lsp.protocol import CopySpecProtocol
 from copyspec_lsp.service import Service
 from copyspec_lsp.settings import Settings
+from copyspec_lsp.transport import serve_stdio, serve_tcp
+
+log = logging.getLogger(__name__)
 
 REFINE = "copyspec/refine"
 FIX = "copyspec/fix"
 STATUS = "copyspec/status"
 
 
-def build_server(settings: Settings) -> LanguageServer:
+class CopySpecServer(LanguageServer):
+    """pygls' server with the strict protocol; errors go to the log, never to a popup (the
+    request that failed already carries its own error)."""
+
+    protocol: CopySpecProtocol
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            "copyspec-lsp", __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=CopySpecProtocol,
+        )
+        self.service = Service(self, settings)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        log.warning("%s", error)
+
+    def serve(self, tcp: tuple[str, int] | None = None) -> int:
+        """Serve until the client leaves; returns the exit status (see `transport.py`).
+        Every request and child process is stopped on the way out."""
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        running = serve_tcp(self.protocol, *tcp) if tcp else serve_stdio(self.protocol)
+        try:
+            return loop.run_until_complete(running)
+        finally:
+            self.service.stop()
+
+
+def build_server(settings: Settings) -> CopySpecServer:
     """A server with every CopySpec feature registered; it serves once started."""
-    server = LanguageServer(
-        "copyspec-lsp", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
-    )
-    service = Service(server, settings)
+    server = CopySpecServer(settings)
+    service = server.service
+    server.protocol.on_cancel = service.cancel_by_id
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:
@@ -32,8 +66,8 @@ def build_server(settings: Settings) -> LanguageServer:
         service.initialized()
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(params: None) -> None:
-        service.shutdown()
+    async def shutdown(params: None) -> None:
+        await service.shutdown()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:

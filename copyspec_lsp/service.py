@@ -21,14 +21,15 @@ from pygls.exceptions import (
 from pygls.lsp.server import LanguageServer
 
 from copyspec_lsp import __version__
-from copyspec_lsp.check import CheckCommandError
-from copyspec_lsp.documents import Documents
-from copyspec_lsp.jobs import Refinement
+from copyspec_lsp.check import CheckCommandError, kill_check_commands
+from copyspec_lsp.documents import Documents, UnknownDocument
+from copyspec_lsp.jobs import ModelFailed, RequestRunner
 from copyspec_lsp.model import ModelHost, ModelUnavailable
-from copyspec_lsp.params import ParamsError, parse_job, plain
+from copyspec_lsp.params import ParamsError, parse_request, plain
+from copyspec_lsp.positions import PositionError
 from copyspec_lsp.progress import Progress
 from copyspec_lsp.remote import RemoteUnavailable
-from copyspec_lsp.requests import JobCancelled, JobError, Request
+from copyspec_lsp.requests import Request, RequestCancelled, RequestError
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker
@@ -37,6 +38,8 @@ from engine.session import PromptTooLongError
 log = logging.getLogger(__name__)
 CHUNK = "copyspec/chunk"
 MODEL_ERROR_CODE = -32000
+SHUTDOWN_WAIT = 2.0
+"""Seconds `shutdown` waits for the stopped requests to send their answers."""
 """JSON-RPC server error code for "the model is not available" (load failed or too slow)."""
 
 
@@ -63,6 +66,8 @@ class Service:
         self.worker: EngineWorker | None = None
         self.model: ModelHost | None = None
         self._loading: asyncio.Task[None] | None = None
+        self._tasks: dict[Any, asyncio.Task[Any]] = {}
+        """Running refine/fix handlers by JSON-RPC id, for `$/cancelRequest`."""
 
     # life cycle
 
@@ -81,12 +86,13 @@ class Service:
         """Start loading the model in the background."""
         self._loading = asyncio.ensure_future(self._load())
 
-    async def _load(self) -> None:
+    async def _load(self, generation: int | None = None) -> None:
         assert self.model is not None
+        settings = self.settings
         progress = Progress(self.server, "CopySpec: loading the model")
-        await progress.begin(self.settings.model or "built-in model")
+        await progress.begin(settings.model or "built-in model")
         try:
-            await self.model.load(self.settings)
+            await self.model.load(settings, generation)
         except ModelUnavailable as error:
             progress.end("failed")
             self.server.window_show_message(
@@ -95,14 +101,23 @@ class Service:
             return
         progress.end("ready")
 
-    def shutdown(self) -> None:
-        """Stop every request and the engine thread, and free the model."""
+    async def shutdown(self) -> None:
+        """Stop every request (each answers ServerCancelled, -32802), the engine thread and
+        the model; waits at most SHUTDOWN_WAIT seconds for the requests to answer."""
+        tasks = [task for task in self._tasks.values() if not task.done()]
+        self.stop()
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT)
+
+    def stop(self) -> None:
+        """Stop everything at once, without waiting (shutdown, or the client went away)."""
         for request in list(self.requests):
             request.cancel("the server is shutting down", by_server=True)
         if self.worker is not None:
             self.worker.close()
         if self.model is not None:
             self.model.free()
+        kill_check_commands()
         self.sessions.clear()
 
     # settings
@@ -117,8 +132,10 @@ class Service:
         before = self.settings
         self._apply_settings(raw)
         if before.needs_reload(self.settings) and self._loading is not None:
+            assert self.model is not None
             self.sessions.clear()
-            self._loading = asyncio.ensure_future(self._load())
+            generation = self.model.begin_load(self.settings)
+            self._loading = asyncio.ensure_future(self._load(generation))
 
     def _apply_settings(self, raw: Any) -> None:
         self.settings, problems = self.settings.update(raw)
@@ -134,22 +151,40 @@ class Service:
         self.documents.open(params.text_document)
 
     def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        self.documents.change(params)
+        """Unknown documents and impossible ranges are the client's mistake: logged, and the
+        document is then out of step, so it is closed (its requests stop)."""
+        try:
+            self.documents.change(params)
+        except UnknownDocument as error:
+            log.warning("didChange ignored: %s", error)
+        except PositionError as error:
+            log.warning("didChange for %s does not fit the document (%s): it is closed until "
+                        "opened again", params.text_document.uri, error)
+            self.documents.close(params.text_document.uri)
 
     def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        if self.documents.get(params.text_document.uri) is None:
+            log.warning("didClose ignored: %s is not open", params.text_document.uri)
         self.documents.close(params.text_document.uri)
 
     # requests
 
     async def refine(self, raw: Any, fix: bool = False) -> dict[str, Any]:
         """`copyspec/refine` and `copyspec/fix` (and their commands)."""
+        msg_id = self.server.protocol.msg_id
+        task = asyncio.current_task()
+        if msg_id is not None and task is not None:
+            self._tasks[msg_id] = task
         try:
-            return await Refinement(self, parse_job(raw), fix).run()
-        except (ParamsError, JobError, PromptTooLongError) as error:
+            return await RequestRunner(self, parse_request(raw), fix).run()
+        except (ParamsError, RequestError, PromptTooLongError) as error:
             raise JsonRpcInvalidParams(str(error)) from None
+        except ModelFailed as error:
+            log.warning("%s", error, exc_info=error.__cause__)
+            raise JsonRpcInternalError(str(error)) from None
         except (ModelUnavailable, RemoteUnavailable) as error:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
-        except JobCancelled as error:
+        except RequestCancelled as error:
             if error.by_server:
                 raise JsonRpcServerCancelled(str(error)) from None
             raise JsonRpcRequestCancelled(str(error)) from None
@@ -157,9 +192,24 @@ class Service:
             raise JsonRpcServerError(str(error), MODEL_ERROR_CODE) from None
         except (JsonRpcException, asyncio.CancelledError):
             raise
-        except Exception as error:
+        except Exception:
             log.exception("request failed")
-            raise JsonRpcInternalError(f"the model failed: {error}") from None
+            raise JsonRpcInternalError(
+                "the server failed on this request (its log has the details)"
+            ) from None
+        finally:
+            if self._tasks.get(msg_id) is task:
+                del self._tasks[msg_id]
+
+    def cancel_by_id(self, msg_id: Any) -> None:
+        """`$/cancelRequest`: stop the model and the handler now, whichever route started it
+        (pygls itself cannot stop a `workspace/executeCommand` handler)."""
+        for request in list(self.requests):
+            if request.msg_id == msg_id:
+                request.cancel("cancelled by the client")
+        task = self._tasks.pop(msg_id, None)
+        if task is not None:
+            task.cancel()
 
     def cancel(self, args: Any) -> dict[str, int]:
         """`copyspec.cancel`: stop the requests of a session or of a document (or all)."""
@@ -181,7 +231,8 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         """`copyspec/status`: what a health command shows."""
-        assert self.model is not None and self.worker is not None
+        if self.model is None or self.worker is None:
+            return {"version": __version__, "state": "starting"}
         status: dict[str, Any] = {"version": __version__, **self.model.describe()}
         status["state"] = self.model.state
         if self.model.error:
@@ -223,6 +274,10 @@ class Service:
                 diagnostics=[diagnostic], command=command,
             ))
         return actions
+
+    def record_stats(self, result: Any) -> None:
+        """The last turn's figures for `copyspec/status`, recorded even when it was cancelled."""
+        self.last_stats = result.stats.to_dict()
 
     def notify_chunk(
         self, session: str, uri: str, delta: str, text: str, stats: dict[str, Any]

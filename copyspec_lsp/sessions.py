@@ -1,4 +1,4 @@
-"""Refinement sessions: one engine `Session` (history + KV cache) per session id, LRU-capped.
+"""Conversations: one engine `Session` (history + KV cache) per document and id, LRU-capped.
 
 The engine session is created lazily on the worker thread, the only thread that touches it;
 the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.
@@ -25,7 +25,12 @@ class Conversation:
     id: str
     uri: str
     engine: Session | None = None
+    """The engine session: only the engine thread reads or writes it."""
+    history: bool = False
+    """Whether the engine session holds earlier turns (kept on the event loop thread)."""
     turns: int = 0
+    trimmed_turns: int = 0
+    """Oldest turns dropped so the history fits the model's context window."""
     last_code: str | None = None
     """The dedented code of the last answer, to tell whether the buffer still shows it."""
     range: types.Range | None = None
@@ -37,23 +42,25 @@ class Conversation:
                 "start": {"line": self.range.start.line, "character": self.range.start.character},
                 "end": {"line": self.range.end.line, "character": self.range.end.character},
             }
-        return {"session": self.id, "uri": self.uri, "range": where, "turns": self.turns}
+        return {"session": self.id, "uri": self.uri, "range": where, "turns": self.turns,
+                "trimmedTurns": self.trimmed_turns}
 
 
 class Sessions:
-    """Conversations by id; the least recently used one goes when the cap is reached."""
+    """Conversations by document and id (an id names a session within its document only);
+    the least recently used one goes when the cap is reached."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, Conversation] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
 
     def get_or_create(self, session_id: str | None, uri: str) -> Conversation:
         """The named conversation, or a new one (with that id when the old one expired)."""
-        conversation = self._items.get(session_id) if session_id else None
-        if conversation is None or conversation.uri != uri:
+        conversation = self._items.get((uri, session_id)) if session_id else None
+        if conversation is None:
             conversation = Conversation(session_id or uuid.uuid4().hex, uri)
-            self._items[conversation.id] = conversation
-        self._items.move_to_end(conversation.id)
+            self._items[uri, conversation.id] = conversation
+        self._items.move_to_end((uri, conversation.id))
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return conversation

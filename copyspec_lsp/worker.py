@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import threading
 from collections import deque
@@ -40,7 +39,8 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     loop: asyncio.AbstractEventLoop | None = None
-    reason: str = ""
+    on_result: Callable[[Any], None] | None = None
+    """Called on the event loop thread with what `run` returned, even after a cancel."""
 
     def post(self, kind: str, value: Any = None, stats: dict[str, Any] | None = None) -> None:
         """Hand an event to the event loop; safe from any thread, a no-op once it closed."""
@@ -51,7 +51,6 @@ class Job:
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the model within one step and wake whoever awaits this job (loop thread)."""
         if not self.stop.is_set():
-            self.reason = reason
             self.stop.set()
             self.events.put_nowait(Event("cancelled", reason))
 
@@ -88,8 +87,9 @@ class EngineWorker:
         with self._wake:
             return [job for job in (self._running, *self._waiting) if job is not None]
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop every job, end the thread and let the model's memory go."""
+    def close(self) -> None:
+        """Stop every job and let the thread end on its own (never waits on the event loop:
+        the running job stops within one engine step)."""
         with self._wake:
             self._closing = True
             pending = [job for job in (self._running, *self._waiting) if job is not None]
@@ -97,8 +97,6 @@ class EngineWorker:
             self._wake.notify()
         for job in pending:
             job.stop.set()
-        self._thread.join(timeout)
-        gc.collect()
 
     def _serve(self) -> None:
         while True:
@@ -115,10 +113,14 @@ class EngineWorker:
             if not job.cancelled:
                 job.post("position", 0)
                 try:
-                    job.post("done", job.run(job))
+                    result = job.run(job)
+                    if job.on_result is not None:
+                        with contextlib.suppress(RuntimeError):
+                            self.loop.call_soon_threadsafe(job.on_result, result)
+                    job.post("done", result)
                 except Exception as error:  # reported to the request, never kills the thread
                     log.debug("job failed", exc_info=True)
                     job.post("error", error)
             with self._wake:
                 self._running = None
-            job = None  # drop references (the model's outputs) before waiting again
+            job = result = None  # drop references (the model's outputs) before waiting again

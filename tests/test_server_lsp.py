@@ -416,6 +416,9 @@ async def test_code_actions_are_offered(editor: Editor) -> None:
 
 
 async def test_status_reports_the_model(editor: Editor) -> None:
+    uri = "file:///status.py"
+    editor.open(uri, PY_DOC)  # a turn of its own: the test passes alone and in any order
+    await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 17)), apply="none"))
     status = await editor.status()
     assert status["state"] == "ready" and status["model"].endswith("tiny-llama-0.1")
     assert status["device"] == "cpu" and status["dtype"] == "float32"

@@ -12,9 +12,8 @@ from lsprotocol import types
 from copyspec_lsp import prompts
 from copyspec_lsp.check import CheckCommandError, run_check_command
 from copyspec_lsp.documents import Region
-from copyspec_lsp.jobs import widen
 from copyspec_lsp.positions import PositionError, count_units, to_offset, to_position
-from copyspec_lsp.regions import enclosing_region, syntax_errors
+from copyspec_lsp.regions import enclosing_region, syntax_errors, widen
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 
