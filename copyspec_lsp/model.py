@@ -15,7 +15,7 @@ from engine.loading import (
     load_model,
     use_cpu_threads,
 )
-from engine.session import draft_state
+from engine.turn import draft_state
 
 
 class ModelUnavailable(RuntimeError):

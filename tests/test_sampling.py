@@ -18,7 +18,7 @@ from engine.decode import StopRules
 from engine.loading import LoadedModel
 from engine.sampling import Sampler
 from engine.sequence import SequenceState
-from engine.session import generate_ids, run_turn
+from engine.turn import generate_ids, run_turn
 
 from tiny_models import loaded
 
@@ -66,7 +66,8 @@ def sample_pairs(lm: LoadedModel, ids: list[int], method: str) -> list[tuple]:
 
 def goodness_of_fit(pairs: list[tuple], law: dict[tuple, float]) -> float:
     """Chi-square p-value, pooling cells expected fewer than 5 times into one."""
-    big = [cell for cell, p in law.items() if p * RUNS >= 5]
+    runs = len(pairs)
+    big = [cell for cell, p in law.items() if p * runs >= 5]
     counts = {cell: 0 for cell in big}
     other = 0
     for pair in pairs:
@@ -74,7 +75,7 @@ def goodness_of_fit(pairs: list[tuple], law: dict[tuple, float]) -> float:
             counts[pair] += 1
         else:
             other += 1
-    expected = np.array([law[c] * RUNS for c in big] + [RUNS - sum(law[c] * RUNS for c in big)])
+    expected = np.array([law[c] * runs for c in big] + [runs - sum(law[c] * runs for c in big)])
     observed = np.array([counts[c] for c in big] + [other])
     return float(chisquare(observed, expected).pvalue)
 
