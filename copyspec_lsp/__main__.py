@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from copyspec_lsp import __version__
 from copyspec_lsp.settings import LOG_LEVELS, Settings
-from engine.config import DEVICES, DTYPES
+from engine.config import DEVICES, DTYPES, device_name
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -22,8 +22,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2087)
     parser.add_argument("--model", help="local model directory or cached HF id (default: built-in)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help=f"one of {', '.join(DEVICES)}"
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the Python code a model ships (off: only trust code you have read)",
+    )
     parser.add_argument(
         "--draft-model", help="draft model directory (same tokenizer): drafts when nothing copies"
     )
@@ -45,6 +51,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "model": args.model,
         "device": args.device,
         "dtype": args.dtype,
+        "trustRemoteCode": args.trust_remote_code,
         "draftModel": args.draft_model,
         "threads": args.threads,
         "gamma": args.gamma,

@@ -24,7 +24,7 @@ from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError
 from copyspec_lsp.documents import Documents
 from copyspec_lsp.jobs import Refinement
-from copyspec_lsp.model import ModelHost, ModelUnavailable
+from copyspec_lsp.model import ModelHost, ModelUnavailable, load_notices
 from copyspec_lsp.params import ParamsError, parse_job, plain
 from copyspec_lsp.progress import Progress
 from copyspec_lsp.requests import JobCancelled, JobError, Request
@@ -85,7 +85,7 @@ class Service:
         progress = Progress(self.server, "CopySpec: loading the model")
         await progress.begin(self.settings.model or "built-in model")
         try:
-            await self.model.load(self.settings)
+            lm = await self.model.load(self.settings)
         except ModelUnavailable as error:
             progress.end("failed")
             self.server.window_show_message(
@@ -93,6 +93,11 @@ class Service:
             )
             return
         progress.end("ready")
+        if lm is not None:
+            for notice in load_notices(lm, self.settings):
+                self.server.window_show_message(
+                    types.ShowMessageParams(types.MessageType.Warning, f"CopySpec: {notice}")
+                )
 
     def shutdown(self) -> None:
         """Stop every request and the engine thread, and free the model."""

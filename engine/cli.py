@@ -13,9 +13,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import DEVICES, DTYPES, METHODS, SamplingConfig, SpecConfig
+from engine.config import DEVICES, DTYPES, METHODS, SamplingConfig, SpecConfig, device_name
 from engine.index import POLICIES
 from engine.loading import (
+    REMOTE_CODE_WARNING,
     LoadedModel,
     ModelLoadError,
     default_draft_model_path,
@@ -35,9 +36,14 @@ class UsageError(Exception):
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="local model directory or cached HF id (default: built-in)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help=f"one of {', '.join(DEVICES)}"
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the Python code a model ships (off: only trust code you have read)",
+    )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: one per core; 1 on a busy CPU)"
     )
@@ -148,12 +154,16 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     if args.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be at least 1")
+    if args.trust_remote_code:
+        print(f"copyspec: warning: {REMOTE_CODE_WARNING}", file=sys.stderr)
     lm = load_from_args(args)
     draft = load_draft_from_args(args, spec)
     try:
         session = Session(lm, spec, system=args.system, draft=draft)
     except ValueError as error:
         raise UsageError(str(error)) from error
+    if session.notice:
+        print(f"copyspec: {session.notice}", file=sys.stderr)
     stream = None if args.json else _print_delta
     turns = []
     try:

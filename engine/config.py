@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from engine.index import POLICIES
 
 METHODS = ("greedy", "copy", "draft", "copy+draft")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""`auto` places the model with accelerate's device_map (GPUs, then CPU, then disk)."""
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device_name(value: str) -> str:
+    """`value` when it names a device this engine can use; ValueError otherwise."""
+    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(f"unknown device {value!r}; choose one of {', '.join(DEVICES)}")
+    return value
 
 
 @dataclass(frozen=True)
