@@ -6,10 +6,10 @@ after `sync`, the cache holds every token and `step` reuses the logits the prefi
 computed for the last one. That is how `generate` prefills (the whole prompt in one forward),
 so plain greedy decoding runs the very same shapes and is identical even in bfloat16.
 
-Sliding-window layers keep every position: the model's own sliding mask does the windowing
-(exact, as masked keys get weight 0), so the cache can be cropped anywhere, as speculation and
-multi-turn rewinds need. transformers' `DynamicSlidingWindowLayer` drops old keys and then
-cannot crop back past the window.
+Sliding-window layers keep every position but attend over the window alone, exactly as
+transformers' `DynamicSlidingWindowLayer` does (same keys, same shapes, so even bfloat16 rounds
+the same); that layer drops the older keys and then cannot crop back past the window, which
+speculation and multi-turn rewinds need.
 
 Recurrent state (SSM, linear attention, short convolutions) cannot be rewound: such caches only
 grow, a turn that rewinds them re-prefills from scratch, and they are marked not `speculative`.
@@ -24,9 +24,9 @@ from transformers import DynamicCache, PreTrainedModel
 
 from engine.index import NgramIndex
 
-try:  # transformers >= 5 names the layers of a cache
+try:  # transformers >= 4.56 names the layers of a cache
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-except ImportError:  # pragma: no cover - transformers 4.x caches hold full layers only
+except ImportError:  # pragma: no cover - older caches hold full layers only
     DynamicLayer = DynamicSlidingWindowLayer = None
 
 PREFILL_CHUNK = 2048
@@ -101,7 +101,8 @@ class SequenceState:
         cache = DynamicCache(config=self.model.config)
         if DynamicSlidingWindowLayer is not None:
             cache.layers = [
-                DynamicLayer() if type(layer) is DynamicSlidingWindowLayer else layer
+                RewindableSlidingLayer(layer.sliding_window)
+                if type(layer) is DynamicSlidingWindowLayer else layer
                 for layer in cache.layers
             ]
         return cache
@@ -114,6 +115,28 @@ class SequenceState:
         elif self._cached > length:
             self.cache.crop(length - self._cached)
             self._cached = length
+
+
+if DynamicSlidingWindowLayer is not None:
+
+    class RewindableSlidingLayer(DynamicSlidingWindowLayer):
+        """A sliding-window layer that keeps every position, so it crops like a full layer,
+        and hands attention the same last `window - 1 + new` keys as the stock layer."""
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.cumulative_length += key_states.shape[-2]
+            self.keys = torch.cat([self.keys, key_states], dim=-2)
+            self.values = torch.cat([self.values, value_states], dim=-2)
+            visible = self.sliding_window - 1 + key_states.shape[-2]
+            return self.keys[..., -visible:, :], self.values[..., -visible:, :]
+
+        def crop(self, tokens_to_remove: int) -> None:
+            DynamicLayer.crop(self, tokens_to_remove)
+            self.cumulative_length = self.keys.shape[-2]
 
 
 class ForwardCall:
