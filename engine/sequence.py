@@ -126,8 +126,11 @@ if DynamicSlidingWindowLayer is not None:
         def update(
             self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
+            if self.keys is None or not getattr(self, "is_initialized", True):
+                try:
+                    self.lazy_initialization(key_states, value_states)
+                except TypeError:  # transformers 4.x takes the keys alone
+                    self.lazy_initialization(key_states)
             self.cumulative_length += key_states.shape[-2]
             self.keys = torch.cat([self.keys, key_states], dim=-2)
             self.values = torch.cat([self.values, value_states], dim=-2)
