@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from engine.cli import main
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
@@ -33,6 +36,7 @@ from engine.turn import generate_ids, run_turn
 
 from architectures import ATTENTION_FAMILIES, RECURRENT_FAMILIES, WINDOW, tiny
 from test_sampling import exact_joint, goodness_of_fit
+from tiny_models import save
 
 DEVICE = os.environ.get("COPYSPEC_TEST_DEVICE", "cpu")
 DTYPE = getattr(torch, os.environ.get("COPYSPEC_TEST_DTYPE", "float32"))
@@ -260,3 +264,19 @@ def _assert_same_cache(ours: SequenceState, fresh: SequenceState) -> None:
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+@pytest.mark.timeout(120)
+def test_cli_says_once_that_a_recurrent_model_decodes_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lm = tiny("lfm2", seed=1)
+    save(lm, tmp_path / "lfm2")
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(["def add(a, b):", "again"]))
+    assert main(["generate", "--model", str(tmp_path / "lfm2"), "--chat-file", str(chat),
+                 "--device", "cpu", "--max-new-tokens", "8", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("recurrent cache") == 1, err
+    stats = json.loads(out)["stats"]
+    assert stats["speculation"] == SPECULATION_RECURRENT and stats["copy_attempts"] == 0
