@@ -69,9 +69,10 @@ FAMILIES: dict[str, Family] = {
     "olmo2": Family("olmo2", ATTENTION),
     "olmo3": Family("olmo3", {**ATTENTION, "sliding_window": WINDOW}),
     "granite": Family("granite", ATTENTION),
-    "cohere": Family("cohere", ATTENTION),
+    # Cohere's default logit_scale of 1/16 flattens a random model's logits to near-uniform.
+    "cohere": Family("cohere", {**ATTENTION, "logit_scale": 1.0}),
     "cohere2": Family("cohere2", {**ATTENTION, "sliding_window": WINDOW,
-                                  "sliding_window_pattern": 2}),
+                                  "sliding_window_pattern": 2, "logit_scale": 1.0}),
     "deepseek-v3": Family("deepseek_v3", {
         **ATTENTION, "head_dim": 8, "num_key_value_heads": 4, "moe_intermediate_size": 32,
         "n_routed_experts": 4,
