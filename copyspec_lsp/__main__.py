@@ -38,6 +38,7 @@ def settings_from(args: argparse.Namespace, parser: Parser) -> Settings:
         "model": args.model,
         "device": args.device,
         "dtype": args.dtype,
+        "trustRemoteCode": args.trust_remote_code,
         "draftModel": args.draft_model,
         "threads": args.threads,
         "gamma": args.gamma,

@@ -9,9 +9,9 @@ from copyspec_lsp.remote import RemoteModel
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker, Job
 from engine.config import SpecConfig
-from engine.loading import LoadedModel, load_model, use_cpu_threads
+from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
-from engine.session import draft_state
+from engine.turn import draft_state, speculation_notice
 
 
 class ModelUnavailable(RuntimeError):
@@ -96,13 +96,23 @@ def load_models(settings: Settings) -> tuple[LoadedModel | RemoteModel, LoadedMo
     share its vocabulary and device (so a mismatch fails at load time, not mid-request)."""
     if settings.server:
         return RemoteModel(settings.server), None
-    lm = load_model(settings.model, settings.device, settings.dtype)
+    lm = load_model(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
     use_cpu_threads(settings.threads, lm)
     if not settings.draft_model:
         return lm, None
     try:
-        draft = load_model(settings.draft_model, settings.device, settings.dtype)
+        draft = load_model(
+            settings.draft_model, settings.device, settings.dtype, settings.trust_remote_code
+        )
         draft_state(lm, SpecConfig(method="copy+draft"), draft)
     except (ModelLoadError, ValueError) as error:
         raise ModelLoadError(f"draft model: {error}") from error
     return lm, draft
+
+
+def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
+    """What the user must be told once the model is loaded: remote code ran, or the model's
+    cache cannot speculate (the server's requests copy, so that is the method checked)."""
+    notices = [REMOTE_CODE_WARNING] if settings.trust_remote_code else []
+    notice = speculation_notice(lm, SpecConfig(method="copy"))
+    return [*notices, notice] if notice else notices

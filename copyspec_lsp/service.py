@@ -24,7 +24,7 @@ from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError, kill_check_commands
 from copyspec_lsp.documents import Documents, UnknownDocument
 from copyspec_lsp.jobs import ModelFailed, RequestRunner
-from copyspec_lsp.model import ModelHost, ModelUnavailable
+from copyspec_lsp.model import ModelHost, ModelUnavailable, load_notices
 from copyspec_lsp.params import ParamsError, parse_request, plain
 from copyspec_lsp.positions import PositionError
 from copyspec_lsp.progress import Progress
@@ -33,6 +33,7 @@ from copyspec_lsp.requests import Request, RequestCancelled, RequestError
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
 from copyspec_lsp.worker import EngineWorker
+from engine.loading import LoadedModel
 from engine.session import PromptTooLongError
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class Service:
         progress = Progress(self.server, "CopySpec: loading the model")
         await progress.begin(settings.model or "built-in model")
         try:
-            await self.model.load(settings, generation)
+            lm = await self.model.load(settings, generation)
         except ModelUnavailable as error:
             progress.end("failed")
             self.server.window_show_message(
@@ -100,6 +101,11 @@ class Service:
             )
             return
         progress.end("ready")
+        if isinstance(lm, LoadedModel):
+            for notice in load_notices(lm, settings):
+                self.server.window_show_message(
+                    types.ShowMessageParams(types.MessageType.Warning, f"CopySpec: {notice}")
+                )
 
     async def shutdown(self) -> None:
         """Stop every request (each answers ServerCancelled, -32802), the engine thread and

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import DEVICES, DTYPES, MAX_NEW_TOKENS, SpecConfig
+from engine.config import DTYPES, MAX_NEW_TOKENS, SpecConfig, device_name
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MODEL_KEYS = ("model", "device", "dtype", "draftModel", "threads", "server")
+MODEL_KEYS = ("model", "device", "dtype", "trustRemoteCode", "draftModel", "threads", "server")
 """Settings whose change needs the model loaded again (threads are set when it loads)."""
 
 
@@ -27,6 +27,8 @@ class Settings:
     """Local model directory or cached HF id; None means the built-in model."""
     device: str = "auto"
     dtype: str = "auto"
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model: off unless the user has read that code."""
     draft_model: str | None = None
     """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
     threads: int | None = None
@@ -101,6 +103,12 @@ def _choice(options: tuple[str, ...], fold: Callable[[str], str] = str) -> Calla
     return check
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"expected a whole number of at least 1, got {value!r}")
@@ -134,8 +142,9 @@ def _command(value: Any) -> tuple[str, ...] | None:
 
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "model": _optional_text,
-    "device": _choice(DEVICES),
+    "device": device_name,
     "dtype": _choice(DTYPES),
+    "trust_remote_code": _bool,
     "draft_model": _optional_text,
     "threads": _optional_positive_int,
     "gamma": _positive_int,

@@ -56,7 +56,6 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="system prompt ('' for none; default: the built-in model's)")
     parser.add_argument("--method", choices=METHODS, default=SpecConfig.method)
     add_model_arguments(parser)
-    parser.add_argument("--trust-remote-code", action="store_true")
     add_spec_arguments(parser)
     add_max_new_tokens(parser)
     parser.add_argument("--temperature", type=non_negative_float, default=0.0,
@@ -108,14 +107,19 @@ def run_generate(args: argparse.Namespace) -> int:
         sampling = SamplingConfig(args.temperature, args.top_p, args.top_k, args.seed)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    from engine.session import PromptTooLongError, Session  # torch: only for good arguments
+    from engine.loading import REMOTE_CODE_WARNING  # torch: only for good arguments
+    from engine.session import PromptTooLongError, Session
 
+    if args.trust_remote_code:
+        print(f"copyspec: warning: {REMOTE_CODE_WARNING}", file=sys.stderr)
     lm = load_from_args(args)
     draft = load_draft_from_args(args, spec.method)
     try:
         session = Session(lm, spec, system=args.system, draft=draft)
     except ValueError as error:
         raise UsageError(str(error)) from error
+    if session.notice:
+        print(f"copyspec: {session.notice}", file=sys.stderr)
     turns: list[TurnResult] = []
     texts: list[str] = []
     try:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from engine.index import POLICIES
 
 METHODS = ("greedy", "copy", "draft", "copy+draft")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""`auto` places the model with accelerate's device_map (GPUs, then CPU, then disk)."""
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MAX_BLOCK = 64
 """The ceiling adaptive K grows to, unless the starting K is larger."""
@@ -16,6 +19,13 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 forward passes are too short to gain from more, and on a busy CPU extra threads wait."""
 MAX_NEW_TOKENS = 512
 """An answer's token budget when none is given (the CLI's and the server's)."""
+
+
+def device_name(value: str) -> str:
+    """`value` when it names a device this engine can use; ValueError otherwise."""
+    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(f"unknown device {value!r}; choose one of {', '.join(DEVICES)}")
+    return value
 
 
 @dataclass(frozen=True)

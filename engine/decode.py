@@ -1,6 +1,6 @@
 """The decode loop, top to bottom: propose → verify in one forward → accept → crop → callback.
 
-Prefill happens before (`SequenceState.sync`). Each step makes exactly one target forward over
+Prefill happens before (`SequenceState.sync`). Each step makes at most one target forward over
 `[pending token, proposal…]` and one host sync inside the acceptance rule.
 """
 
@@ -54,7 +54,7 @@ def decode(
             stats.stop_reason = "length"
             break
         proposal = _first_proposal(state, proposers, remaining - 1)
-        logits = state.forward([state.tokens[-1], *proposal.tokens])
+        logits = state.step(proposal.tokens)
         stats.forward_passes += 1
         if sampler is None:
             accepted, own = accept_greedy(logits, proposal.tokens)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -11,8 +13,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
-from engine.config import DEVICES, DTYPES, SMALL_MODEL_PARAMETERS
+from engine.config import DTYPES, SMALL_MODEL_PARAMETERS, device_name
 from engine.paths import ModelLoadError, default_model_path, locate_model
+
+REMOTE_CODE_WARNING = (
+    "trust_remote_code is on: the model's own Python code runs with your permissions; "
+    "only use it with models whose code you have read"
+)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,14 +79,23 @@ def quiet_transformers() -> None:
 
 
 def resolve_device(device: str) -> torch.device:
-    """Map `auto` to CUDA when present; refuse CUDA clearly when it is not."""
-    if device not in DEVICES:
-        raise ModelLoadError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    """The device a model (or, for `auto`, its input layer) goes to; refuses absent ones."""
+    try:
+        device_name(device)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("device 'cuda' was asked for, but torch sees no CUDA GPU")
-    return torch.device(device)
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelLoadError(f"device {device!r} was asked for, but torch sees no CUDA GPU")
+        if chosen.index is not None and chosen.index >= count:
+            raise ModelLoadError(f"device {device!r} was asked for, but torch sees {count} GPU(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' was asked for, but torch sees no Apple GPU")
+    return chosen
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -95,13 +112,24 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
+    max_memory: Mapping[int | str, int | str] | None = None,
+    offload_folder: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
-    """Load a causal LM and tokenizer from a local directory or the local HF cache, offline."""
+    """Load a causal LM and tokenizer from a local directory or the local HF cache, offline.
+
+    `device="auto"` places the model with accelerate's device_map when there is a GPU or a
+    `max_memory` budget: layers fill the GPUs, then the CPU, then `offload_folder` on disk,
+    so a model larger than one device still runs. Any other device takes the whole model."""
     target = str(path) if path is not None else str(default_model_path())
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     location, where = locate_model(target)
     quiet_transformers()
+    if trust_remote_code:
+        log.warning(REMOTE_CODE_WARNING)
+    placed = device == "auto" and (torch.cuda.is_available() or max_memory is not None)
+    placement = {"device_map": "auto", "max_memory": dict(max_memory) if max_memory else None,
+                 "offload_folder": str(offload_folder) if offload_folder else None}
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             location, local_files_only=True, trust_remote_code=trust_remote_code
@@ -111,12 +139,16 @@ def load_model(
             local_files_only=True,
             trust_remote_code=trust_remote_code,
             dtype=torch_dtype,
+            **(placement if placed else {}),
         )
     except Exception as error:  # transformers raises many types; the user needs one clear one
         raise ModelLoadError(
             f"could not load a causal LM from {where} {location!r}: {_first_line(error)}"
         ) from error
-    model.to(torch_device)
+    if placed:
+        torch_device = input_device(model)
+    else:
+        model.to(torch_device)
     model.eval()
     return LoadedModel(model, tokenizer, location, torch_device, torch_dtype)
 
@@ -124,3 +156,19 @@ def load_model(
 def _first_line(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def input_device(model: PreTrainedModel) -> torch.device:
+    """Where token ids go for a model that accelerate spread over devices: the device its
+    embedding layer runs on (a GPU index, `mps`, or the CPU for CPU- and disk-held layers)."""
+    placement = getattr(model, "hf_device_map", None)
+    if not placement:
+        return model.device  # it all fitted on one device
+    embedding = model.get_input_embeddings()
+    names = [name for name, module in model.named_modules() if module is embedding]
+    spot = next((where for name, where in placement.items()
+                 if names and (names[0] == name or names[0].startswith(f"{name}.") or not name)),
+                next(iter(placement.values())))
+    if isinstance(spot, int):
+        return torch.device("cuda", spot)
+    return torch.device("cpu" if spot in ("cpu", "disk", "meta") else spot)

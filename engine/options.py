@@ -18,6 +18,7 @@ from engine.config import (
     MAX_NEW_TOKENS,
     SMALL_MODEL_PARAMETERS,
     SpecConfig,
+    device_name,
 )
 from engine.index import POLICIES
 from engine.paths import ModelLoadError, locate_model
@@ -72,6 +73,13 @@ def port(text: str) -> int:
     return value
 
 
+def device(text: str) -> str:
+    try:
+        return device_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def model_location(text: str) -> str:
     """A `--model`/`--draft-model` value that can be a model: an existing model directory, or
     an HF id present in the local cache. Returned as given."""
@@ -107,8 +115,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="draft model sharing the target's tokenizer, for the draft methods (default: the "
         "built-in draft when the target is the built-in model)",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--device", type=device, default="auto",
+                        help=f"one of {', '.join(DEVICES)} (default auto)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the Python code a model ships (off: only trust code you have read)",
+    )
     parser.add_argument(
         "--threads", type=positive_int,
         help="torch CPU threads (default: 1 for models under "

@@ -7,22 +7,17 @@ is already cached, so only the new tokens are prefilled whenever the prompt exte
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
-from engine.decode import StopRules, decode
+from engine.decode import StopRules
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
-from engine.proposers import Proposer
-from engine.proposers.copy import CopyProposer
-from engine.proposers.draft import DraftProposer
-from engine.sampling import Sampler
-from engine.schedule import BlockSchedule
 from engine.sequence import SequenceState
 from engine.stats import TurnStats
+from engine.turn import draft_state, run_turn, speculation_notice
 
 OnText = Callable[[str, TurnStats], None]
 
@@ -54,6 +49,8 @@ class Session:
         self.lm = lm
         self.spec = spec or SpecConfig()
         self.draft_state = draft_state(lm, self.spec, draft)
+        self.notice = speculation_notice(lm, self.spec)
+        """One line for the user when the method cannot speculate on this model, else None."""
         self.messages: list[dict[str, str]] = []
         if system:
             self.messages.append({"role": "system", "content": system})
@@ -117,85 +114,3 @@ def fit_budget(prompt_tokens: int, max_new_tokens: int, window: int | None) -> i
             f"the prompt is {prompt_tokens} tokens, but the model's context window is {window}"
         )
     return min(max_new_tokens, window - prompt_tokens)
-
-
-def draft_state(
-    lm: LoadedModel, spec: SpecConfig, draft: LoadedModel | None
-) -> SequenceState | None:
-    """The draft model's own sequence state, kept across turns, when the method drafts.
-
-    Drafting needs a draft model that tokenizes exactly like the target, since its token ids
-    are verified as the target's."""
-    if not spec.drafts:
-        return None
-    if draft is None:
-        raise ValueError(f"method {spec.method!r} needs a draft model")
-    if draft.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
-        raise ValueError(
-            f"the draft model {draft.path!r} does not share the vocabulary of {lm.path!r}"
-        )
-    if draft.device != lm.device:
-        raise ValueError(f"the draft model is on {draft.device}, the target on {lm.device}")
-    return SequenceState(draft.model, spec.gamma, spec.policy)
-
-
-def build_proposers(
-    spec: SpecConfig, draft: SequenceState | None = None, sampler: Sampler | None = None
-) -> list[Proposer]:
-    """The proposers a method uses, in priority order: a copy when the index has a match, else
-    a draft."""
-    proposers: list[Proposer] = []
-    if spec.copies:
-        # Verifying a few more copied tokens costs next to nothing, so K never drops below the
-        # starting block: measured on the bench, shrinking to 1–2 lost more than it saved.
-        schedule = BlockSchedule(spec.block, spec.adaptive, spec.max_block, min_block=spec.block)
-        proposers.append(CopyProposer(schedule))
-    if spec.drafts:
-        if draft is None:
-            raise ValueError(f"method {spec.method!r} needs a draft model")
-        proposers.append(DraftProposer(draft, spec.draft_block, spec.adaptive, sampler))
-    return proposers
-
-
-def run_turn(
-    state: SequenceState,
-    ids: list[int],
-    lm: LoadedModel,
-    spec: SpecConfig,
-    rules: StopRules,
-    sampling: SamplingConfig | None = None,
-    on_tokens: Callable[[list[int]], None] | None = None,
-    draft: SequenceState | None = None,
-    stats: TurnStats | None = None,
-) -> tuple[list[int], TurnStats]:
-    """Prefill what the caches lack of `ids`, then decode; returns new tokens and stats."""
-    stats = stats if stats is not None else TurnStats()
-    started = time.perf_counter()
-    stats.prefill_tokens = state.sync(ids)
-    if draft is not None:
-        draft.sync(ids)
-    stats.reused_tokens = len(ids) - 1 - stats.prefill_tokens
-    stats.cache_reused = stats.reused_tokens > 0
-    stats.prefill_seconds = time.perf_counter() - started
-    sampler = Sampler(sampling, lm.device) if sampling and not sampling.greedy else None
-    proposers = build_proposers(spec, draft, sampler)
-    tokens = decode(state, proposers, rules, sampler, on_tokens, stats)
-    stats.time_to_first_token += stats.prefill_seconds
-    return tokens, stats
-
-
-def generate_ids(
-    lm: LoadedModel,
-    prompt_ids: list[int],
-    spec: SpecConfig | None = None,
-    max_new_tokens: int = 128,
-    sampling: SamplingConfig | None = None,
-    stop_event: threading.Event | None = None,
-    draft: LoadedModel | None = None,
-) -> tuple[list[int], TurnStats]:
-    """One-shot decoding from raw token ids, with no chat template."""
-    spec = spec or SpecConfig()
-    state = SequenceState(lm.model, spec.gamma, spec.policy)
-    rules = StopRules(lm.eos_token_ids, max_new_tokens, stop_event=stop_event)
-    drafter = draft_state(lm, spec, draft)
-    return run_turn(state, prompt_ids, lm, spec, rules, sampling, None, drafter)

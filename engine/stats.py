@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+SPECULATION_ON = "on"
+SPECULATION_OFF = "off"
+SPECULATION_RECURRENT = "off (recurrent cache)"
+"""`TurnStats.speculation`: proposals verified; method greedy; refused by the model's cache."""
+
 
 @dataclass
 class TurnStats:
@@ -24,6 +29,7 @@ class TurnStats:
     time_to_first_token: float = 0.0
     cancelled: bool = False
     stop_reason: str = ""
+    speculation: str = SPECULATION_ON
 
     @property
     def tau(self) -> float:

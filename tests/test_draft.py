@@ -23,8 +23,9 @@ from engine.proposers.draft import DraftProposer
 from engine.sampling import Sampler
 from engine.schedule import BlockSchedule
 from engine.sequence import SequenceState
-from engine.session import Session, generate_ids
+from engine.session import Session
 from engine.stats import TurnStats
+from engine.turn import generate_ids
 
 from tiny_models import build_model, build_tokenizer, loaded, model_config, save
 
@@ -126,10 +127,12 @@ class SyncChecked:
         assert draft.tokens == [*state.tokens, *proposal.tokens]
         assert draft.cached_length == len(draft.tokens) - 1
         fresh = SequenceState(draft.model)
-        fresh.sync(draft.tokens)
+        fresh.sync(draft.tokens)  # a fresh prefill also holds the last token, still pending here
         for ours, theirs in zip(draft.cache.layers, fresh.cache.layers, strict=True):
-            torch.testing.assert_close(ours.keys, theirs.keys, atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(ours.values, theirs.values, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(ours.keys, theirs.keys[..., :-1, :], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                ours.values, theirs.values[..., :-1, :], atol=1e-4, rtol=1e-4
+            )
         return proposal
 
     def feedback(self, proposal: Proposal, accepted: int) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from engine.config import SpecConfig
 from engine.loading import LoadedModel
-from engine.session import generate_ids
+from engine.turn import generate_ids
 
 from tiny_models import loaded
 

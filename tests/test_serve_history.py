@@ -12,7 +12,8 @@ from engine.config import SamplingConfig, SpecConfig
 from engine.loading import LoadedModel, load_model
 from engine.serve.cache import SessionCache
 from engine.serve.history import ServedSession
-from engine.session import Session, generate_ids
+from engine.session import Session
+from engine.turn import generate_ids
 from engine.stats import TurnStats
 
 from tiny_models import loaded

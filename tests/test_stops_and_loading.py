@@ -11,7 +11,7 @@ from engine.config import SpecConfig
 from engine.decode import StopRules
 from engine.loading import LoadedModel, ModelLoadError, load_model
 from engine.sequence import SequenceState
-from engine.session import generate_ids, run_turn
+from engine.turn import generate_ids, run_turn
 
 from tiny_models import loaded
 

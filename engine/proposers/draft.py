@@ -54,24 +54,17 @@ class DraftProposer:
         if width > self.embeddable and max(ids) >= self.embeddable:
             # The target emitted one of its padding ids, which the draft cannot embed.
             return Proposal()
-        # Re-feed the last two tokens with the catch-up, so that syncing and the first draft
-        # step share one forward; `sync` alone would leave the last token for a second one.
-        split = max(1, len(ids) - 1)
-        fed = self.draft.sync(ids[:split])
-        pending = ids[split:]
-        logits = self.draft.forward(ids[split - 1 :])[-1:]
+        # `sync` feeds the catch-up and holds the logits after it: the first draft step is free.
+        fed = self.draft.sync(ids)
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
-        for step in range(size):
-            if step:
-                logits = self.draft.forward(tokens[-1:])
-            token, probs = self._choose(logits[:, :width], width)
+        for _ in range(size):
+            token, probs = self._choose(self.draft.step([])[-1:, :width], width)
             tokens.append(token)
             if probs is not None:
                 rows.append(probs)
-            self.draft.accept([*pending, token])
-            pending = []
-        passes = -(-fed // PREFILL_CHUNK) + size
+            self.draft.accept([token])
+        passes = -(-fed // PREFILL_CHUNK) + size - 1
         probs = torch.cat(rows) if rows else None
         return Proposal(tokens, "draft", probs, self, forward_passes=passes)
 

@@ -20,7 +20,8 @@ from engine.decode import StopRules
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.sequence import SequenceState
-from engine.session import TurnResult, draft_state, fit_budget, run_turn
+from engine.session import TurnResult, fit_budget
+from engine.turn import draft_state, run_turn
 from engine.stats import TurnStats
 
 

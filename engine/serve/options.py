@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config import SpecConfig
-from engine.loading import default_draft_model_path, load_model, use_cpu_threads
+from engine.loading import load_model, use_cpu_threads
+from engine.paths import default_draft_model_path
 from engine.serve.cache import DEFAULT_CACHE_MB
 from engine.serve.engine import ServeEngine
 
@@ -20,9 +21,9 @@ class ServeOptions:
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
-    method: str = "copy"
-    gamma: int = 3
-    block: int = 10
+    method: str = SpecConfig.method
+    gamma: int = SpecConfig.gamma
+    block: int = SpecConfig.block
     cache_mb: int = DEFAULT_CACHE_MB
 
     def spec(self) -> SpecConfig:
@@ -31,8 +32,8 @@ class ServeOptions:
     def build(self, replica: str = "") -> ServeEngine:
         """Load the model (and draft) and make the engine; errors name what failed."""
         spec = self.spec()
-        use_cpu_threads(self.threads)
         lm = load_model(self.model, self.device, self.dtype)
+        use_cpu_threads(self.threads, lm)
         draft = None
         if spec.drafts:
             if self.draft_model is None and self.model is not None:
