@@ -30,6 +30,7 @@ from engine.options import (
     read_text,
 )
 from engine.prompt_format import SYSTEM_PROMPT
+from engine.serve.cli import add_parser as add_serve_parser
 from engine.shaping import Shaper
 
 if TYPE_CHECKING:  # torch-heavy: imported only once the arguments are known to be good
@@ -215,8 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(subparsers)
     add_bench_parser(subparsers)
-    from engine.serve.cli import add_parser as add_serve_parser  # it imports this module too
-
     add_serve_parser(subparsers)
     add_training_parsers(subparsers)
     return parser

@@ -87,7 +87,7 @@ GENERATE = [
     (["--prompt", "x", "--top-p", "0"], "--top-p: must be above 0"),
     (["--prompt", "x", "--top-p", "1.5"], "--top-p: must be above 0"),
     (["--prompt", "x", "--top-k", "-1"], "--top-k: must be 0 or more"),
-    (["--prompt", "x", "--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--prompt", "x", "--device", "tpu"], "unknown device 'tpu'"),
     (["--prompt", "x", "--bogus"], "unrecognized arguments: --bogus"),
 ]
 BENCH = [

@@ -13,8 +13,8 @@ from engine.loading import LoadedModel, load_model
 from engine.serve.cache import SessionCache
 from engine.serve.history import ServedSession
 from engine.session import Session
-from engine.turn import generate_ids
 from engine.stats import TurnStats
+from engine.turn import generate_ids
 
 from tiny_models import loaded
 

@@ -47,7 +47,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=positive_int, default=2,
                         help="timed passes after identity")
     add_max_new_tokens(parser, default=160)
-    parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.set_defaults(run=run_bench)
 

@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 from engine.serve.history import ServedSession
 
-DEFAULT_CACHE_MB = 1024
-
 
 class SessionCache:
     """Used only from the engine thread, so it needs no lock."""

@@ -7,9 +7,16 @@ import signal
 import sys
 import threading
 
-from engine.config import DEVICES, DTYPES, METHODS
-from engine.serve.cache import DEFAULT_CACHE_MB
-from engine.serve.options import ServeOptions
+from engine.config import METHODS, SpecConfig
+from engine.options import (
+    UsageError,
+    add_copy_arguments,
+    add_model_arguments,
+    non_negative_int,
+    port,
+    positive_int,
+)
+from engine.serve.options import DEFAULT_CACHE_MB, ServeOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,9 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "process)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port, default=8000)
     parser.add_argument(
-        "--replicas", type=int, default=1,
+        "--replicas", type=non_negative_int, default=1,
         help="Ray Serve replicas behind session-affine routing; 0 serves from this process "
         "without Ray",
     )
@@ -29,17 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "starting one here",
     )
     parser.add_argument("--cpus-per-replica", type=float, default=1.0)
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray node (default: all)")
-    parser.add_argument("--model", help="model directory or cached HF id (default: built-in)")
-    parser.add_argument("--draft-model", help="draft model for --method copy+draft")
+    parser.add_argument("--num-cpus", type=positive_int,
+                        help="CPUs of the local Ray node (default: all)")
+    add_model_arguments(parser)
     parser.add_argument("--method", choices=[m for m in METHODS if m != "greedy"],
-                        default="copy")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads per replica")
-    parser.add_argument("--gamma", type=int, default=3)
-    parser.add_argument("--block", type=int, default=10)
-    parser.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB,
+                        default=SpecConfig.method)
+    add_copy_arguments(parser)
+    parser.add_argument("--cache-mb", type=positive_int, default=DEFAULT_CACHE_MB,
                         help="KV-cache memory per replica before LRU sessions are dropped")
     parser.set_defaults(run=run_serve)
 
@@ -48,17 +51,13 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     options = ServeOptions(
         model=args.model, draft_model=args.draft_model, device=args.device, dtype=args.dtype,
         threads=args.threads, method=args.method, gamma=args.gamma, block=args.block,
-        cache_mb=args.cache_mb,
+        cache_mb=args.cache_mb, trust_remote_code=args.trust_remote_code,
     )
     options.spec()  # bad γ/K fail here, not inside a replica
     return options
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from engine.cli import UsageError  # here: engine.cli imports this module
-
-    if args.replicas < 0:
-        raise UsageError("--replicas must be 0 (no Ray) or more")
     try:
         options = options_from_args(args)
     except ValueError as error:

@@ -21,8 +21,8 @@ from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.sequence import SequenceState
 from engine.session import TurnResult, fit_budget
-from engine.turn import draft_state, run_turn
 from engine.stats import TurnStats
+from engine.turn import draft_state, run_turn
 
 
 class ServedSession:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.config import SpecConfig
-from engine.loading import load_model, use_cpu_threads
 from engine.paths import default_draft_model_path
-from engine.serve.cache import DEFAULT_CACHE_MB
-from engine.serve.engine import ServeEngine
+
+if TYPE_CHECKING:  # torch-heavy: the command line parses these options before loading
+    from engine.serve.engine import ServeEngine
+
+DEFAULT_CACHE_MB = 1024
+"""KV-cache memory per replica before least-recently-used sessions are dropped."""
 
 
 @dataclass(frozen=True)
@@ -25,14 +29,18 @@ class ServeOptions:
     gamma: int = SpecConfig.gamma
     block: int = SpecConfig.block
     cache_mb: int = DEFAULT_CACHE_MB
+    trust_remote_code: bool = False
 
     def spec(self) -> SpecConfig:
         return SpecConfig(self.method, gamma=self.gamma, block=self.block)
 
     def build(self, replica: str = "") -> ServeEngine:
         """Load the model (and draft) and make the engine; errors name what failed."""
+        from engine.loading import load_model, use_cpu_threads
+        from engine.serve.engine import ServeEngine
+
         spec = self.spec()
-        lm = load_model(self.model, self.device, self.dtype)
+        lm = load_model(self.model, self.device, self.dtype, self.trust_remote_code)
         use_cpu_threads(self.threads, lm)
         draft = None
         if spec.drafts:
@@ -40,5 +48,5 @@ class ServeOptions:
                 raise ValueError(f"method {spec.method} with a model of your own needs a draft "
                                  "model (--draft-model)")
             draft = load_model(self.draft_model or default_draft_model_path(), self.device,
-                               self.dtype)
+                               self.dtype, self.trust_remote_code)
         return ServeEngine(lm, spec, draft, self.cache_mb << 20, replica)
