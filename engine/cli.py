@@ -44,15 +44,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gamma", type=int, default=3, help="γ: tokens in a lookup key")
-    parser.add_argument("--block", type=int, default=10, help="K: tokens proposed per copy")
-    parser.add_argument("--max-block", type=int, default=64, help="ceiling of adaptive K")
+    defaults = SpecConfig()
+    parser.add_argument("--gamma", type=int, default=defaults.gamma,
+                        help="γ: tokens in a lookup key")
+    parser.add_argument("--block", type=int, default=defaults.block,
+                        help="K: tokens proposed per copy (the shortest draft with resync)")
+    parser.add_argument("--max-block", type=int, default=defaults.max_block,
+                        help="ceiling of adaptive K")
     parser.add_argument(
-        "--adaptive", action=argparse.BooleanOptionalAction, default=True,
+        "--adaptive", action=argparse.BooleanOptionalAction, default=defaults.adaptive,
         help="grow K on full acceptance, shrink on rejection (--fixed keeps K)",
     )
     parser.add_argument("--fixed", dest="adaptive", action="store_false", help=argparse.SUPPRESS)
-    parser.add_argument("--policy", choices=POLICIES, default="recent")
+    parser.add_argument("--policy", choices=POLICIES, default=defaults.policy)
     parser.add_argument(
         "--draft-block", type=int, default=5, help="D: tokens drafted per step (draft methods)"
     )

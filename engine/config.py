@@ -17,10 +17,13 @@ class SpecConfig:
 
     method: str = "copy"
     gamma: int = 3
-    block: int = 10
+    block: int = 16
+    """K: tokens per copy; with policy `resync`, the shortest draft (it grows with alignment)."""
     adaptive: bool = True
-    max_block: int = 64
-    policy: str = "recent"
+    max_block: int = 256
+    """The longest draft: far above 64, since a long unchanged run verifies in one cheap pass
+    (see `copyspec bench costs`: widths up to a few hundred cost about one token on a GPU)."""
+    policy: str = "resync"
     draft_block: int = 5
 
     def __post_init__(self) -> None:

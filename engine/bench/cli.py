@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.bench.methods import BASE_METHODS, MethodUnavailable, build_runners, draft_supported
+from engine.bench.replay_cli import add_parsers as add_replay_parsers
 from engine.bench.report import (
     print_tables,
     print_targets,
@@ -39,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="measure methods against greedy and HF prompt lookup, identity first",
     )
     add_model_arguments(parser)
-    parser.add_argument("--tasks", type=Path, nargs="+", action="extend", required=True,
+    parser.add_argument("--tasks", type=Path, nargs="+", action="extend",
                         help="JSONL task files; each file is one workload named by its stem")
     parser.add_argument("--methods", type=names, default=names(DEFAULT_METHODS),
                         help=f"from {','.join(BASE_METHODS)} (default {DEFAULT_METHODS})")
@@ -51,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--draft-model", help="draft model for draft methods (default: built-in)")
     parser.set_defaults(run=run_bench)
+    add_replay_parsers(parser.add_subparsers(
+        dest="bench_command", metavar="{replay,costs}",
+        help="model-free oracle replay of real edits, and forward costs by width"))
 
 
 def names(text: str) -> list[str]:
@@ -66,6 +70,8 @@ def integers(text: str) -> list[int]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if not args.tasks:
+        raise UsageError("bench needs --tasks FILE… (or a subcommand: replay, costs)")
     console = Console(stderr=True)
     tasks = read_tasks(args.tasks)
     if args.repeats < 1 or args.max_new_tokens < 1:
