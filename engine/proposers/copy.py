@@ -44,8 +44,8 @@ class ResyncProposer:
     """A pointer into the source being rewritten, re-synchronised right after each divergence.
 
     Draft length: twice the current alignment (the tokens before the pointer that equal the
-    tokens just written), within [min_block, max_block]; a long unchanged run earns a long
-    draft, a fresh guess a short one."""
+    tokens just written, or the run copied along it with halving at divergences), within
+    [min_block, max_block]; a long unchanged run earns a long draft, a fresh guess a short one."""
 
     def __init__(self, min_block: int, max_block: int) -> None:
         self.min_block, self.max_block = min_block, max_block
@@ -55,6 +55,9 @@ class ResyncProposer:
         """Source position where the output last left the source, until re-anchored."""
         self._since = 0
         """Tokens written since that divergence."""
+        self._run = 0
+        """Tokens copied along the current alignment, halved at each divergence: an edit
+        inside a long unchanged run keeps most of the run's draft length."""
         self._start = 0
         self._seen = 0
         self._accepted: int | None = None
@@ -67,7 +70,8 @@ class ResyncProposer:
         if start is None or start >= len(index) or limit <= 0:
             return Proposal()
         self._start = start
-        aligned = index.agreement(start, self.max_block // 2)
+        run = self._run if self._diverged is None or self._since == 1 else 0
+        aligned = max(run, index.agreement(start, self.max_block // 2))
         k = min(limit, max(self.min_block, min(self.max_block, 2 * aligned)))
         return Proposal(index.copy(start, k), "copy", proposer=self)
 
@@ -85,8 +89,10 @@ class ResyncProposer:
         source = self._start + self._accepted
         if source < self._seen and index.tokens[source] == index.tokens[-1]:
             self._pointer, self._diverged, self._since = source + 1, None, 0
+            self._run += written
         else:
             self._pointer, self._diverged, self._since = None, source, 1
+            self._run = (self._run + self._accepted) // 2
 
     def _choose(self, index: NgramIndex) -> int | None:
         if self._pointer is not None:
