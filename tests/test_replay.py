@@ -180,7 +180,8 @@ def test_copyspec_reference_copies_the_earliest_occurrence() -> None:
     reference = CopySpecReference(gamma=2, k=3)
     reference.begin("p", [])
     assert reference.propose([1, 2, 7, 8, 9, 1, 2, 5, 6, 1, 2]) == [7, 8, 9]
-    assert reference.propose([4, 1, 2]) == []
+    reference.begin("q", [])
+    assert reference.propose([4, 1, 2]) == []  # the only occurrence is the suffix itself
 
 
 def test_hf_prompt_lookup_is_transformers_first_match() -> None:
@@ -239,7 +240,8 @@ def test_repo_extraction_finds_functions_files_and_chains(history: Path) -> None
     first = functions[0]["turns"][0]
     assert first["context_text"].startswith("<|im_start|>user\n```python\ndef f(self):\n")
     assert "step 1<|im_end|>\n<|im_start|>assistant\n" in first["context_text"]
-    assert first["target_text"].endswith("        x = 1\n    return x\n```<|im_end|>")
+    assert first["target_text"] == (  # the method, dedented, as in the shared workloads
+        "```python\ndef f(self):\n    x = 0\n    x = 1\n    return x\n```<|im_end|>")
     assert len(workloads["single_file"]) == 3
     chain = workloads["multi_turn"][0]["turns"]
     assert len(chain) == 3
