@@ -75,16 +75,17 @@ class NgramIndex:
             return []
         return self.copy(self._choose(positions[:-1]), k)
 
-    def match(self, cap: int = AGREEMENT_CAP) -> int | None:
-        """Where the last γ tokens occurred before with the longest agreement (newest on ties),
-        as the position just after that occurrence; None when they never did."""
+    def match(self, cap: int = AGREEMENT_CAP, scan: int = LONGEST_SCAN) -> int | None:
+        """Where the last γ tokens occurred before with the longest agreement (newest on ties)
+        among their `scan` latest occurrences, as the position just after that occurrence;
+        None when they never did."""
         end = len(self.tokens)
         if end < self.gamma:
             return None
         positions = self._follows[tuple(self.tokens[end - self.gamma : end])]
         if len(positions) < 2:
             return None
-        return max(reversed(positions[-1 - LONGEST_SCAN : -1]),
+        return max(reversed(positions[-1 - scan : -1]),
                    key=lambda start: self.agreement(start, cap))
 
     def copy(self, start: int, k: int) -> list[int]:
@@ -96,7 +97,8 @@ class NgramIndex:
             proposal.append(proposal[len(proposal) - (end - start)])
         return proposal
 
-    def anchor(self, near: int, window: int, cap: int) -> tuple[int, int]:
+    def anchor(self, near: int, window: int, cap: int, scan: int = ANCHOR_SCAN
+               ) -> tuple[int, int]:
         """The position after an occurrence of the last token within `window` of `near` whose
         backward agreement (up to `cap`) is longest, nearest to `near` on ties (later first);
         returns (position, agreement), agreement 0 when there is none."""
@@ -105,8 +107,8 @@ class NgramIndex:
             return near, 0
         positions = self._after[self.tokens[-1]]
         middle = bisect.bisect_left(positions, near)
-        lo = max(bisect.bisect_left(positions, near - window), middle - ANCHOR_SCAN)
-        hi = min(bisect.bisect_right(positions, min(near + window, end - 1)), middle + ANCHOR_SCAN)
+        lo = max(bisect.bisect_left(positions, near - window), middle - scan)
+        hi = min(bisect.bisect_right(positions, min(near + window, end - 1)), middle + scan)
         best, best_key = near, (0, 0)
         for position in positions[lo:hi]:
             agreement = self.agreement(position, cap)

@@ -156,7 +156,7 @@ def forward_costs(model: PreTrainedModel, widths: Sequence[int], contexts: Seque
             samples = []
             for attempt in range(repeats + 1):
                 seconds = _time_forward(model, step, cache, device)
-                cache.crop(context)
+                cache.crop(-width)  # back to `context` (positive crops are refused)
                 if attempt:
                     samples.append(seconds)
             costs.append(Cost(context, width, 1000 * statistics.median(samples)))

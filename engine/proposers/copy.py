@@ -17,8 +17,11 @@ from engine.sequence import SequenceState
 
 ANCHOR_WINDOW = 4096
 """How far around a divergence the re-anchoring search looks (tokens)."""
-ANCHOR_CAP = 64
+ANCHOR_CAP = 32
 """Agreement is compared up to this many tokens when ranking anchors (bounds the cost)."""
+ANCHOR_SCAN = 16
+"""Occurrences compared on each side of a divergence, and of the last γ tokens globally: with
+many copies of one file in the context every comparison runs long, so this bounds the cost."""
 ANCHOR_MIN = 1
 """Tokens of agreement an anchor needs; below it the source is assumed to resume in place."""
 SUBSTITUTE_BELOW = 2
@@ -98,9 +101,9 @@ class ResyncProposer:
         if self._pointer is not None:
             return self._pointer
         if self._diverged is None:
-            return index.match(ANCHOR_CAP)
-        anchor, agreement = index.anchor(self._diverged, ANCHOR_WINDOW, ANCHOR_CAP)
-        match = index.match(ANCHOR_CAP)
+            return index.match(ANCHOR_CAP, ANCHOR_SCAN)
+        anchor, agreement = index.anchor(self._diverged, ANCHOR_WINDOW, ANCHOR_CAP, ANCHOR_SCAN)
+        match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
         if match is not None and index.agreement(match, ANCHOR_CAP) > agreement:
             anchor, agreement = match, index.agreement(match, ANCHOR_CAP)
         if self._since == 1 and agreement < SUBSTITUTE_BELOW:  # a substitution: skip one token
