@@ -233,20 +233,32 @@ def arctic_available() -> bool:
 
 class SuffixDecoding:
     """SuffixDecoding through the real `arctic-inference` package (`SuffixDecodingCache`): a
-    per-request suffix tree over prompt and output plus a global tree of earlier responses,
-    as vLLM's `SuffixDecodingProposer` drives it (vllm/v1/spec_decode/suffix_decoding.py)."""
+    per-request suffix tree over prompt and output plus a global tree of earlier responses of
+    the same conversation, as vLLM's `SuffixDecodingProposer` drives it
+    (vllm/v1/spec_decode/suffix_decoding.py: start_request, speculate on the last
+    max_tree_depth tokens, add_active_response, stop_request)."""
 
     def __init__(self, settings: SuffixSettings) -> None:
         from arctic_inference.suffix_decoding import SuffixDecodingCache
 
         self.settings = settings
         self.name = f"SuffixDecoding ({settings.label})"
-        self._cache = SuffixDecodingCache(max_tree_depth=settings.max_tree_depth,
-                                          max_cached_requests=settings.max_cached_requests)
+        self._new_cache = lambda: SuffixDecodingCache(
+            max_tree_depth=settings.max_tree_depth,
+            max_cached_requests=settings.max_cached_requests)
+        self._cache = self._new_cache()
+        self._conversation = ""
         self._request = ""
         self._pending: list[int] = []
 
     def begin(self, pair_id: str, context: list[int]) -> None:
+        conversation = pair_id.rpartition("/")[0]
+        if conversation != self._conversation:
+            # The global tree holds earlier responses of this conversation only: other records
+            # can share a target (the same commit as a function, a file and a chain turn), and
+            # caching those would let it copy answers it could never have seen.
+            self._cache = self._new_cache()
+            self._conversation = conversation
         self._request = pair_id
         self._cache.start_request(pair_id, context)
 
