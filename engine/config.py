@@ -12,8 +12,9 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 """`auto` places the model with accelerate's device_map (GPUs, then CPU, then disk)."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-MAX_BLOCK = 64
-"""The ceiling adaptive K grows to, unless the starting K is larger."""
+MAX_BLOCK = 256
+"""The longest draft, unless the starting K is larger: far above 64, since a long unchanged
+run verifies in one pass (`copyspec bench costs` measures what a width costs per device)."""
 SMALL_MODEL_PARAMETERS = 50_000_000
 """Below this many parameters a CPU model runs on one thread unless told otherwise: its
 forward passes are too short to gain from more, and on a busy CPU extra threads wait."""
@@ -34,11 +35,13 @@ class SpecConfig:
 
     method: str = "copy"
     gamma: int = 3
-    block: int = 10
+    block: int = 16
+    """K: tokens per copy; with policy `resync`, the shortest draft (it grows with alignment)."""
     adaptive: bool = True
     max_block: int | None = None
-    """Ceiling of adaptive K; None means max(MAX_BLOCK, block), so a large K alone is valid."""
-    policy: str = "recent"
+    """Ceiling of adaptive K (the longest draft); None means max(MAX_BLOCK, block), so a large K
+    alone is valid."""
+    policy: str = "resync"
     draft_block: int = 5
 
     def __post_init__(self) -> None:

@@ -7,11 +7,17 @@ suffix itself). Truncation pops entries in reverse, which keeps multi-turn cache
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
-POLICIES = ("recent", "oldest", "longest")
+POLICIES = ("resync", "recent", "oldest", "longest")
+"""`resync` matches like `longest`; the copy proposer then follows the match as a pointer."""
 LONGEST_SCAN = 64
 """How many of the most recent occurrences the `longest` policy compares, to bound its cost."""
+ANCHOR_SCAN = 32
+"""How many occurrences on each side of the divergence re-anchoring compares, to bound its cost."""
+AGREEMENT_CAP = 256
+"""Backward agreement is counted up to here: longer runs rank the same and cost stays bounded."""
 
 
 class NgramIndex:
@@ -26,6 +32,8 @@ class NgramIndex:
         self.policy = policy
         self.tokens: list[int] = []
         self._follows: dict[tuple[int, ...], list[int]] = {}
+        self._after: dict[int, list[int]] = {}
+        """Each token → the positions just after its occurrences, for re-anchoring nearby."""
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -33,6 +41,7 @@ class NgramIndex:
     def append(self, token: int) -> None:
         self.tokens.append(token)
         end = len(self.tokens)
+        self._after.setdefault(token, []).append(end)
         if end >= self.gamma:
             key = tuple(self.tokens[end - self.gamma : end])
             self._follows.setdefault(key, []).append(end)
@@ -43,6 +52,11 @@ class NgramIndex:
 
     def truncate(self, length: int) -> None:
         """Forget every token from `length` on, as if they had never been appended."""
+        for end in range(len(self.tokens), length, -1):
+            after = self._after[self.tokens[end - 1]]
+            after.pop()
+            if not after:
+                del self._after[self.tokens[end - 1]]
         for end in range(len(self.tokens), max(length, self.gamma - 1), -1):
             key = tuple(self.tokens[end - self.gamma : end])
             positions = self._follows[key]
@@ -59,24 +73,61 @@ class NgramIndex:
         positions = self._follows[tuple(self.tokens[end - self.gamma : end])]
         if len(positions) < 2:
             return []
-        start = self._choose(positions[:-1])
+        return self.copy(self._choose(positions[:-1]), k)
+
+    def match(self, cap: int = AGREEMENT_CAP, scan: int = LONGEST_SCAN) -> int | None:
+        """Where the last γ tokens occurred before with the longest agreement (newest on ties)
+        among their `scan` latest occurrences, as the position just after that occurrence;
+        None when they never did."""
+        end = len(self.tokens)
+        if end < self.gamma:
+            return None
+        positions = self._follows[tuple(self.tokens[end - self.gamma : end])]
+        if len(positions) < 2:
+            return None
+        return max(reversed(positions[-1 - scan : -1]),
+                   key=lambda start: self.agreement(start, cap))
+
+    def copy(self, start: int, k: int) -> list[int]:
+        """The `k` tokens from `start` on. A copy that runs into the current end continues with
+        itself: in "abcabc|" a copy from distance 3 proposes "abcabc..." rather than stopping."""
+        end = len(self.tokens)
         proposal = self.tokens[start : start + k]
-        # A match that runs into the current end continues with its own copy: in "abcabc|"
-        # the match at distance 3 proposes "abcabc..." rather than stopping after 3 tokens.
         while len(proposal) < k:
             proposal.append(proposal[len(proposal) - (end - start)])
         return proposal
+
+    def anchor(self, near: int, window: int, cap: int, scan: int = ANCHOR_SCAN
+               ) -> tuple[int, int]:
+        """The position after an occurrence of the last token within `window` of `near` whose
+        backward agreement (up to `cap`) is longest, nearest to `near` on ties (later first);
+        returns (position, agreement), agreement 0 when there is none."""
+        end = len(self.tokens)
+        if not end:
+            return near, 0
+        positions = self._after[self.tokens[-1]]
+        middle = bisect.bisect_left(positions, near)
+        lo = max(bisect.bisect_left(positions, near - window), middle - scan)
+        hi = min(bisect.bisect_right(positions, min(near + window, end - 1)), middle + scan)
+        best, best_key = near, (0, 0)
+        for position in positions[lo:hi]:
+            agreement = self.agreement(position, cap)
+            key = (agreement, -abs(position - near) * 2 + (position >= near))
+            if key > best_key:
+                best, best_key = position, key
+        return best, best_key[0]
 
     def _choose(self, earlier: list[int]) -> int:
         if self.policy == "recent":
             return earlier[-1]
         if self.policy == "oldest":
             return earlier[0]
-        return max(reversed(earlier[-LONGEST_SCAN:]), key=self._backward_agreement)
+        return max(reversed(earlier[-LONGEST_SCAN:]), key=self.agreement)
 
-    def _backward_agreement(self, start: int) -> int:
-        """How many tokens before `start` equal the tokens before the current end."""
+    def agreement(self, start: int, cap: int = AGREEMENT_CAP) -> int:
+        """How many tokens before `start` equal the tokens before the current end (≤ cap)."""
         tokens, end, length = self.tokens, len(self.tokens), 0
-        while length < start and tokens[start - 1 - length] == tokens[end - 1 - length]:
+        limit = min(start, cap)
+        while length < limit and tokens[start - 1 - length] == tokens[end - 1 - length]:
             length += 1
         return length

@@ -11,7 +11,7 @@ from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
 from engine.proposers import Proposer
-from engine.proposers.copy import CopyProposer
+from engine.proposers.copy import CopyProposer, ResyncProposer
 from engine.proposers.draft import DraftProposer
 from engine.sampling import Sampler
 from engine.schedule import BlockSchedule
@@ -66,8 +66,12 @@ def build_proposers(
     if spec.copies:
         # Verifying a few more copied tokens costs next to nothing, so K never drops below the
         # starting block: measured on the bench, shrinking to 1–2 lost more than it saved.
-        schedule = BlockSchedule(spec.block, spec.adaptive, spec.max_block, min_block=spec.block)
-        proposers.append(CopyProposer(schedule))
+        if spec.policy == "resync":
+            proposers.append(ResyncProposer(spec.block, spec.max_block))
+        else:
+            schedule = BlockSchedule(spec.block, spec.adaptive, spec.max_block,
+                                     min_block=spec.block)
+            proposers.append(CopyProposer(schedule))
     if spec.drafts:
         if draft is None:
             raise ValueError(f"method {spec.method!r} needs a draft model")

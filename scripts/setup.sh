@@ -27,6 +27,9 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
 fi
 step "installing the project with its test tools (transformers, pygls, pytest, ruff, nvim, ray)"
 "${pip[@]}" install -q -e ".[test,pool]"
+# The replay bench's SuffixDecoding peer; the bench skips it when this fails.
+step "installing arctic-inference (SuffixDecoding, a peer of the replay bench)"
+"${pip[@]}" install -q -e ".[replay]" || echo "note: arctic-inference did not install; bench replay runs without SuffixDecoding"
 if [ -f "$lock" ]; then
   step "installing the VS Code extension's npm packages"
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.bench import DEFAULT_METHODS, METHODS, check_methods
+from engine.bench.replay_args import add_parsers as add_replay_parsers
 from engine.bench.tasks import Task, TaskFileError, load_tasks
 from engine.index import POLICIES
 from engine.options import (
@@ -37,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="measure methods against greedy and HF prompt lookup, identity first",
     )
     add_model_arguments(parser)
-    parser.add_argument("--tasks", type=Path, nargs="+", action="extend", required=True,
+    parser.add_argument("--tasks", type=Path, nargs="+", action="extend",
                         help="JSONL task files; each file is one workload named by its stem")
     parser.add_argument("--methods", type=method_names, default=list(DEFAULT_METHODS),
                         help=f"from {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})")
@@ -49,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_max_new_tokens(parser, default=160)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.set_defaults(run=run_bench)
+    add_replay_parsers(parser.add_subparsers(
+        dest="bench_command", metavar="{replay,costs}",
+        help="model-free oracle replay of real edits, and forward costs by width"))
 
 
 def names(text: str) -> list[str]:
@@ -83,6 +87,8 @@ def require_bench_extra() -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if not args.tasks:
+        raise UsageError("bench needs --tasks FILE… (or a subcommand: replay, costs)")
     require_bench_extra()
     tasks = read_tasks(args.tasks)
     from rich.console import Console

@@ -1,10 +1,32 @@
-"""Copy proposer: continue the latest γ-gram match found in the session's index."""
+"""Copy proposers: continue an earlier occurrence of what was just written.
+
+`CopyProposer` is CopySpec's rule: look the last γ tokens up, copy K tokens after the match.
+`ResyncProposer` (policy `resync`, the default) keeps a pointer into the source it is copying,
+so a rewrite of code it has seen is followed as one alignment rather than looked up γ tokens at a
+time: the pointer advances with every accepted token, and after a divergence it guesses a
+substitution at once, then re-anchors at the nearest multi-token match around the divergence,
+falling back to the global index. Its draft length follows the alignment length.
+"""
 
 from __future__ import annotations
 
+from engine.index import NgramIndex
 from engine.proposers import Proposal
 from engine.schedule import BlockSchedule
 from engine.sequence import SequenceState
+
+ANCHOR_WINDOW = 4096
+"""How far around a divergence the re-anchoring search looks (tokens)."""
+ANCHOR_CAP = 32
+"""Agreement is compared up to this many tokens when ranking anchors (bounds the cost)."""
+ANCHOR_SCAN = 16
+"""Occurrences compared on each side of a divergence, and of the last γ tokens globally: with
+many copies of one file in the context every comparison runs long, so this bounds the cost."""
+ANCHOR_MIN = 1
+"""Tokens of agreement an anchor needs; below it the source is assumed to resume in place."""
+SUBSTITUTE_BELOW = 2
+"""Right after a divergence, guess a one-token substitution unless an anchor agrees this much."""
+"""Tokens of agreement an anchor needs; one token alone re-anchors at random repeats."""
 
 
 class CopyProposer:
@@ -19,3 +41,73 @@ class CopyProposer:
 
     def feedback(self, proposal: Proposal, accepted: int) -> None:
         self.schedule.update(len(proposal), accepted)
+
+
+class ResyncProposer:
+    """A pointer into the source being rewritten, re-synchronised right after each divergence.
+
+    Draft length: twice the current alignment (the tokens before the pointer that equal the
+    tokens just written, or the run copied along it with halving at divergences), within
+    [min_block, max_block]; a long unchanged run earns a long draft, a fresh guess a short one."""
+
+    def __init__(self, min_block: int, max_block: int) -> None:
+        self.min_block, self.max_block = min_block, max_block
+        self._pointer: int | None = None
+        """Source position expected to hold the next output token, while aligned."""
+        self._diverged: int | None = None
+        """Source position where the output last left the source, until re-anchored."""
+        self._since = 0
+        """Tokens written since that divergence."""
+        self._run = 0
+        """Tokens copied along the current alignment, halved at each divergence: an edit
+        inside a long unchanged run keeps most of the run's draft length."""
+        self._start = 0
+        self._seen = 0
+        self._accepted: int | None = None
+
+    def propose(self, state: SequenceState, limit: int) -> Proposal:
+        index = state.index
+        self._follow(index)
+        start = self._choose(index)
+        self._seen, self._accepted = len(index), None
+        if start is None or start >= len(index) or limit <= 0:
+            return Proposal()
+        self._start = start
+        run = self._run if self._diverged is None or self._since == 1 else 0
+        aligned = max(run, index.agreement(start, self.max_block // 2))
+        k = min(limit, max(self.min_block, min(self.max_block, 2 * aligned)))
+        return Proposal(index.copy(start, k), "copy", proposer=self)
+
+    def feedback(self, proposal: Proposal, accepted: int) -> None:
+        self._accepted = accepted
+
+    def _follow(self, index: NgramIndex) -> None:
+        """Move the pointer over what the last pass wrote, or note where it diverged."""
+        written = len(index) - self._seen
+        if written <= 0 or not self._seen:
+            return
+        if self._accepted is None or (self._accepted == 0 and self._pointer is None):
+            self._since += written  # no draft, or a guess that failed: still off the source
+            return
+        source = self._start + self._accepted
+        if source < self._seen and index.tokens[source] == index.tokens[-1]:
+            self._pointer, self._diverged, self._since = source + 1, None, 0
+            self._run += written
+        else:
+            self._pointer, self._diverged, self._since = None, source, 1
+            self._run = (self._run + self._accepted) // 2
+
+    def _choose(self, index: NgramIndex) -> int | None:
+        if self._pointer is not None:
+            return self._pointer
+        if self._diverged is None:
+            return index.match(ANCHOR_CAP, ANCHOR_SCAN)
+        anchor, agreement = index.anchor(self._diverged, ANCHOR_WINDOW, ANCHOR_CAP, ANCHOR_SCAN)
+        match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
+        if match is not None and index.agreement(match, ANCHOR_CAP) > agreement:
+            anchor, agreement = match, index.agreement(match, ANCHOR_CAP)
+        if self._since == 1 and agreement < SUBSTITUTE_BELOW:  # a substitution: skip one token
+            return self._diverged + 1
+        if agreement >= ANCHOR_MIN:
+            return anchor
+        return self._diverged  # an insertion so far: the source may resume where it left off

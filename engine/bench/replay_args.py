@@ -1,0 +1,83 @@
+"""`copyspec bench replay` and `copyspec bench costs`: their flags, checked before anything
+heavy is imported; the work is in `replay_cli`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.bench.shapes import SHAPES
+from engine.config import DTYPES, SpecConfig
+from engine.index import POLICIES
+from engine.options import device, positive_int
+from engine.paths import default_model_path
+
+PEERS = ("hf", "vllm-ngram", "llamacpp-ngram-simple", "copyspec-ref", "suffix-24", "suffix-64")
+"""The peers `--peers` can name; the SuffixDecoding ones need the [replay] extra."""
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from engine.bench.replay_cli import run_replay as run
+
+    return run(args)
+
+
+def run_costs(args: argparse.Namespace) -> int:
+    from engine.bench.replay_cli import run_costs as run
+
+    return run(args)
+
+
+def add_parsers(bench_subparsers: argparse._SubParsersAction) -> None:
+    add_replay_parser(bench_subparsers)
+    add_costs_parser(bench_subparsers)
+
+
+def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
+    defaults = SpecConfig()
+    parser = subparsers.add_parser(
+        "replay", help="oracle replay of real edits: passes per token of ours, peers and bounds")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workload", type=Path, nargs="+", help="replay JSONL files")
+    source.add_argument("--repo", type=Path, help="a local git repository to extract edits from")
+    parser.add_argument("--tokenizer", type=Path, default=default_model_path(),
+                        help="a local HF tokenizer directory (default: the built-in model's)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="replay only the first N records per workload")
+    parser.add_argument("--max-commits", type=positive_int, default=400,
+                        help="--repo: commits to read")
+    parser.add_argument("--max-pairs", type=positive_int, default=100,
+                        help="--repo: records per extracted workload")
+    parser.add_argument("--peers", help=f"comma-separated, from {','.join(PEERS)} ('' for none; "
+                        "default: all that are installed)")
+    parser.add_argument("--gamma", type=positive_int, default=defaults.gamma)
+    parser.add_argument("--block", type=positive_int, default=defaults.block)
+    parser.add_argument("--max-block", type=positive_int, default=defaults.max_block)
+    parser.add_argument("--policy", choices=POLICIES, default=defaults.policy)
+    parser.add_argument("--no-ablations", action="store_true",
+                        help="skip the previous default and the `longest` policy")
+    parser.add_argument("--timed", action="store_true",
+                        help="also time the passes through a real-size model (--model-shape)")
+    parser.add_argument("--model-shape", choices=sorted(SHAPES), help="shape for --timed")
+    parser.add_argument("--device", type=device, default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    parser.add_argument("--max-target-tokens", type=positive_int,
+                        help="--timed: cut targets to this many tokens (keeps CPU runs short)")
+    parser.add_argument("--out", type=Path, default=Path("replay-results"))
+    parser.set_defaults(run=run_replay)
+
+
+def add_costs_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "costs", help="cost of one forward by width and context, for a real-size model shape")
+    parser.add_argument("--model-shape", required=True, choices=[*sorted(SHAPES), "builtin"],
+                        help="a random-init real shape, or the built-in model")
+    parser.add_argument("--widths", default="1,2,4,8,16,32,64,128,256,512")
+    parser.add_argument("--contexts", default="1024,8192")
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--device", type=device, default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=Path("cost-results"))
+    parser.set_defaults(run=run_costs)

@@ -1,0 +1,268 @@
+"""The oracle replay: protocol invariants, the bounds, the peers' rules and --repo extraction.
+
+Everything here is model-free and built by the tests (token lists, a temp git repository, the
+built-in tokenizer); the shared replay data is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.bench.peers import (
+    CopySpecReference,
+    HFPromptLookup,
+    LlamaCppNgramSimple,
+    Ours,
+    VLLMNgram,
+    arctic_available,
+)
+from engine.bench.replay import Pair, bound_passes, replay
+from engine.bench.workloads import extract
+from engine.cli import main
+from engine.config import SpecConfig
+from engine.index import NgramIndex
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Oracle:
+    """Drafts the true next K tokens: the best any proposer with this K can do."""
+
+    def __init__(self, target: list[int], context: int, k: int) -> None:
+        self.name, self.target, self.context, self.k = "oracle", target, context, k
+
+    def begin(self, pair_id: str, context: list[int]) -> None:
+        pass
+
+    def propose(self, tokens: list[int]) -> list[int]:
+        done = len(tokens) - self.context
+        return self.target[done : done + self.k]
+
+    def feedback(self, drafted: list[int], accepted: int, emitted: list[int]) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def test_protocol_counts_passes_from_accepted_plus_one() -> None:
+    target = list(range(100, 150))
+    pair = Pair("p", "w", 1, [1, 2, 3], target)
+    assert replay(Oracle(target, 3, 9), pair).passes == 5  # 50 tokens, 10 per pass
+    nothing = replay(Oracle([], 3, 0), pair)
+    assert (nothing.passes, nothing.accepted, nothing.attempts) == (50, 0, 0)
+    wrong = replay(Oracle([7] * 60, 3, 4), pair)
+    assert (wrong.passes, wrong.accepted, wrong.attempts, wrong.drafted) == (50, 0, 50, 200)
+
+
+def test_the_last_pass_is_capped_at_the_end_of_the_target() -> None:
+    target = list(range(10))
+    result = replay(Oracle(target + [99] * 20, 1, 30), Pair("p", "w", 1, [5], target))
+    assert (result.passes, result.accepted, result.drafted) == (1, 10, 30)
+
+
+def brute_force_bound(context: list[int], target: list[int], cap: int) -> int:
+    """Fewest passes by dynamic programming over every choice of accepted length."""
+    n = len(target)
+    best = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        known = context + target[:i]
+        run = 0
+        while run < min(cap, n - i) and any(
+            known[s : s + run + 1] == target[i : i + run + 1]
+            for s in range(len(known) - run)
+        ):
+            run += 1
+        best[i] = 1 + min(best[min(n, i + a + 1)] for a in range(run + 1))
+    return best[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(context=st.lists(st.integers(0, 3), max_size=25),
+       target=st.lists(st.integers(0, 3), min_size=1, max_size=25), cap=st.integers(1, 8))
+def test_bound_is_the_optimum(context: list[int], target: list[int], cap: int) -> None:
+    assert bound_passes(context, target, cap) == brute_force_bound(context, target, cap)
+
+
+def test_exact_copy_costs_close_to_the_bound() -> None:
+    rng = random.Random(0)
+    code = [rng.randrange(10, 4000) for _ in range(600)]
+    context, target = [1, 2, *code, 3, 4], code
+    pair = Pair("p", "w", 1, context, target)
+    assert bound_passes(context, target, 1 << 30) == 1
+    ours = replay(Ours("ours", SpecConfig()), pair).passes
+    assert ours <= 10, ours  # γ tokens to find the copy, then drafts doubling up to 256
+
+
+def test_resync_recovers_from_a_substitution_without_waiting_gamma_tokens() -> None:
+    rng = random.Random(1)
+    code = [rng.randrange(10, 4000) for _ in range(400)]
+    edited = [*code[:200], 5, *code[201:]]
+    pair = Pair("p", "w", 1, [1, *code, 2], edited)
+    resync = replay(Ours("resync", SpecConfig()), pair)
+    longest = replay(Ours("longest", SpecConfig(policy="longest", block=10, max_block=64)), pair)
+    exact = replay(Ours("resync", SpecConfig()), Pair("p", "w", 1, [1, *code, 2], code))
+    assert resync.passes <= exact.passes + 3
+    assert resync.passes < longest.passes
+
+
+def kmp_vllm(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
+    """A literal port of vLLM's `_find_longest_matched_ngram_and_propose_tokens` loop."""
+    total = len(tokens)
+    if total < min_n:
+        return []
+    rev = tokens[::-1]
+    lps = [0] * max_n
+    longest = position = prev = 0
+    i = 1
+    while i < total:
+        if rev[prev] == rev[i]:
+            prev += 1
+            if prev >= longest:
+                longest, position = prev, i
+            if i < max_n:
+                lps[i] = prev
+            if prev == max_n:
+                prev = lps[max_n - 1]
+            i += 1
+        elif prev != 0:
+            prev = lps[prev - 1]
+        else:
+            i += 1
+    if longest < min_n:
+        return []
+    start = total - 1 - position + longest
+    return tokens[start : start + min(k, total - start)]
+
+
+def scan_llamacpp(tokens: list[int], n: int, m: int) -> list[int]:
+    """A literal port of llama.cpp's `common_ngram_simple_draft` (history + sampled)."""
+    history, sampled = tokens[:-1], tokens[-1]
+    cur_len = len(history)
+    if cur_len <= n + m + 1:
+        return []
+    pattern = [*history[cur_len - n + 1 :], sampled]
+    match = 0
+    for j in range(cur_len - n - 1, 0, -1):
+        if history[j : j + n] == pattern:
+            match = j
+            break
+    if match == 0:
+        return []
+    copy_max = min(m, cur_len - (match + n))
+    return [] if copy_max < n else history[match + n : match + n + copy_max]
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens=st.lists(st.integers(0, 3), min_size=1, max_size=80),
+       grow=st.lists(st.integers(0, 3), max_size=10))
+def test_ngram_peers_match_literal_ports(tokens: list[int], grow: list[int]) -> None:
+    vllm, llama = VLLMNgram(2, 5, 10), LlamaCppNgramSimple(2, 6)
+    vllm.begin("p", tokens)
+    llama.begin("p", tokens)
+    sequence = list(tokens)
+    for token in [None, *grow]:  # the indexes grow incrementally, as in a replay
+        if token is not None:
+            sequence.append(token)
+        assert vllm.propose(sequence) == kmp_vllm(sequence, 2, 5, 10)
+        assert llama.propose(sequence) == scan_llamacpp(sequence, 2, 6)
+
+
+def test_copyspec_reference_copies_the_earliest_occurrence() -> None:
+    reference = CopySpecReference(gamma=2, k=3)
+    reference.begin("p", [])
+    assert reference.propose([1, 2, 7, 8, 9, 1, 2, 5, 6, 1, 2]) == [7, 8, 9]
+    reference.begin("q", [])
+    assert reference.propose([4, 1, 2]) == []  # the only occurrence is the suffix itself
+
+
+def test_hf_prompt_lookup_is_transformers_first_match() -> None:
+    hf = HFPromptLookup(ngram=2, k=3)
+    assert hf.propose([5, 1, 2, 3, 4, 9, 1, 2, 8, 8, 1, 2]) == [3, 4, 9]
+
+
+@pytest.mark.skipif(not arctic_available(), reason="arctic-inference is not installed")
+def test_suffix_decoding_continues_a_repeated_run() -> None:
+    from engine.bench.peers import SUFFIX_SETTINGS, SuffixDecoding
+
+    suffix = SuffixDecoding(SUFFIX_SETTINGS[1])
+    context = [*range(10, 40), 1, 2, *range(10, 15)]
+    suffix.begin("toy", context)
+    assert suffix.propose(context)[:5] == [15, 16, 17, 18, 19]
+    suffix.end()
+
+
+def test_index_positions_survive_truncation() -> None:
+    index, fresh = NgramIndex(3), NgramIndex(3)
+    index.extend([1, 2, 3, 1, 2, 4, 1])
+    index.truncate(3)
+    index.extend([9, 1])
+    fresh.extend([1, 2, 3, 9, 1])
+    assert index._after == fresh._after and index._follows == fresh._follows
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Path:
+    """A repository where one commit after another changes `f`, never `g`."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "demo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    for version in range(4):
+        body = "\n".join(f"    x = {i}" for i in range(version + 1))
+        (repo / "mod.py").write_text(
+            f"class C:\n    def f(self):\n    {body.replace(chr(10), chr(10) + '    ')}\n"
+            f"        return x\n\n\ndef g():\n    return 1\n", encoding="utf-8")
+        git(repo, "add", "mod.py")
+        git(repo, "commit", "-qm", f"step {version}")
+    return repo
+
+
+def test_repo_extraction_finds_functions_files_and_chains(history: Path) -> None:
+    workloads = extract(history)
+    functions = workloads["single_function"]
+    assert [r["function"] for r in functions] == ["C.f"] * 3
+    first = functions[0]["turns"][0]
+    assert first["context_text"].startswith("<|im_start|>user\n```python\ndef f(self):\n")
+    assert "step 1<|im_end|>\n<|im_start|>assistant\n" in first["context_text"]
+    assert first["target_text"] == (  # the method, dedented, as in the shared workloads
+        "```python\ndef f(self):\n    x = 0\n    x = 1\n    return x\n```<|im_end|>")
+    assert len(workloads["single_file"]) == 3
+    chain = workloads["multi_turn"][0]["turns"]
+    assert len(chain) == 3
+    assert chain[0]["target_text"] in chain[1]["context_text"]
+    assert chain[1]["target_text"] in chain[2]["context_text"]
+
+
+def test_replay_command_writes_table_json_and_plot(tmp_path: Path, history: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["bench", "replay", "--repo", str(history), "--peers", "vllm-ngram",
+                 "--out", str(out)])
+    assert code == 0
+    payload = json.loads((out / "replay.json").read_text(encoding="utf-8"))
+    methods = {row["method"] for row in payload["rows"]}
+    assert {"ours (default)", "vLLM ngram (2–5, K 10)", "bound, K ≤ 64"} <= methods
+    assert (out / "replay.png").stat().st_size > 0
+    assert "passes/token" in (out / "replay.md").read_text(encoding="utf-8")
+
+
+def test_replay_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "missing.jsonl"
+    assert main(["bench", "replay", "--workload", str(missing)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["bench", "replay", "--workload", str(missing), "--peers", "nope"]) == 2
