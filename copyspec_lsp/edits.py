@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from copyspec_lsp import pending
 from copyspec_lsp.documents import Document
 from copyspec_lsp.positions import to_range
 from copyspec_lsp.requests import Request
@@ -38,32 +39,41 @@ class BufferWriter:
         self.request = request
         self.apply = apply
         self.in_buffer: str | None = None
+        self.streamed: str | None = None
         self.last = 0.0
+        region = request.region
+        self.original = document.text[region.start : region.end]
+        self.newline = "\r\n" if "\r\n" in document.text else "\n"
 
     def due(self, text: str) -> float | None:
         """Seconds until held-back text may go out as a streamed edit (None: none held)."""
-        if self.apply != "stream" or not text or text == self.in_buffer:
+        if self.apply != "stream" or not text or text == self.streamed:
             return None
         return max(0.001, EDIT_INTERVAL - (time.monotonic() - self.last))
 
     async def write(self, text: str) -> None:
         """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
         waited = time.monotonic() - self.last >= EDIT_INTERVAL
-        if self.apply == "stream" and text and text != self.in_buffer and waited:
-            await self._edit(text)
+        if self.apply == "stream" and text and text != self.streamed and waited:
+            shown = pending.while_streaming(self.original, text, self.newline)
+            await self._edit(shown.text, shown.pending)
+            self.streamed = text
 
     async def finish(self, text: str) -> None:
         if self.apply != "none" and text != self.in_buffer:
             await self._edit(text)
 
-    async def _edit(self, text: str) -> None:
-        """Replace [region start, current end) with `text`; wait until the client echoes it."""
+    async def _edit(self, text: str, pending_at: int | None = None) -> None:
+        """Replace [region start, current end) with `text`; wait until the client echoes it.
+        `text[pending_at:]` is the original's pending rest, announced before the edit."""
         request, region = self.request, self.request.region
         if request.stopped:
             raise request.cancelled()
         self.last = time.monotonic()
         encoding = self.service.documents.encoding
         where = to_range(self.document.text, region.start, region.end, encoding)
+        pending.announce(self.service.server, request, self.document.text, text, pending_at,
+                         encoding)
         edit = types.WorkspaceEdit(changes={request.uri: [types.TextEdit(where, text)]})
         region.expected = text
         echoed = region.echoed = asyncio.Event()

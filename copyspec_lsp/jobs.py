@@ -261,6 +261,9 @@ class Refinement:
             "range": self.service.converter.unstructure(where),
             "stats": self.turns[-1].stats,
         }
+        if self.params.apply == "none":  # what a previewing client replaces on Accept
+            replaced = to_range(document.text, region.start, region.end, self.encoding)
+            result["replacedRange"] = self.service.converter.unstructure(replaced)
         if self.fix:
             result["turns"] = [turn.to_dict() for turn in self.turns]
             result["ok"] = ok
