@@ -55,6 +55,7 @@ interface Job {
   /** Preview mode: the answer so far. */
   text?: string;
   requested: Range;
+  verb: 'refining' | 'fixing';
 }
 
 /** The user's own cancel (quiet) and a stop decided by the server (the message says why). */
@@ -224,7 +225,7 @@ export class Controller implements vscode.Disposable {
 
   private setBusy(job: Job | undefined, text?: string): void {
     void vscode.commands.executeCommand('setContext', 'copyspec.streaming', job !== undefined);
-    if (job) this.statusBar.text = `$(sync~spin) CopySpec: ${text ?? 'waiting for the model…'}`;
+    if (job) this.statusBar.text = `$(sync~spin) CopySpec: ${job.verb} · ${text ?? 'waiting for the model…'}`;
   }
 
   private async run(editor: vscode.TextEditor, method: string, range: Range, extra: Record<string, unknown>): Promise<void> {
@@ -239,10 +240,11 @@ export class Controller implements vscode.Disposable {
     if (this.preview.current) this.preview.clear(); // a new request replaces an old preview
     const job: Job = {
       uri, editor, preview, cts: new vscode.CancellationTokenSource(), meter: new Meter(), pending: [], requested: range,
+      verb: method === 'copyspec/fix' ? 'fixing' : 'refining',
     };
     this.jobs.set(uri, job);
-    const verb = method === 'copyspec/fix' ? 'fixing' : 'refining';
-    this.setBusy(job, `${verb}: waiting for the model…`);
+    const verb = job.verb;
+    this.setBusy(job);
     let result: JobResult | null;
     try {
       result = await vscode.window.withProgress(

@@ -1,7 +1,7 @@
 // Entry point: starts `copyspec-lsp --stdio` with the user's settings and wires the UI commands.
-import { ChildProcess, spawn } from 'child_process';
+import { spawn } from 'child_process';
 import * as vscode from 'vscode';
-import { ClientCapabilities, LanguageClient, StaticFeature } from 'vscode-languageclient/node';
+import { ClientCapabilities, LanguageClient, StaticFeature, StreamInfo } from 'vscode-languageclient/node';
 import { ActionArgument, Controller } from './controller';
 import { SERVER_SETTINGS, initializationOptions, quietStderr } from './logic';
 
@@ -72,7 +72,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   await pollUntilLoaded(controller);
 }
 
-function spawnServer(cfg: vscode.WorkspaceConfiguration, log: vscode.OutputChannel): Promise<ChildProcess> {
+/**
+ * Starts the server. It is handed to the client as streams, not as a ChildProcess, because
+ * the client copies a ChildProcess's whole stderr into the output channel, noise included.
+ */
+function spawnServer(cfg: vscode.WorkspaceConfiguration, log: vscode.OutputChannel): Promise<StreamInfo> {
   const command = cfg.get<string>('server.path', 'copyspec-lsp');
   const args = ['--stdio', ...cfg.get<string[]>('server.args', [])];
   const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
@@ -90,7 +94,7 @@ function spawnServer(cfg: vscode.WorkspaceConfiguration, log: vscode.OutputChann
   });
   // Resolve only once the process exists, so a wrong path is reported instead of hanging.
   return new Promise((resolve, reject) => {
-    child.once('spawn', () => resolve(child));
+    child.once('spawn', () => resolve({ reader: child.stdout, writer: child.stdin }));
     child.once('error', reject);
   });
 }
