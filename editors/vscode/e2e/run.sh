@@ -64,7 +64,6 @@ cat > "$TMP/data/User/settings.json" <<JSON
   "extensions.ignoreRecommendations": true,
   "update.mode": "none",
   "editor.minimap.enabled": false,
-  "editor.lightbulb.enabled": "off",
   "files.autoSave": "off",
   "files.hotExit": "off",
   "chat.commandCenter.enabled": false,
