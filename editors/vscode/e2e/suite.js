@@ -68,8 +68,11 @@ async function focusEditor(page) {
   await page.locator('.editor-instance .monaco-editor .overflow-guard').first().click({ position: { x: 300, y: 10 } });
 }
 
-/** Puts `text` on disk and into the editor (File: Revert File), cursor at the top. */
+/** Puts `text` on disk and into the editor (File: Revert File), cursor at the top; first
+ * lets the last request's "done"/"cancelled" status message expire, so it is not mistaken
+ * for the next one's outcome. */
 async function load(page, text) {
+  await settle(page);
   fs.writeFileSync(FILE, text);
   await focusEditor(page);
   await palette(page, 'File: Revert File');
@@ -78,6 +81,21 @@ async function load(page, text) {
   await focusEditor(page);
   await page.keyboard.press('Control+Home');
   return first;
+}
+
+async function openFile(page, name, marker) {
+  await page.keyboard.press('Control+P');
+  const qi = page.locator('.quick-input-widget .quick-input-box input');
+  await qi.waitFor({ state: 'visible', timeout: 60000 });
+  await qi.fill(name);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 60000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: marker }).first().waitFor({ timeout: 30000 });
+}
+
+async function settle(page) {
+  await until('the last outcome to expire', async () => !(await statusItems(page))
+    .some((s) => /CopySpec: (done|cancelled)/.test(s)) || null, 15000);
 }
 
 async function selectLines(page, from, to) {
@@ -223,6 +241,7 @@ scenario('refine from the code action (Ctrl+.) asks for the instruction', async 
 
 scenario('fix from a diagnostic\'s quick fix', async (page) => {
   // VS Code's own JSON support reports the syntax error; CopySpec offers to fix it.
+  await settle(page);
   const bad = path.join(WS, 'bad.json');
   fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
   await page.keyboard.press('Control+P');
@@ -250,7 +269,7 @@ scenario('fix from a diagnostic\'s quick fix', async (page) => {
   if (!/done|check still fails/.test(done)) throw new Error(done);
   await clearToasts(page);
   await palette(page, 'File: Revert File');
-  await palette(page, 'View: Close Editor');
+  await openFile(page, 'sample.py', 'def');
   return done;
 });
 
@@ -261,7 +280,7 @@ scenario('cancel mid-stream (Escape) restores the original', async (page) => {
   await answer(page, 'how should the selection change', 'add a comment to every line');
   await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
   await page.keyboard.press('Escape');
-  const done = await outcome(page, 30000);
+  const done = await until('the cancel', async () => (await statusItems(page)).find((s) => /CopySpec: cancelled/.test(s)), 30000);
   if (!/cancelled/.test(done)) throw new Error('outcome: ' + done);
   const text = await save(page);
   if (text !== LONG) throw new Error('not restored: ' + JSON.stringify(text));
@@ -286,12 +305,10 @@ scenario('typing inside the region while it streams stops it and keeps the typin
 });
 
 scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves it', async (page) => {
-  const settingsFile = path.join(DATA, 'User', 'settings.json');
-  const settings = JSON.parse(fs.readFileSync(settingsFile, 'utf8'));
-  fs.writeFileSync(settingsFile, JSON.stringify({ ...settings, 'copyspec.applyMode': 'preview' }, null, 2));
+  await load(page, SHORT);
+  await palette(page, 'CopySpec: Toggle Preview Mode');
+  await until('preview mode', async () => (await statusItems(page)).some((s) => /apply mode preview/.test(s)) || null, 15000);
   try {
-    await load(page, SHORT);
-    await sleep(1000); // let VS Code pick up the edited settings file
     await selectLines(page, 1, 2);
     await palette(page, 'CopySpec: Refine Selection');
     await answer(page, 'how should the selection change', 'rename x to count');
@@ -319,7 +336,7 @@ scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves
     if (await save(page) !== SHORT) throw new Error('Reject changed the file');
     return `accepted ${JSON.stringify(accepted)}; rejected: unchanged`;
   } finally {
-    fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+    await palette(page, 'CopySpec: Toggle Preview Mode');
   }
 });
 

@@ -47,6 +47,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ['copyspec.ui.showStatus', () => controller.showStatus()],
     ['copyspec.ui.accept', () => controller.accept()],
     ['copyspec.ui.reject', () => controller.reject()],
+    ['copyspec.ui.toggleApplyMode', async () => {
+      const next = settings().get<string>('applyMode', 'stream') === 'preview' ? 'stream' : 'preview';
+      await settings().update('applyMode', next, vscode.ConfigurationTarget.Global);
+      vscode.window.setStatusBarMessage(`CopySpec: apply mode ${next}`, 3000);
+    }],
   ];
   context.subscriptions.push(
     log, statusBar, controller,
