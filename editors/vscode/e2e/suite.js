@@ -239,40 +239,6 @@ scenario('refine from the code action (Ctrl+.) asks for the instruction', async 
   return `${done}; file changed: ${text !== SHORT}`;
 });
 
-scenario('fix from a diagnostic\'s quick fix', async (page) => {
-  // VS Code's own JSON support reports the syntax error; CopySpec offers to fix it.
-  await settle(page);
-  const bad = path.join(WS, 'bad.json');
-  fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
-  await page.keyboard.press('Control+P');
-  const qi = page.locator('.quick-input-widget .quick-input-box input');
-  await qi.waitFor({ state: 'visible' });
-  await qi.fill('bad.json');
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'bad.json' }).first().waitFor();
-  await page.keyboard.press('Enter');
-  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: '"count"' }).first().waitFor();
-  await until('the JSON diagnostic', () => page.locator('.squiggly-error').count(), 60000);
-  await focusEditor(page);
-  await page.keyboard.press('Control+Home');
-  for (let i = 0; i < 2; i++) await page.keyboard.press('ArrowDown');
-  await page.keyboard.press('End');
-  await page.keyboard.press('ArrowLeft');
-  await page.keyboard.press('Control+.');
-  const menu = page.locator('.action-widget');
-  await menu.waitFor({ state: 'visible', timeout: 15000 });
-  await until('the fix action', async () => /fix this error/.test(await menu.innerText()) || null, 10000);
-  while (!/fix this error/.test(await page.locator('.action-widget .monaco-list-row.focused').innerText().catch(() => ''))) {
-    await page.keyboard.press('ArrowDown');
-  }
-  await page.keyboard.press('Enter');
-  const done = await outcome(page);
-  if (!/done|check still fails/.test(done)) throw new Error(done);
-  await clearToasts(page);
-  await palette(page, 'File: Revert File');
-  await openFile(page, 'sample.py', 'def');
-  return done;
-});
-
 scenario('cancel mid-stream (Escape) restores the original', async (page) => {
   await load(page, LONG);
   await page.keyboard.press('Control+A');
@@ -338,6 +304,42 @@ scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves
   } finally {
     await palette(page, 'CopySpec: Toggle Preview Mode');
   }
+});
+
+scenario('fix from a diagnostic\'s quick fix', async (page) => {
+  // VS Code's own JSON support reports the syntax error; CopySpec offers to fix it.
+  await settle(page);
+  const bad = path.join(WS, 'bad.json');
+  fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
+  await page.keyboard.press('Control+P');
+  const qi = page.locator('.quick-input-widget .quick-input-box input');
+  await qi.waitFor({ state: 'visible' });
+  await qi.fill('bad.json');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'bad.json' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: '"count"' }).first().waitFor();
+  await until('the JSON diagnostic', () => page.locator('.squiggly-error').count(), 60000);
+  await focusEditor(page);
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < 2; i++) await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('End');
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('Control+.');
+  const menu = page.locator('.action-widget');
+  await menu.waitFor({ state: 'visible', timeout: 15000 });
+  await until('the fix action', async () => /fix this error/.test(await menu.innerText()) || null, 10000);
+  while (!/fix this error/.test(await page.locator('.action-widget .monaco-list-row.focused').innerText().catch(() => ''))) {
+    await page.keyboard.press('ArrowDown');
+  }
+  await page.keyboard.press('Enter');
+  const done = await outcome(page);
+  if (!/done|check still fails/.test(done)) throw new Error(done);
+  await clearToasts(page);
+  await palette(page, 'File: Revert File');
+  await palette(page, 'View: Close Editor');
+  const back = await until('sample.py', async () => /def/.test(await editorText(page) || '') || null, 5000).catch(() => null);
+  if (!back) await openFile(page, 'sample.py', 'def');
+  return done;
 });
 
 scenario('the output channel is quiet (no progress bars, no library warnings)', async () => {
