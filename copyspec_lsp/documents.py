@@ -119,3 +119,10 @@ class Documents:
         document = self._open.get(region.uri)
         if document is not None and region in document.regions:
             document.regions.remove(region)
+
+
+def line_break(text: str) -> str:
+    """The document's line-break style: CRLF, CR alone, else LF."""
+    if "\r\n" in text:
+        return "\r\n"
+    return "\r" if "\r" in text and "\n" not in text else "\n"

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from copyspec_lsp.documents import Document
+from copyspec_lsp import pending
+from copyspec_lsp.documents import Document, line_break
 from copyspec_lsp.positions import to_range
 from copyspec_lsp.requests import Request
 
@@ -53,29 +54,36 @@ class BufferWriter:
         self.request = request
         self.apply = apply
         self.in_buffer: str | None = None
+        self.streamed: str | None = None
         self.last = 0.0
+        region = request.region
+        self.original = document.text[region.start : region.end]
+        self.newline = line_break(document.text)
 
     def due(self, text: str) -> float | None:
         """Seconds until held-back text may go out as a streamed edit (None: none held)."""
-        if self.apply != "stream" or not text or text == self.in_buffer:
+        if self.apply != "stream" or not text or text == self.streamed:
             return None
         return max(0.001, EDIT_INTERVAL - (time.monotonic() - self.last))
 
     async def write(self, text: str) -> None:
         """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
         waited = time.monotonic() - self.last >= EDIT_INTERVAL
-        if self.apply == "stream" and text and text != self.in_buffer and waited:
-            await self._edit(text)
+        if self.apply == "stream" and text and text != self.streamed and waited:
+            shown = pending.while_streaming(self.original, text, self.newline)
+            await self._edit(shown.text, shown.pending)
+            self.streamed = text
 
     async def finish(self, text: str) -> None:
         if self.apply != "none" and text != self.in_buffer:
             await self._edit(text)
 
-    async def _edit(self, text: str) -> None:
+    async def _edit(self, text: str, pending_at: int | None = None) -> None:
         """Make the region read `text` with the smallest change to what the client last
         reported, once the user has paused; wait until the client echoes it. An edit the
         client refuses as stale is computed again against the newer text (the region
-        followed the user's changes); only typing inside the region stops the request."""
+        followed the user's changes); only typing inside the region stops the request.
+        `text[pending_at:]` is the original's pending rest, announced before each edit."""
         request, region = self.request, self.request.region
         refusals: list[str] = []
         while len(refusals) < MAX_REFUSALS:
@@ -83,6 +91,8 @@ class BufferWriter:
             self.last = time.monotonic()
             echoed = region.echoed = asyncio.Event()
             region.expected = text
+            pending.announce(self.client, request, self.document.text, text, pending_at,
+                             self.encoding)
             try:
                 answer = await request.unless_stopped(
                     self.client.workspace_apply_edit_async(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from copyspec_lsp import prompts, regions
 from copyspec_lsp.check import CheckResult, run_check_command
-from copyspec_lsp.documents import Document, Region
+from copyspec_lsp.documents import Document, Region, line_break
 from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
@@ -303,6 +303,9 @@ class RequestRunner:
             "range": self.service.converter.unstructure(where),
             "stats": self.turns[-1].stats,
         }
+        if self.params.apply == "none":  # what a previewing client replaces on Accept
+            replaced = to_range(document.text, region.start, region.end, self.encoding)
+            result["replacedRange"] = self.service.converter.unstructure(replaced)
         if self.fix:
             result["turns"] = [turn.to_dict() for turn in self.turns]
             result["ok"] = ok
@@ -372,13 +375,6 @@ def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:
         return False
     del messages[first : first + 2]
     return True
-
-
-def line_break(text: str) -> str:
-    """The document's line-break style: CRLF, CR alone, else LF."""
-    if "\r\n" in text:
-        return "\r\n"
-    return "\r" if "\r" in text and "\n" not in text else "\n"
 
 
 def first_lone_surrogate(text: str) -> int | None:

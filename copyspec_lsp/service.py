@@ -257,7 +257,10 @@ class Service:
         only = params.context.only
         wanted = lambda kind: not only or any(kind.value.startswith(k) for k in only)  # noqa: E731
         actions = []
-        if wanted(types.CodeActionKind.RefactorRewrite):
+        # Only on a selection or when asked (Ctrl+.): else the lightbulb follows the cursor.
+        explicit = params.context.trigger_kind == types.CodeActionTriggerKind.Invoked
+        selected = params.range.start != params.range.end
+        if wanted(types.CodeActionKind.RefactorRewrite) and (explicit or selected):
             argument = {"uri": uri, "range": self.converter.unstructure(params.range)}
             command = types.Command(
                 "CopySpec: refine selection…", "copyspec.refine", arguments=[argument]

@@ -19,3 +19,8 @@ fi
 if [ -f editors/nvim/tests/run.sh ]; then
   bash editors/nvim/tests/run.sh
 fi
+# The extension in a real VS Code (code-server + headless chromium); installs its own rig
+# (apt, npm) on first use and fails loudly when it cannot.
+if [ -f editors/vscode/e2e/run.sh ]; then
+  bash editors/vscode/e2e/run.sh
+fi

@@ -98,7 +98,7 @@ function H.open(name, lines)
   local bufnr = vim.api.nvim_get_current_buf()
   H.wait(function()
     return #vim.lsp.get_clients({ bufnr = bufnr, name = 'copyspec' }) > 0
-  end, 30000, 'the server to attach')
+  end, 90000, 'the server to attach') -- importing torch takes long on a busy machine
   return bufnr
 end
 

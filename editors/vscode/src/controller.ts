@@ -6,9 +6,14 @@
 // "stream") and follows the region through didChange, cancelling when the user types inside
 // it; this class applies each of the server's workspace/applyEdit calls itself with
 // editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
-// which would make every chunk its own undo step.
+// which would make every chunk its own undo step. While it streams, the original's
+// not-yet-rewritten rest stays in the buffer below the streamed text, dimmed (StreamView);
+// cancelling puts the original back (copyspec.cancelKeepsPartial keeps the partial answer).
+// With copyspec.applyMode "preview" the answer streams into an inline diff (PreviewView)
+// and only Accept edits the buffer.
 import * as vscode from 'vscode';
-import { Change, Range, SessionStore, Stats, Status, formatStats, formatStatus, statusBarText } from './logic';
+import { Change, Range, SessionStore, Stats, Status, endOf, formatStats, formatStatus, statusBarText, trackRange } from './logic';
+import { PreviewView, StreamView } from './views';
 
 export interface Rpc {
   sendRequest<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
@@ -20,16 +25,36 @@ interface Chunk { session: string; uri: string; delta: string; text: string; sta
 interface TextEdit { range: Range; newText: string }
 interface ApplyEditParams { label?: string; edit: { changes?: Record<string, TextEdit[]>; documentChanges?: unknown[] } }
 interface ApplyEditResult { applied: boolean; failureReason?: string }
-interface JobResult { session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean }
+interface JobResult {
+  session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean;
+  /** With apply "none": the range the answer would replace. */
+  replacedRange?: Range;
+}
+interface Pending { uri: string; session: string; range: Range | null }
+/** A code action's command argument (`copyspec.refine` / `copyspec.fix`). */
+export interface ActionArgument { uri: string; range: Range; instruction?: string; diagnostics?: unknown[] }
 
 interface Job {
   uri: string;
+  editor: vscode.TextEditor;
+  preview: boolean;
   cts: vscode.CancellationTokenSource;
   progress?: vscode.Progress<{ message?: string }>;
   /** Document version right after this job's last edit: the next edit joins its undo step. */
   version?: number;
   /** What this job's last edit put into the buffer: the next edit must replace exactly that. */
   lastText?: string;
+  /** The region's text before the first edit, and where it starts: what a cancel restores. */
+  original?: string;
+  start?: vscode.Position;
+  /** `copyspec/pending` announcements, one per streamed edit, in the order the edits come. */
+  pending: (Range | null)[];
+  /** The edit being applied, if any: a cancel waits for it before restoring. */
+  applying?: Thenable<unknown>;
+  /** Preview mode: the answer so far. */
+  text?: string;
+  requested: Range;
+  verb: 'refining' | 'fixing';
 }
 
 /** The user's own cancel (quiet) and a stop decided by the server (the message says why). */
@@ -40,20 +65,71 @@ export class Controller implements vscode.Disposable {
   readonly sessions = new SessionStore();
   private readonly jobs = new Map<string, Job>();
   private readonly disposables: vscode.Disposable[] = [];
+  private readonly stream = new StreamView();
+  readonly preview = new PreviewView();
 
   constructor(private readonly rpc: Rpc, private readonly statusBar: vscode.StatusBarItem,
               private readonly log: vscode.OutputChannel) {
     this.disposables.push(
       rpc.onNotification('copyspec/chunk', (p: Chunk) => this.onChunk(p)),
+      rpc.onNotification('copyspec/pending', (p: Pending) => this.jobs.get(p.uri)?.pending.push(p.range)),
       rpc.onRequest('workspace/applyEdit', (p: ApplyEditParams) => this.applyEdit(p)),
-      vscode.workspace.onDidChangeTextDocument((e) => this.sessions.change(e.document.uri.toString(),
-        e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text })))),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        const uri = e.document.uri.toString();
+        const changes = e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text }));
+        this.sessions.change(uri, changes);
+        this.followPreview(uri, changes);
+      }),
+      this.stream, this.preview,
     );
   }
 
   dispose(): void {
     for (const job of this.jobs.values()) job.cts.cancel();
     this.disposables.forEach((d) => d.dispose());
+  }
+
+  /** The code action "refine selection…": ask for the instruction, then refine that range. */
+  async refineAction(arg: ActionArgument): Promise<void> {
+    const editor = this.editorFor(arg.uri);
+    if (!editor) return;
+    const instruction = arg.instruction ?? await vscode.window.showInputBox({
+      prompt: 'CopySpec: how should the selection change?', placeHolder: 'e.g. add type hints' });
+    if (!instruction) return;
+    await this.run(editor, 'copyspec/refine', arg.range, { instruction });
+  }
+
+  /** The quick fix "fix this error": the diagnostic travels with the request. */
+  async fixAction(arg: ActionArgument): Promise<void> {
+    const editor = this.editorFor(arg.uri);
+    if (!editor) return;
+    await this.run(editor, 'copyspec/fix', arg.range, { diagnostics: arg.diagnostics ?? [] });
+  }
+
+  /** Puts the previewed answer into the buffer: one edit, one undo step. */
+  async accept(): Promise<void> {
+    const state = this.preview.current;
+    if (!state?.done) {
+      void vscode.window.showInformationMessage('CopySpec: no finished preview to accept.');
+      return;
+    }
+    const editor = this.editorFor(state.uri);
+    if (!editor) return;
+    this.preview.clear();
+    const ok = await editor.edit((b) => b.replace(state.range, state.text), { undoStopBefore: true, undoStopAfter: true });
+    if (!ok) {
+      void vscode.window.showErrorMessage('CopySpec: the editor rejected the edit.');
+      return;
+    }
+    const start = toLsp(state.range.start);
+    if (state.session) this.sessions.set(state.uri, state.session, { start, end: endOf(start, state.text) });
+  }
+
+  reject(): void {
+    if (!this.preview.current) return;
+    const running = this.jobs.get(this.preview.current.uri);
+    if (running?.preview) running.cts.cancel();
+    this.preview.clear();
   }
 
   async refineSelection(): Promise<void> {
@@ -126,6 +202,31 @@ export class Controller implements vscode.Disposable {
     return editor;
   }
 
+  private editorFor(uri: string): vscode.TextEditor | undefined {
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri);
+    if (!editor) void vscode.window.showErrorMessage('CopySpec: the document is not open in an editor.');
+    return editor;
+  }
+
+  /** A preview follows edits around its region and is dropped when its region is edited. */
+  private followPreview(uri: string, changes: Change[]): void {
+    const state = this.preview.current;
+    if (!state || state.uri !== uri || this.jobs.has(uri) && !state.done) return;
+    let range: Range | undefined = toLsp(state.range);
+    for (const c of changes) range = range && trackRange(range, c);
+    if (!range) {
+      this.preview.clear();
+      void vscode.window.showInformationMessage('CopySpec: the previewed lines were edited; preview dropped.');
+      return;
+    }
+    state.range = toVs(range);
+  }
+
+  private setBusy(job: Job | undefined, text?: string): void {
+    void vscode.commands.executeCommand('setContext', 'copyspec.streaming', job !== undefined);
+    if (job) this.statusBar.text = `$(sync~spin) CopySpec: ${job.verb} · ${text ?? 'waiting for the model…'}`;
+  }
+
   private async run(editor: vscode.TextEditor, method: string, range: Range, extra: Record<string, unknown>): Promise<void> {
     const uri = editor.document.uri.toString();
     if (this.jobs.has(uri)) {
@@ -133,22 +234,31 @@ export class Controller implements vscode.Disposable {
       void vscode.window.showWarningMessage('CopySpec: a request is already running in this file (Cancel it first).');
       return;
     }
-    const job: Job = { uri, cts: new vscode.CancellationTokenSource() };
+    const config = vscode.workspace.getConfiguration('copyspec');
+    const preview = config.get<string>('applyMode', 'stream') === 'preview';
+    if (this.preview.current) this.preview.clear(); // a new request replaces an old preview
+    const job: Job = {
+      uri, editor, preview, cts: new vscode.CancellationTokenSource(), pending: [], requested: range,
+      verb: method === 'copyspec/fix' ? 'fixing' : 'refining',
+    };
     this.jobs.set(uri, job);
-    const title = method === 'copyspec/fix' ? 'CopySpec: fixing' : 'CopySpec: refining';
+    const verb = job.verb;
+    this.setBusy(job);
     let result: JobResult | null;
     try {
       result = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title, cancellable: true },
+        { location: vscode.ProgressLocation.Notification, title: `CopySpec: ${verb}`, cancellable: true },
         (progress, token) => {
           job.progress = progress;
           token.onCancellationRequested(() => job.cts.cancel());
-          const params = { textDocument: { uri }, range, apply: 'stream', ...extra };
+          const params = { textDocument: { uri }, range, apply: preview ? 'none' : 'stream', ...extra };
           return this.rpc.sendRequest<JobResult>(method, params, job.cts.token);
         });
     } catch (e) {
       const code = (e as { code?: number }).code;
-      if (job.cts.token.isCancellationRequested || code === REQUEST_CANCELLED) {
+      const byUser = job.cts.token.isCancellationRequested || code === REQUEST_CANCELLED;
+      await this.stopped(job, byUser);
+      if (byUser) {
         vscode.window.setStatusBarMessage('CopySpec: cancelled', 5000);
       } else if (code === SERVER_CANCELLED) { // typing inside the region, a newer request, ...
         void vscode.window.showWarningMessage(`CopySpec: ${message(e)}`);
@@ -158,9 +268,20 @@ export class Controller implements vscode.Disposable {
       return;
     } finally {
       if (this.jobs.get(uri) === job) this.jobs.delete(uri);
+      this.setBusy(undefined);
+      this.refreshStatus().catch(() => undefined);
     }
+    this.stream.clear(editor);
     if (!result || result.stats?.cancelled) { // defensive: a cancel answered without an error
+      await this.stopped(job, true);
       vscode.window.setStatusBarMessage('CopySpec: cancelled', 5000);
+      return;
+    }
+    if (preview) {
+      const replaced = result.replacedRange ?? result.range;
+      this.preview.show(editor, { uri, range: toVs(replaced), text: result.text, done: true, session: result.session },
+        editor.document.languageId);
+      this.log.appendLine(`${method} ${result.session} (preview): ${formatStats(result.stats)}`);
       return;
     }
     this.sessions.set(uri, result.session, result.range);
@@ -174,9 +295,40 @@ export class Controller implements vscode.Disposable {
     }
   }
 
+  /**
+   * After a stop: clear the decorations; the user's own cancel puts the original back unless
+   * copyspec.cancelKeepsPartial (a stop by the server, e.g. typing inside the region, keeps
+   * the buffer as it is, so nothing the user typed is lost).
+   */
+  private async stopped(job: Job, byUser: boolean): Promise<void> {
+    const editor = job.editor;
+    this.stream.clear(editor);
+    if (job.preview) {
+      this.preview.clear();
+      return;
+    }
+    await job.applying;
+    const keep = vscode.workspace.getConfiguration('copyspec').get<boolean>('cancelKeepsPartial', false);
+    if (!byUser || keep || job.original === undefined || job.lastText === undefined || !job.start) return;
+    const where = new vscode.Range(job.start, toVs({ start: toLsp(job.start), end: endOf(toLsp(job.start), job.lastText) }).end);
+    if (editor.document.getText(where) !== job.lastText) return; // changed since: leave it alone
+    const join = job.version !== undefined && editor.document.version === job.version;
+    const original = job.original;
+    await editor.edit((b) => b.replace(where, original), { undoStopBefore: !join, undoStopAfter: true });
+  }
+
   private onChunk(p: Chunk): void {
     const job = this.jobs.get(p.uri);
-    if (job && !job.cts.token.isCancellationRequested) job.progress?.report({ message: formatStats(p.stats) });
+    if (!job || job.cts.token.isCancellationRequested) return;
+    const figures = formatStats(p.stats);
+    job.progress?.report({ message: figures });
+    this.setBusy(job, figures);
+    if (job.preview) {
+      job.text = p.text;
+      const r = job.requested;
+      const lines = new vscode.Range(r.start.line, 0, Math.max(r.start.line, r.end.line), 0);
+      this.preview.show(job.editor, { uri: job.uri, range: lines, text: p.text, done: false }, job.editor.document.languageId);
+    }
   }
 
   private async applyEdit(p: ApplyEditParams): Promise<ApplyEditResult> {
@@ -191,20 +343,34 @@ export class Controller implements vscode.Disposable {
     const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === job.uri);
     if (!editor) return { applied: false, failureReason: 'the document is no longer shown in an editor' };
     const edits = entries[0][1];
+    const pending = job.pending.shift() ?? null;
     // Unversioned edits race with typing: one computed before the server saw a keystroke
     // would overwrite it. So a chunk may only replace exactly what the previous chunk wrote.
     if (job.lastText !== undefined
         && (edits.length !== 1 || editor.document.getText(toVs(edits[0].range)) !== job.lastText)) {
       return { applied: false, failureReason: 'the document changed under the streamed text' };
     }
+    if (job.original === undefined && edits.length === 1) {
+      job.original = editor.document.getText(toVs(edits[0].range));
+      job.start = toVs(edits[0].range).start;
+    }
     // Join the previous chunk's undo step unless something else changed the document since.
     const join = job.version !== undefined && editor.document.version === job.version;
-    const ok = await editor.edit((b) => {
+    const applying = editor.edit((b) => {
       for (const e of edits) b.replace(toVs(e.range), e.newText);
     }, { undoStopBefore: !join, undoStopAfter: false });
+    job.applying = applying;
+    const ok = await applying;
     if (!ok) return { applied: false, failureReason: 'the editor rejected the edit' };
     job.version = editor.document.version;
     job.lastText = edits.length === 1 ? edits[0].newText : undefined;
+    const start = edits[0].range.start;
+    if (pending) {
+      const streamedEnd = Math.max(start.line, pending.start.line - 1);
+      this.stream.show(editor, new vscode.Range(start.line, 0, streamedEnd, 0), toVs(pending));
+    } else {
+      this.stream.clear(editor);
+    }
     return { applied: true };
   }
 

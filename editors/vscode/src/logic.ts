@@ -136,3 +136,23 @@ export class SessionStore {
     this.byUri.set(uri, kept);
   }
 }
+
+/**
+ * Splits server stderr into lines to show and an unfinished tail to keep for the next call.
+ * Outside debug, progress-bar redraws (carriage returns, "…%|█") and Python warnings with
+ * their source line are dropped: the server reports real problems through its own log lines.
+ */
+export function quietStderr(data: string, debug: boolean): [string, string] {
+  const parts = data.split('\n');
+  const tail = parts.pop() ?? '';
+  if (debug) return [parts.map((l) => l + '\n').join(''), tail];
+  const shown: string[] = [];
+  let skipSource = false;
+  for (const line of parts) {
+    if (skipSource && /^\s/.test(line)) { skipSource = false; continue; }
+    skipSource = /\b\w*Warning: /.test(line);
+    if (skipSource || line.includes('\r') || /\d+%\|/.test(line) || !line.trim()) continue;
+    shown.push(line + '\n');
+  }
+  return [shown.join(''), tail];
+}

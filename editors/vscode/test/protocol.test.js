@@ -163,10 +163,84 @@ test('Cancel from the progress notification stops the stream; one undo restores 
   const text = doc.text;
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(doc.text, text, 'the buffer changed after the cancel');
-  assert.ok(doc.text.endsWith('def perimeter(w, h):\n    return 2 * (w + h)\n'), 'code after the region is intact');
+  assert.equal(doc.text, SOURCE, 'the cancel put the original back');
   assert.equal(doc.undoStack.length, 1);
   doc.undo();
   assert.equal(doc.text, SOURCE);
+});
+
+test('With cancelKeepsPartial the partial answer stays after a cancel', async (t) => {
+  const uri = 'file:///tmp/ui-keep.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 900);
+  stub.settings.cancelKeepsPartial = true;
+  t.after(() => { delete stub.settings.cancelKeepsPartial; dispose(); });
+  stub.ui.inputs.push('rewrite it');
+  s.edits.length = 0;
+  const run = controller.refineSelection();
+  await waitFor(() => s.edits.length >= 2, 60000, 'two streamed edits');
+  stub.ui.progressCancel.cancel();
+  await run;
+  assert.notEqual(doc.text, SOURCE, 'the partial answer was kept');
+  doc.undo();
+  assert.equal(doc.text, SOURCE, 'one undo still restores the original');
+});
+
+test('While streaming, the pending rest of the original is decorated below the streamed text', async (t) => {
+  const uri = 'file:///tmp/ui-pending.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 60);
+  t.after(dispose);
+  stub.ui.inputs.push('add type hints');
+  s.pending.length = 0;
+  const seen = [];
+  const listener = workspace.onDidChangeTextDocument(() => setImmediate(() => seen.push(new Map(stub.decorations))));
+  t.after(() => listener.dispose());
+  await controller.refineSelection();
+  const announced = s.pending.filter((p) => p.uri === uri && p.range);
+  assert.ok(announced.length > 0, 'the server announced pending lines');
+  const shown = seen.flatMap((m) => [...m.values()]).filter((texts) => texts.length && texts[0].includes('return w * h'));
+  assert.ok(shown.length > 0, 'the original rest was decorated while streaming');
+  assert.ok([...stub.decorations.values()].every((texts) => texts.length === 0), 'no decoration left at the end');
+});
+
+test('Preview mode: nothing reaches the buffer until Accept; Accept is one undo step', async (t) => {
+  const uri = 'file:///tmp/ui-preview.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 40);
+  stub.settings.applyMode = 'preview';
+  t.after(() => { delete stub.settings.applyMode; dispose(); });
+  stub.ui.inputs.push('add type hints');
+  s.edits.length = 0;
+  await controller.refineSelection();
+  assert.equal(lastRequest('copyspec/refine').params.apply, 'none');
+  assert.equal(s.edits.length, 0, 'no applyEdit');
+  assert.equal(doc.text, SOURCE, 'buffer untouched before Accept');
+  const state = controller.preview.current;
+  assert.ok(state && state.done, 'a finished preview');
+  assert.equal(stub.context['copyspec.previewing'], true);
+  const thread = [...stub.threads][0];
+  assert.ok(thread.comments[0].body.value.includes(state.text), 'the inline zone shows the answer');
+  await controller.accept();
+  assert.equal(doc.text, replaced(SOURCE, REGION, state.text));
+  assert.equal(controller.preview.current, undefined);
+  assert.equal(stub.threads.size, 0, 'the inline zone is gone');
+  doc.undo();
+  assert.equal(doc.text, SOURCE, 'one undo reverts the accepted answer');
+  stub.ui.inputs.push('add type hints');
+  await controller.refineSelection();
+  controller.reject();
+  assert.equal(doc.text, SOURCE, 'reject leaves the buffer');
+  assert.equal(controller.preview.current, undefined);
+});
+
+test('The refine code action asks for the instruction; the fix action carries the diagnostic', async (t) => {
+  const uri = 'file:///tmp/ui-action.py';
+  const { controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 40);
+  t.after(dispose);
+  stub.ui.inputs.push('rename w');
+  await controller.refineAction({ uri, range: REGION });
+  assert.equal(lastRequest('copyspec/refine').params.instruction, 'rename w');
+  const diagnostic = { range: REGION, message: 'bad thing', severity: 1 };
+  await controller.fixAction({ uri, range: REGION, diagnostics: [diagnostic] });
+  assert.deepEqual(lastRequest('copyspec/fix').params.diagnostics, [diagnostic]);
 });
 
 test('Typing inside the region mid-stream: the server cancels and the typing survives', async (t) => {

@@ -54,17 +54,19 @@ async function startServer() {
   conn.onNotification('$/progress', (p) => s.progress.push(p));
   conn.onNotification('window/showMessage', (p) => s.messages.push(p));
   conn.onNotification('window/logMessage', () => {});
-  const chunkListeners = new Set();
-  conn.onNotification('copyspec/chunk', (p) => { s.chunks.push(p); chunkListeners.forEach((l) => l(p)); });
+  const listeners = { 'copyspec/chunk': new Set(), 'copyspec/pending': new Set() };
+  s.pending = [];
+  conn.onNotification('copyspec/chunk', (p) => { s.chunks.push(p); listeners['copyspec/chunk'].forEach((l) => l(p)); });
+  conn.onNotification('copyspec/pending', (p) => { s.pending.push(p); listeners['copyspec/pending'].forEach((l) => l(p)); });
   conn.listen();
 
   /** What the extension's Controller gets instead of a LanguageClient; records each request. */
   s.client = {
     sendRequest: (method, params, token) => { s.sent.push({ method, params }); return conn.sendRequest(method, params, token); },
     onNotification: (method, handler) => {
-      if (method !== 'copyspec/chunk') throw new Error(`unexpected notification ${method}`);
-      chunkListeners.add(handler);
-      return { dispose: () => chunkListeners.delete(handler) };
+      if (!listeners[method]) throw new Error(`unexpected notification ${method}`);
+      listeners[method].add(handler);
+      return { dispose: () => listeners[method].delete(handler) };
     },
     onRequest: (method, handler) => {
       if (method !== 'workspace/applyEdit') throw new Error(`unexpected request handler ${method}`);

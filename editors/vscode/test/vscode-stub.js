@@ -87,6 +87,13 @@ const documents = [];
 const diagnostics = new Map();
 
 const editors = [];
+/** Settings the test sets (copyspec.<key>); unset keys give the caller's default. */
+const settings = {};
+/** Decorations per editor and type, as the last setDecorations call left them. */
+const decorations = new Map();
+/** Comment threads alive now (the preview's inline diff). */
+const threads = new Set();
+const context = {};
 
 const vscode = {
   Position, Range, Selection, Uri, WorkspaceEdit, CancellationTokenSource,
@@ -95,7 +102,26 @@ const vscode = {
   ViewColumn: { Beside: -2 },
   StatusBarAlignment: { Left: 1, Right: 2 },
   DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2, Hint: 3 },
+  ThemeColor: class { constructor(id) { this.id = id; } },
+  MarkdownString: class { constructor(value) { this.value = value; } },
+  CodeLens: class { constructor(range, command) { this.range = range; this.command = command; } },
+  CommentMode: { Editing: 0, Preview: 1 },
+  CommentThreadCollapsibleState: { Collapsed: 0, Expanded: 1 },
+  commands: {
+    executeCommand: async (id, key, value) => { if (id === 'setContext') context[key] = value; },
+  },
+  comments: {
+    createCommentController: () => ({
+      createCommentThread: (uri, range, comments) => {
+        const thread = { uri, range, comments, dispose() { threads.delete(thread); } };
+        threads.add(thread);
+        return thread;
+      },
+      dispose() {},
+    }),
+  },
   window: {
+    createTextEditorDecorationType: (options) => ({ options, dispose() {} }),
     activeTextEditor: undefined,
     visibleTextEditors: editors,
     showInputBox: async () => ui.inputs.shift(),
@@ -114,13 +140,17 @@ const vscode = {
     },
   },
   workspace: {
+    getConfiguration: () => ({ get: (key, fallback) => (key in settings ? settings[key] : fallback) }),
     onDidChangeTextDocument: changeListeners.event,
     applyEdit: async (edit) => {
       for (const { uri, range, text } of edit.edits) documents.find((d) => d.uri.toString() === uri.toString()).replace(range, text);
       return true;
     },
   },
-  languages: { getDiagnostics: (uri) => diagnostics.get(uri.toString()) ?? [] },
+  languages: {
+    getDiagnostics: (uri) => diagnostics.get(uri.toString()) ?? [],
+    registerCodeLensProvider: () => ({ dispose() {} }),
+  },
 };
 
 /** Opens `text` as the active editor with `selection` selected. */
@@ -129,6 +159,8 @@ function openEditor(uri, text, selection) {
   documents.push(document);
   const editor = {
     document, selection,
+    setDecorations: (type, ranges) => decorations.set(type, ranges.map((r) => document.getText(r.start.line === r.end.line && r.isEmpty
+      ? r : new Range(r.start.line, 0, r.end.line, document.text.split('\n')[r.end.line]?.length ?? 0)))),
     // Replacements are applied in call order (the server sends one per applyEdit).
     edit: async (build, { undoStopBefore = true } = {}) => {
       let group = undoStopBefore;
@@ -150,4 +182,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context } });

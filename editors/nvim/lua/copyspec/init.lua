@@ -4,9 +4,18 @@
 -- "stream"), so the server itself follows the region and cancels when the user types inside it.
 -- This plugin only makes the stream ONE undo step (undojoin), shows progress as virtual text
 -- from copyspec/chunk, and keeps each session's region in an extmark for follow-ups.
+-- While it streams, the original's not-yet-rewritten rest stays below the streamed text,
+-- highlighted as pending (the server says where with copyspec/pending); a cancel puts the
+-- original back unless cancel_keeps_partial. With apply_mode = 'preview' the answer streams
+-- into an inline diff (old lines red, new ones green as virtual lines) and only Accept edits.
 local M = {}
 
 local ns = vim.api.nvim_create_namespace('copyspec')
+local diff_ns = vim.api.nvim_create_namespace('copyspec_diff')
+vim.api.nvim_set_hl(0, 'CopySpecStreamed', { default = true, link = 'DiffAdd' })
+vim.api.nvim_set_hl(0, 'CopySpecPending', { default = true, link = 'DiffDelete' })
+vim.api.nvim_set_hl(0, 'CopySpecRemoved', { default = true, link = 'DiffDelete' })
+vim.api.nvim_set_hl(0, 'CopySpecAdded', { default = true, link = 'DiffAdd' })
 local REQUEST_CANCELLED = -32800 -- the user's own cancel
 local SERVER_CANCELLED = -32802 -- the server stopped it; the message says why
 
@@ -17,6 +26,12 @@ M.config = {
   filetypes = nil, -- nil: every filetype
   root_markers = { '.git', 'pyproject.toml', 'package.json' },
   max_new_tokens = nil, -- per request; nil: the server's default
+  apply_mode = 'stream', -- 'stream': into the buffer; 'preview': inline diff, Accept/Reject
+  cancel_keeps_partial = false, -- on cancel keep the partial answer instead of the original
+  preview_keys = { accept = 'ga', reject = '<Esc>' }, -- buffer-local while a preview is shown
+  -- Keeps Hugging Face libraries from drawing progress bars or warning into lsp.log.
+  cmd_env = { HF_HUB_DISABLE_PROGRESS_BARS = '1', TRANSFORMERS_VERBOSITY = 'error', TQDM_DISABLE = '1',
+    PYTHONWARNINGS = 'ignore::FutureWarning' },
   keymaps = {
     refine = '<leader>cr', -- normal: enclosing function; visual: the selected lines
     fix = '<leader>cf',
@@ -96,12 +111,40 @@ local function remember_session(bufnr, session, range, enc)
   }
 end
 
+-- Puts the original back after the user's cancel (one undo step with the stream).
+local function restore(bufnr, job)
+  if M.config.cancel_keeps_partial or not job.original or not job.last_text then
+    return
+  end
+  local lines = vim.split(job.last_text, '\n', { plain = true })
+  local erow = job.srow + #lines - 1
+  local ecol = (#lines == 1 and job.scol or 0) + #lines[#lines]
+  local ok, now = pcall(vim.api.nvim_buf_get_text, bufnr, job.srow, job.scol, erow, ecol, {})
+  if not ok or table.concat(now, '\n') ~= job.last_text then
+    return -- changed since the last chunk: leave the user's text alone
+  end
+  vim.api.nvim_buf_call(bufnr, function()
+    if job.changenr == vim.fn.changenr() then
+      pcall(vim.cmd.undojoin)
+    end
+    vim.api.nvim_buf_set_text(bufnr, job.srow, job.scol, erow, ecol, vim.split(job.original, '\n', { plain = true }))
+  end)
+end
+
+local preview_show
+
 local function finish(bufnr, job, err, result, enc)
   if M.jobs[bufnr] == job then
     M.jobs[bufnr] = nil
   end
   if job.mark then
     pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, job.mark)
+  end
+  vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
+  if job.preview and (err or not result) then
+    M.previews[bufnr] = nil
+  elseif not job.preview and (job.cancelled or (err and err.code == REQUEST_CANCELLED)) then
+    restore(bufnr, job)
   end
   -- For statuslines and scripts: `User CopySpecDone` with data = { buf, err, result }.
   vim.api.nvim_exec_autocmds('User', { pattern = 'CopySpecDone', data = { buf = bufnr, err = err, result = result } })
@@ -116,6 +159,15 @@ local function finish(bufnr, job, err, result, enc)
       notify(err.message or vim.inspect(err), vim.log.levels.ERROR)
     end
     return
+  end
+  if job.preview then
+    local r = result.replacedRange or result.range
+    local srow, scol = to_byte(bufnr, r.start, enc)
+    local erow, ecol = to_byte(bufnr, r['end'], enc)
+    preview_show(bufnr, { srow = srow, scol = scol, erow = erow, ecol = ecol, text = result.text, done = true,
+      session = result.session })
+    return notify('preview ready: ' .. M.config.preview_keys.accept .. ' accepts, '
+      .. M.config.preview_keys.reject .. ' rejects (:CopySpecAccept / :CopySpecReject)')
   end
   remember_session(bufnr, result.session, result.range, enc)
   local summary = M.format_stats(result.stats)
@@ -135,13 +187,18 @@ function M.start(bufnr, method, range, extra)
     -- Edits carry no request id, so two requests in one buffer could not be told apart.
     return notify('a request is already running in this buffer (:CopySpecCancel first)', vim.log.levels.WARN)
   end
+  local preview = M.config.apply_mode == 'preview'
+  if M.previews[bufnr] then
+    M.reject(bufnr) -- a new request replaces the old preview
+  end
   local params = vim.tbl_extend('force', {
     textDocument = { uri = vim.uri_from_bufnr(bufnr) },
     range = range,
-    apply = 'stream',
+    apply = preview and 'none' or 'stream',
     maxNewTokens = M.config.max_new_tokens,
   }, extra)
-  local job = { client_id = client.id, row = range.start.line }
+  local job = { client_id = client.id, row = range.start.line, pending = {}, preview = preview,
+    requested = { range.start.line, range['end'].line } }
   local ok, id = client:request(method, params, function(err, result)
     finish(bufnr, job, err, result, client.offset_encoding)
   end, bufnr)
@@ -304,6 +361,35 @@ local function on_chunk(_, params, ctx)
     return
   end
   show_progress(bufnr, job, M.format_stats(params.stats))
+  if job.preview then
+    local last = job.requested[2]
+    preview_show(bufnr, { srow = job.requested[1], scol = 0, erow = last, ecol = #line_text(bufnr, last),
+      text = params.text, done = false })
+  end
+end
+
+-- copyspec/pending: where the original's pending rest will be after the next streamed edit.
+local function on_pending(_, params, ctx)
+  local job = M.jobs[vim.uri_to_bufnr(params.uri)]
+  if job and job.client_id == ctx.client_id then
+    table.insert(job.pending, params.range or vim.NIL)
+  end
+end
+
+-- Highlights the streamed lines and the pending ones after a streamed edit.
+local function show_stream(bufnr, start_row, pending, enc)
+  vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
+  if pending == vim.NIL or not pending then
+    return
+  end
+  local prow = to_byte(bufnr, pending.start, enc)
+  local erow = to_byte(bufnr, pending['end'], enc)
+  for row = start_row, prow - 1 do
+    vim.api.nvim_buf_set_extmark(bufnr, diff_ns, row, 0, { line_hl_group = 'CopySpecStreamed' })
+  end
+  for row = prow, erow do
+    vim.api.nvim_buf_set_extmark(bufnr, diff_ns, row, 0, { line_hl_group = 'CopySpecPending' })
+  end
 end
 
 -- The text an LSP range covers now, with LF line breaks.
@@ -332,6 +418,11 @@ local function on_apply_edit(err, params, ctx)
   if job.last_text and (#edits ~= 1 or text_in(bufnr, edits[1].range, enc) ~= job.last_text) then
     return { applied = false, failureReason = 'the buffer changed under the streamed text' }
   end
+  local pending = table.remove(job.pending, 1)
+  if not job.original and #edits == 1 then
+    job.original = text_in(bufnr, edits[1].range, enc)
+    job.srow, job.scol = to_byte(bufnr, edits[1].range.start, enc)
+  end
   local result
   vim.api.nvim_buf_call(bufnr, function()
     if job.changenr == vim.fn.changenr() then
@@ -344,6 +435,7 @@ local function on_apply_edit(err, params, ctx)
   end)
   if result.applied then
     job.last_text = #edits == 1 and edits[1].newText:gsub('\r\n', '\n') or nil
+    show_stream(bufnr, edits[1].range.start.line, pending, enc)
   end
   return result
 end
@@ -369,6 +461,97 @@ local function on_request_event(ev)
   end
 end
 
+--- Shown previews per buffer: { mark (extmark over the replaced text), text, done, session }.
+M.previews = {}
+
+-- The inline diff: the replaced lines red, the answer green as virtual lines below them.
+preview_show = function(bufnr, p)
+  local old = M.previews[bufnr]
+  vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
+  p.mark = vim.api.nvim_buf_set_extmark(bufnr, ns, p.srow, p.scol, {
+    id = old and old.mark, end_row = p.erow, end_col = p.ecol, right_gravity = false, end_right_gravity = true,
+  })
+  for row = p.srow, p.erow do
+    vim.api.nvim_buf_set_extmark(bufnr, diff_ns, row, 0, { line_hl_group = 'CopySpecRemoved' })
+  end
+  local virt = {}
+  for _, line in ipairs(vim.split(p.text, '\n', { plain = true })) do
+    virt[#virt + 1] = { { line, 'CopySpecAdded' } }
+  end
+  local keys = M.config.preview_keys
+  virt[#virt + 1] = { { p.done and ('CopySpec: %s accept · %s reject'):format(keys.accept, keys.reject)
+    or 'CopySpec: streaming the preview…', 'Comment' } }
+  vim.api.nvim_buf_set_extmark(bufnr, diff_ns, p.erow, 0, { virt_lines = virt })
+  M.previews[bufnr] = p
+  if p.done and not (old and old.done) then
+    vim.keymap.set('n', keys.accept, function() M.accept(bufnr) end, { buffer = bufnr, desc = 'CopySpec: accept' })
+    vim.keymap.set('n', keys.reject, function() M.reject(bufnr) end, { buffer = bufnr, desc = 'CopySpec: reject' })
+  end
+end
+
+local function preview_close(bufnr)
+  local p = M.previews[bufnr]
+  M.previews[bufnr] = nil
+  vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
+  if p and p.done then
+    pcall(vim.keymap.del, 'n', M.config.preview_keys.accept, { buffer = bufnr })
+    pcall(vim.keymap.del, 'n', M.config.preview_keys.reject, { buffer = bufnr })
+  end
+  return p
+end
+
+--- :CopySpecAccept: puts the previewed answer into the buffer (one undo step).
+function M.accept(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local p = M.previews[bufnr]
+  if not p or not p.done then
+    return notify('no finished preview to accept', vim.log.levels.WARN)
+  end
+  preview_close(bufnr)
+  local m = vim.api.nvim_buf_get_extmark_by_id(bufnr, ns, p.mark, { details = true })
+  vim.api.nvim_buf_del_extmark(bufnr, ns, p.mark)
+  local lines = vim.split(p.text, '\n', { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, m[1], m[2], m[3].end_row, m[3].end_col, lines)
+  local client = get_client(bufnr)
+  if client and p.session then
+    local enc = client.offset_encoding
+    local last = m[1] + #lines - 1
+    remember_session(bufnr, p.session, { start = to_lsp(bufnr, m[1], m[2], enc),
+      ['end'] = to_lsp(bufnr, last, (#lines == 1 and m[2] or 0) + #lines[#lines], enc) }, enc)
+  end
+end
+
+--- :CopySpecReject: drops the preview (and stops it if it is still streaming).
+function M.reject(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local p = preview_close(bufnr)
+  if p and p.mark then
+    pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, p.mark)
+  end
+  local job = M.jobs[bufnr]
+  if job and job.preview then
+    M.cancel(bufnr)
+  end
+end
+
+-- Code actions name the server's commands: the refine one asks for the instruction here,
+-- and both run as requests (cancellable, streamed, one undo step) instead of commands.
+local function action_handler(method)
+  return function(command, ctx)
+    local arg = command.arguments and command.arguments[1]
+    if not arg then
+      return
+    end
+    local bufnr = ctx.bufnr or vim.uri_to_bufnr(arg.uri)
+    if method == 'copyspec/fix' then
+      return M.start(bufnr, method, arg.range, { diagnostics = arg.diagnostics or {} })
+    end
+    with_instruction(arg.instruction, 'CopySpec refine: ', function(instruction)
+      M.start(bufnr, method, arg.range, { instruction = instruction })
+    end)
+  end
+end
+
 local function command(name, fn, opts)
   vim.api.nvim_create_user_command(name, fn, vim.tbl_extend('force', { desc = 'CopySpec' }, opts or {}))
 end
@@ -382,7 +565,9 @@ function M.setup(opts)
     root_markers = cfg.root_markers,
     -- An empty Lua table would be sent as a JSON array.
     init_options = next(cfg.init_options) and cfg.init_options or vim.empty_dict(),
-    handlers = { ['copyspec/chunk'] = on_chunk, ['workspace/applyEdit'] = on_apply_edit },
+    cmd_env = cfg.cmd_env,
+    handlers = { ['copyspec/chunk'] = on_chunk, ['copyspec/pending'] = on_pending,
+      ['workspace/applyEdit'] = on_apply_edit },
     -- The server sends the next chunk once didChange reports the previous one: don't delay it.
     flags = { debounce_text_changes = 0 },
   })
@@ -399,6 +584,14 @@ function M.setup(opts)
     M.cancel()
   end)
   command('CopySpecStatus', M.status)
+  command('CopySpecAccept', function()
+    M.accept()
+  end)
+  command('CopySpecReject', function()
+    M.reject()
+  end)
+  vim.lsp.commands['copyspec.refine'] = action_handler('copyspec/refine')
+  vim.lsp.commands['copyspec.fix'] = action_handler('copyspec/fix')
 
   local keys = cfg.keymaps
   if keys then

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The real-VS-Code end-to-end suite: builds and packages the extension, starts code-server
+# (VS Code 1.100.3) on 127.0.0.1 with a throwaway profile and workspace, drives it with
+# headless chromium (suite.js) against the real copyspec-lsp and its built-in model, and stops
+# everything it started by process group. Exit 0 = every scenario passed.
+#   bash editors/vscode/e2e/run.sh [--update-images]   (--update-images: refresh docs/images/)
+# Screenshots go to $E2E_ARTIFACTS (default: the temp dir, printed); failures add error shots.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+CACHE=${COPYSPEC_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/copyspec-vscode-e2e}
+T0=$(date +%s)
+step() { echo "=== e2e [$(( $(date +%s) - T0 ))s] $*"; }
+
+bash "$HERE/install.sh" || { echo "e2e FAILED: the real-VS-Code rig could not be installed (see above)" >&2; exit 1; }
+PYTHON=$(command -v python || command -v python3) || { echo "e2e FAILED: no python on PATH" >&2; exit 1; }
+"$PYTHON" -c "import copyspec_lsp" 2>/dev/null || [ -d "$REPO/copyspec_lsp" ] || { echo "e2e FAILED: copyspec_lsp not importable" >&2; exit 1; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e.XXXXXX")
+ART=${E2E_ARTIFACTS:-${TMPDIR:-/tmp}/copyspec-e2e-shots}  # kept: screenshots of a failure
+mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg} "$ART"
+PGID=""
+cleanup() {
+  if [ -n "$PGID" ]; then
+    kill -TERM -- -"$PGID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      [ -z "$(ps -eo pgid= | awk -v g="$PGID" '$1==g')" ] && break
+      sleep 0.2
+    done
+    kill -KILL -- -"$PGID" 2>/dev/null || true
+  fi
+  [ -n "${E2E_KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+step "build and package the extension"
+(cd "$REPO/editors/vscode" && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; } && npm run -s build)
+(cd "$REPO/editors/vscode" && "$CACHE/driver/node_modules/.bin/vsce" package --allow-missing-repository \
+  --skip-license -o "$TMP/copyspec.vsix" >/dev/null)
+
+# The server from this checkout (PYTHONPATH first), whatever an editable install points at.
+cat > "$TMP/bin/copyspec-lsp" <<SH
+#!/bin/sh
+export PYTHONPATH="$REPO\${PYTHONPATH:+:\$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec "$PYTHON" -m copyspec_lsp "\$@"
+SH
+chmod +x "$TMP/bin/copyspec-lsp"
+PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'bind-addr: 127.0.0.1:%s\nauth: none\ncert: false\n' "$PORT" > "$TMP/cs-config.yaml"
+# Default log level on purpose: the suite checks that the output channel stays quiet.
+cat > "$TMP/data/User/settings.json" <<JSON
+{
+  "copyspec.server.path": "$TMP/bin/copyspec-lsp",
+  "copyspec.threads": 1,
+  "copyspec.maxNewTokens": 160,
+  "copyspec.server.args": ["--log-file", "$TMP/logs/server.log"],
+  "security.workspace.trust.enabled": false,
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "workbench.enableExperiments": false,
+  "telemetry.telemetryLevel": "off",
+  "extensions.autoUpdate": false,
+  "extensions.autoCheckUpdates": false,
+  "extensions.ignoreRecommendations": true,
+  "update.mode": "none",
+  "editor.minimap.enabled": false,
+  "files.autoSave": "off",
+  "files.hotExit": "off",
+  "chat.commandCenter.enabled": false,
+  "window.commandCenter": false
+}
+JSON
+CS=("$CACHE/cs/node_modules/.bin/code-server" --config "$TMP/cs-config.yaml" --user-data-dir "$TMP/data"
+    --extensions-dir "$TMP/exts")
+export XDG_CONFIG_HOME=$TMP/xdg XDG_DATA_HOME=$TMP/xdg
+step "install the extension into the temp profile"
+"${CS[@]}" --install-extension "$TMP/copyspec.vsix" --force >/dev/null
+
+step "start code-server on 127.0.0.1:$PORT"
+setsid "${CS[@]}" --disable-telemetry --disable-update-check --disable-workspace-trust \
+  --disable-getting-started-override "$TMP/ws" > "$TMP/logs/code-server.out" 2>&1 &
+PGID=$!  # setsid: code-server leads its own process group; the server and chromium join ours
+for _ in $(seq 1 150); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break
+  sleep 0.2
+done
+curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || { cat "$TMP/logs/code-server.out"; echo "e2e FAILED: code-server did not start" >&2; exit 1; }
+
+step "drive it (suite.js)"
+RC=0
+E2E_URL="http://127.0.0.1:$PORT/" E2E_WS="$TMP/ws" E2E_SHOTS="$ART" E2E_DATA="$TMP/data" \
+  PLAYWRIGHT_CORE="$CACHE/driver/node_modules/playwright-core" \
+  node "$HERE/suite.js" || RC=$?
+if [ "$RC" != 0 ]; then
+  echo "--- extension host errors:"
+  grep -hiE '\[error\]' "$TMP"/data/logs/*/exthost*/remoteexthost.log 2>/dev/null | tail -20 || true
+  echo "--- CopySpec output channel:"
+  cat "$TMP"/data/logs/*/exthost*/output_logging_*/*CopySpec.log 2>/dev/null | tail -40 || true
+  echo "--- server log:"
+  tail -30 "$TMP/logs/server.log" 2>/dev/null || true
+  echo "e2e FAILED (screenshots in $ART)" >&2
+elif [ "${1:-}" = "--update-images" ]; then
+  cp "$ART/streaming-diff.png" "$ART/preview.png" "$REPO/docs/images/"
+  step "docs/images updated"
+fi
+step "done (exit $RC)"
+exit "$RC"

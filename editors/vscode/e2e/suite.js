@@ -1,0 +1,406 @@
+// The extension in a real VS Code (code-server, started by run.sh), driven through headless
+// Debian chromium with playwright-core, against the real copyspec-lsp and its built-in model.
+// Each scenario acts as a user would (palette, Ctrl+., keys, typing) and checks what the
+// editor shows and what lands on disk. Exit 0 = all passed; a failure saves a screenshot.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { chromium } = require(process.env.PLAYWRIGHT_CORE);
+
+const WS = process.env.E2E_WS;
+const SHOTS = process.env.E2E_SHOTS;
+const DATA = process.env.E2E_DATA;
+const URL = process.env.E2E_URL + '?folder=' + encodeURIComponent(WS);
+const FILE = path.join(WS, 'sample.py');
+const SHORT = 'def count_items(items):\n    x = 0\n    x += len(items)\n    return x\n';
+const LONG = 'def total(items):\n' + Array.from({ length: 12 }, (_, i) => `    x${i} = len(items) + ${i}\n`).join('')
+  + '    return x0 + x1 + x2\n';
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `pred` until it returns something truthy; throws after `ms` naming `what`. */
+async function until(what, pred, ms = 30000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await pred();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const editorText = (page) => page.evaluate(() => {
+  const ed = document.querySelector('.editor-instance .monaco-editor .view-lines');
+  return ed && [...ed.querySelectorAll('.view-line')]
+    .map((l) => [parseFloat(l.style.top), l.innerText.replace(/\u00a0/g, ' ')])
+    .sort((a, b) => a[0] - b[0]).map((x) => x[1]).join('\n');
+});
+const statusItems = (page) => page.evaluate(() => [...document.querySelectorAll('.statusbar-item')]
+  .map((e) => e.innerText.trim()).filter((s) => s.includes('CopySpec')));
+const toasts = (page) => page.evaluate(() => [...document.querySelectorAll('.notification-toast')]
+  .map((e) => e.innerText.replace(/\s+/g, ' ').trim()).filter(Boolean));
+/** The CopySpec code lenses' titles. */
+const lenses = (page) => page.evaluate(() => [...document.querySelectorAll('.codelens-decoration a, .codelens-decoration span')]
+  .map((e) => e.innerText.trim()).filter(Boolean));
+const commentZone = (page) => page.evaluate(() => {
+  const z = document.querySelector('.review-widget .comment-body');
+  return z ? z.innerText.replace(/\u00a0/g, ' ') : null;
+});
+
+async function palette(page, command) {
+  await page.keyboard.press('Control+Shift+P');
+  const input = page.locator('.quick-input-widget .quick-input-box input');
+  await input.waitFor({ state: 'visible', timeout: 15000 });
+  await input.fill('>' + command);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: command }).first().waitFor({ timeout: 15000 });
+  await page.keyboard.press('Enter');
+}
+
+async function answer(page, prompt, text) {
+  const box = page.locator('.quick-input-widget .quick-input-box input');
+  await page.locator('.quick-input-widget', { hasText: prompt }).waitFor({ state: 'visible', timeout: 15000 });
+  await box.fill(text);
+  await page.keyboard.press('Enter');
+}
+
+async function focusEditor(page) {
+  await page.locator('.editor-instance .monaco-editor .overflow-guard').first().click({ position: { x: 300, y: 10 } });
+}
+
+/** Puts `text` on disk and into the editor (File: Revert File), cursor at the top; first
+ * lets the last request's "done"/"cancelled" status message expire, so it is not mistaken
+ * for the next one's outcome. */
+async function load(page, text) {
+  await settle(page);
+  fs.writeFileSync(FILE, text);
+  await focusEditor(page);
+  await palette(page, 'File: Revert File');
+  const first = text.split('\n')[0];
+  await until('the file to reload', async () => (await editorText(page) || '').trimEnd() === text.trimEnd() || null);
+  await focusEditor(page);
+  await page.keyboard.press('Control+Home');
+  return first;
+}
+
+async function openFile(page, name, marker) {
+  await page.keyboard.press('Control+P');
+  const qi = page.locator('.quick-input-widget .quick-input-box input');
+  await qi.waitFor({ state: 'visible', timeout: 60000 });
+  await qi.fill(name);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 60000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: marker }).first().waitFor({ timeout: 30000 });
+}
+
+async function settle(page) {
+  await until('the last outcome to expire', async () => !(await statusItems(page))
+    .some((s) => /CopySpec: (done|cancelled)/.test(s)) || null, 15000);
+}
+
+async function selectLines(page, from, to) {
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < from; i++) await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Home');
+  await page.keyboard.press('Home');
+  for (let i = from; i < to; i++) await page.keyboard.press('Shift+ArrowDown');
+  await page.keyboard.press('Shift+End');
+}
+
+async function save(page) {
+  const before = fs.statSync(FILE).mtimeMs;
+  await page.keyboard.press('Control+S');
+  await until('the save', async () => fs.statSync(FILE).mtimeMs !== before || null, 10000).catch(() => null);
+  return fs.readFileSync(FILE, 'utf8');
+}
+
+/** The CopySpec outcome: the status-bar message or a toast, once nothing is running. */
+async function outcome(page, ms = 180000) {
+  return until('the request to end', async () => {
+    const sb = (await statusItems(page)).find((s) => /CopySpec: (done|cancelled)/.test(s));
+    const t = (await toasts(page)).find((x) => /CopySpec/.test(x) && !/refining|fixing/.test(x));
+    const busy = (await statusItems(page)).some((s) => /CopySpec: (refining|fixing)/.test(s));
+    return !busy && (sb || t);
+  }, ms);
+}
+
+async function clearToasts(page) {
+  await palette(page, 'Notifications: Clear All Notifications');
+  await until('toasts gone', async () => (await toasts(page)).length === 0 || null, 5000).catch(() => null);
+}
+
+/** Records every distinct text of the editor from now on (a MutationObserver in the page). */
+async function recordStates(page) {
+  await page.evaluate(() => {
+    const ed = document.querySelector('.editor-instance .monaco-editor .view-lines');
+    const read = () => [...ed.querySelectorAll('.view-line')]
+      .map((l) => [parseFloat(l.style.top), l.innerText.replace(/\u00a0/g, ' ')])
+      .sort((a, b) => a[0] - b[0]).map((x) => x[1]).join('\n');
+    window.__states = [read()];
+    window.__observer?.disconnect();
+    window.__observer = new MutationObserver(() => {
+      const t = read();
+      if (t !== window.__states[window.__states.length - 1]) window.__states.push(t);
+    });
+    window.__observer.observe(ed, { subtree: true, childList: true, characterData: true });
+  });
+}
+const states = (page) => page.evaluate(() => window.__states);
+
+const scenarios = [];
+const scenario = (name, fn) => scenarios.push({ name, fn });
+
+scenario('status command', async (page) => {
+  await palette(page, 'CopySpec: Show Status');
+  const text = await until('the status in the output panel', () => page.evaluate(() => {
+    const p = document.querySelector('.part.panel');
+    const t = p && p.innerText.replace(/\u00a0/g, ' ');
+    return t && /server \d/.test(t) && /: ready/.test(t) ? t : null;
+  }), 15000);
+  await palette(page, 'View: Toggle Panel Visibility');
+  return text.split('\n').filter((l) => /^(server|model) /.test(l)).join(' | ');
+});
+
+scenario('refine from the palette: streaming diff, exact result, one undo', async (page) => {
+  await load(page, LONG);
+  await page.keyboard.press('Control+A');
+  await recordStates(page);
+  await palette(page, 'CopySpec: Refine Selection');
+  await answer(page, 'how should the selection change', 'rename x0 to first');
+  // Mid-stream: new text above, the original's rest (its last line) still below it, dimmed.
+  const lastLine = LONG.trimEnd().split('\n').pop();
+  const mid = await until('a streamed state with the original rest in view', async () => {
+    const t = await editorText(page);
+    return t && t.trimEnd() !== LONG.trimEnd() && t.includes(lastLine) && t.split('\n').length > 3 ? t : null;
+  }, 120000);
+  await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
+  const status = (await statusItems(page)).join(' ');
+  const done = await outcome(page);
+  if (!/done/.test(done)) throw new Error('outcome: ' + done);
+  const seen = await states(page);
+  const disk = await save(page);
+  const dom = await editorText(page);
+  if (dom.trimEnd() !== disk.trimEnd()) throw new Error('editor and disk differ');
+  if (disk === LONG) throw new Error('the model returned the text unchanged: undo proves nothing');
+  const withRest = seen.filter((t) => t !== seen[0] && t.includes(lastLine));
+  await focusEditor(page);
+  await page.keyboard.press('Control+Z');
+  const undone = await save(page);
+  if (undone !== LONG) throw new Error('one undo did not restore the original: ' + JSON.stringify(undone));
+  if (!/refining|tok\/s/.test(status)) throw new Error('status item did not follow the request: ' + status);
+  return `${done}; ${seen.length} states, ${withRest.length} with the original's rest in view; status mid-stream "${status}"; first mid state has ${mid.split('\n').length} lines`;
+});
+
+scenario('follow-up turn', async (page) => {
+  await load(page, SHORT);
+  await selectLines(page, 1, 2);
+  await palette(page, 'CopySpec: Refine Selection');
+  await answer(page, 'how should the selection change', 'rename x to count');
+  const first = await outcome(page);
+  await clearToasts(page);
+  await until('the done message to expire', async () => !(await statusItems(page)).some((s) => /done/.test(s)) || null, 15000);
+  const afterFirst = await save(page);
+  await focusEditor(page);
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('End');
+  await palette(page, 'CopySpec: Follow-up');
+  await answer(page, 'follow-up', 'also add a comment');
+  const second = await outcome(page);
+  if (!/done/.test(first) || !/done/.test(second)) throw new Error(`turns: ${first} / ${second}`);
+  const text = await save(page);
+  return `turn 1: ${first}; turn 2: ${second}; changed by turn 2: ${text !== afterFirst}`;
+});
+
+scenario('refine from the code action (Ctrl+.) asks for the instruction', async (page) => {
+  await load(page, SHORT);
+  await selectLines(page, 1, 2);
+  const menu = page.locator('.action-widget');
+  // On a loaded machine the first menu can open before the server's answer is in: ask again.
+  for (let attempt = 1; ; attempt++) {
+    await sleep(500);
+    await page.keyboard.press(attempt % 2 ? 'Control+.' : 'Control+Shift+R'); // Quick Fix…, Refactor…
+    const text = await menu.waitFor({ state: 'visible', timeout: 15000 }).then(() => menu.innerText()).catch(() => '');
+    if (/refine selection/.test(text)) break;
+    if (attempt === 4) throw new Error('no "refine selection" in the code action menu: ' + JSON.stringify(text));
+    await page.keyboard.press('Escape');
+  }
+  while (!/refine selection/.test(await page.locator('.action-widget .monaco-list-row.focused').innerText().catch(() => ''))) {
+    await page.keyboard.press('ArrowDown');
+  }
+  await page.keyboard.press('Enter');
+  await answer(page, 'how should the selection change', 'rename x to count');
+  const done = await outcome(page);
+  if (!/done/.test(done)) throw new Error(done);
+  const text = await save(page);
+  await focusEditor(page);
+  await page.keyboard.press('Control+Z');
+  if (await save(page) !== SHORT) throw new Error('undo did not restore');
+  return `${done}; file changed: ${text !== SHORT}`;
+});
+
+scenario('cancel mid-stream (Escape) restores the original', async (page) => {
+  await load(page, LONG);
+  await page.keyboard.press('Control+A');
+  await palette(page, 'CopySpec: Refine Selection');
+  await answer(page, 'how should the selection change', 'add a comment to every line');
+  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
+  await page.keyboard.press('Escape');
+  const done = await until('the cancel', async () => (await statusItems(page)).find((s) => /CopySpec: cancelled/.test(s)), 30000);
+  if (!/cancelled/.test(done)) throw new Error('outcome: ' + done);
+  const text = await save(page);
+  if (text !== LONG) throw new Error('not restored: ' + JSON.stringify(text));
+  return `${done}; the original is back without an undo`;
+});
+
+scenario('typing inside the region while it streams stops it and keeps the typing', async (page) => {
+  await load(page, LONG);
+  await page.keyboard.press('Control+A');
+  await palette(page, 'CopySpec: Refine Selection');
+  await answer(page, 'how should the selection change', 'add a comment to every line');
+  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
+  // Type at the end of the region's second line (keys, not a click: the stream is fast).
+  for (const k of ['Control+Home', 'ArrowDown', 'End']) await page.keyboard.press(k);
+  await page.keyboard.type(' # mine');
+  const done = await until('the stop', async () => (await toasts(page)).find((t) => /CopySpec/.test(t) && /edited|changed|apply/.test(t)), 60000);
+  const text = await save(page);
+  if (!text.includes('# mine')) throw new Error('the typing was lost: ' + JSON.stringify(text));
+  await clearToasts(page);
+  return done;
+});
+
+scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves it', async (page) => {
+  await load(page, SHORT);
+  await palette(page, 'CopySpec: Toggle Preview Mode');
+  await until('preview mode', async () => (await statusItems(page)).some((s) => /apply mode preview/.test(s)) || null, 15000);
+  try {
+    await selectLines(page, 1, 2);
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'rename x to count');
+    await until('the Accept lens', async () => (await lenses(page)).some((l) => /Accept/.test(l)) || null, 180000);
+    const zone = await until('the inline diff', () => commentZone(page), 10000);
+    await page.screenshot({ path: path.join(SHOTS, 'preview.png') });
+    if ((await editorText(page)).trimEnd() !== SHORT.trimEnd()) throw new Error('the buffer changed before Accept');
+    await focusEditor(page);
+    await page.keyboard.press('Control+Enter');
+    await until('the lenses to go', async () => !(await lenses(page)).some((l) => /Accept/.test(l)) || null, 10000);
+    const accepted = await save(page);
+    if (accepted === SHORT) throw new Error('Accept did not change the file');
+    if (!accepted.includes(zone.trim().split('\n')[0].trim())) throw new Error('Accept put something else in: ' + JSON.stringify(accepted));
+    await focusEditor(page);
+    await page.keyboard.press('Control+Z');
+    if (await save(page) !== SHORT) throw new Error('one undo did not restore the original after Accept');
+    // Reject: the same again, then Escape.
+    await selectLines(page, 1, 2);
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'rename x to count');
+    await until('the Reject lens', async () => (await lenses(page)).some((l) => /Reject/.test(l)) || null, 180000);
+    await focusEditor(page);
+    await page.keyboard.press('Escape');
+    await until('the preview to go', async () => !(await commentZone(page)) || null, 10000);
+    if (await save(page) !== SHORT) throw new Error('Reject changed the file');
+    return `accepted ${JSON.stringify(accepted)}; rejected: unchanged`;
+  } finally {
+    await palette(page, 'CopySpec: Toggle Preview Mode');
+  }
+});
+
+scenario('fix from a diagnostic\'s quick fix', async (page) => {
+  // VS Code's own JSON support reports the syntax error; CopySpec offers to fix it.
+  await settle(page);
+  const bad = path.join(WS, 'bad.json');
+  fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
+  await page.keyboard.press('Control+P');
+  const qi = page.locator('.quick-input-widget .quick-input-box input');
+  await qi.waitFor({ state: 'visible' });
+  await qi.fill('bad.json');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'bad.json' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: '"count"' }).first().waitFor();
+  await until('the JSON diagnostic', () => page.locator('.squiggly-error').count(), 60000);
+  await focusEditor(page);
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < 2; i++) await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('End');
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('Control+.');
+  const menu = page.locator('.action-widget');
+  await menu.waitFor({ state: 'visible', timeout: 15000 });
+  await until('the fix action', async () => /fix this error/.test(await menu.innerText()) || null, 10000);
+  while (!/fix this error/.test(await page.locator('.action-widget .monaco-list-row.focused').innerText().catch(() => ''))) {
+    await page.keyboard.press('ArrowDown');
+  }
+  await page.keyboard.press('Enter');
+  const done = await outcome(page);
+  if (!/done|check still fails/.test(done)) throw new Error(done);
+  await clearToasts(page);
+  await palette(page, 'File: Revert File');
+  await palette(page, 'View: Close Editor');
+  const back = await until('sample.py', async () => /def/.test(await editorText(page) || '') || null, 5000).catch(() => null);
+  if (!back) await openFile(page, 'sample.py', 'def');
+  return done;
+});
+
+scenario('the output channel is quiet (no progress bars, no library warnings)', async () => {
+  const dir = path.join(DATA, 'logs');
+  const files = [];
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) walk(p); else if (/CopySpec\.log$/.test(e.name)) files.push(p);
+  });
+  walk(dir);
+  if (!files.length) throw new Error('no CopySpec output channel log');
+  const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+  const noisy = text.split(/\r?\n|\r/).filter((l) => /\d+%\||Warning:|it\/s\]/.test(l));
+  if (noisy.length) throw new Error('noise in the output channel:\n  ' + noisy.slice(0, 5).join('\n  '));
+  return `${text.split('\n').filter(Boolean).length} lines, none noisy`;
+});
+
+(async () => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  fs.writeFileSync(FILE, SHORT);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1100, height: 640 } });
+  const failures = [];
+  try {
+    await page.goto(URL);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
+    await page.keyboard.press('Control+P');
+    const qi = page.locator('.quick-input-widget .quick-input-box input');
+    await qi.waitFor({ state: 'visible', timeout: 60000 });
+    await qi.fill('sample.py');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'sample.py' }).first().waitFor({ timeout: 60000 });
+    await page.keyboard.press('Enter');
+    await page.locator('.editor-instance .monaco-editor .view-line', { hasText: 'count_items' }).first().waitFor({ timeout: 30000 });
+    const ready = await until('the model', async () => (await statusItems(page)).find((s) => /\((ready|error)\)/.test(s)), 180000);
+    if (/error/.test(ready)) throw new Error('server: ' + ready);
+    log('ready:', ready);
+    const only = process.env.E2E_ONLY && new RegExp(process.env.E2E_ONLY);
+    for (const { name, fn } of scenarios) {
+      if (only && !only.test(name)) continue;
+      const started = Date.now();
+      try {
+        const detail = await fn(page);
+        log(`PASS ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${detail}`);
+      } catch (e) {
+        failures.push(name);
+        log(`FAIL ${name}: ${e.stack || e}`);
+        await page.screenshot({ path: path.join(SHOTS, `error-${failures.length}.png`) }).catch(() => {});
+        await page.keyboard.press('Escape').catch(() => {});
+        await palette(page, 'CopySpec: Cancel').catch(() => {});
+        await clearToasts(page).catch(() => {});
+      }
+    }
+  } catch (e) {
+    failures.push('setup');
+    log('FAIL setup:', e.stack || e);
+    await page.screenshot({ path: path.join(SHOTS, 'error-setup.png') }).catch(() => {});
+  } finally {
+    await browser.close();
+  }
+  log(failures.length ? `FAILED: ${failures.join('; ')}` : `all ${scenarios.length} scenarios passed`);
+  process.exit(failures.length ? 1 : 0);
+})();
