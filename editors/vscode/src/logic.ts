@@ -31,9 +31,13 @@ export interface Status {
 
 /** Settings whose value travels to the server in `initializationOptions` (camelCase keys). */
 export const SERVER_SETTINGS = [
-  'model', 'device', 'dtype', 'draftModel', 'threads', 'gamma', 'block', 'maxNewTokens',
-  'checkCommand', 'checkTimeout', 'logLevel',
+  'model', 'device', 'dtype', 'trustRemoteCode', 'draftModel', 'threads', 'gamma', 'block',
+  'maxNewTokens', 'checkCommand', 'checkTimeout', 'logLevel', 'poolUrl',
 ] as const;
+
+/** Extension settings whose server key differs: `copyspec.server.*` already names the server
+ * command, so the pool's URL is `copyspec.poolUrl` here and `server` on the wire. */
+const SERVER_KEYS: Record<string, string> = { poolUrl: 'server' };
 
 /** Unset settings (null, "", []) are left out so the server applies its own defaults. */
 export function initializationOptions(get: (key: string) => unknown): Record<string, unknown> {
@@ -42,7 +46,7 @@ export function initializationOptions(get: (key: string) => unknown): Record<str
     const value = get(key);
     const unset = value === undefined || value === null || value === ''
       || (Array.isArray(value) && value.length === 0);
-    if (!unset) options[key] = value;
+    if (!unset && value !== false) options[SERVER_KEYS[key] ?? key] = value;
   }
   return options;
 }

@@ -16,6 +16,13 @@ test('initializationOptions passes set values under camelCase keys and drops uns
     { checkCommand: ['ruff', 'check'] });
 });
 
+test('initializationOptions sends the pool URL as `server` and remote code only when on', () => {
+  const settings = { poolUrl: 'http://127.0.0.1:8000', trustRemoteCode: false };
+  assert.deepEqual(initializationOptions((k) => settings[k]), { server: 'http://127.0.0.1:8000' });
+  assert.deepEqual(initializationOptions((k) => (k === 'trustRemoteCode' ? true : undefined)),
+    { trustRemoteCode: true });
+});
+
 test('formatStats shows tokens/s and % copied from the snake_case stats', () => {
   assert.equal(formatStats({ tokens_per_second: 41.26, copied_share: 0.634, new_tokens: 80 }), '41.3 tok/s · 63% copied · 80 tokens');
   assert.equal(formatStats({ copied_share: 0 }), '0% copied');
