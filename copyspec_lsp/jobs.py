@@ -22,7 +22,7 @@ from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
 from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress, live_figures
-from copyspec_lsp.remote import open_session
+from copyspec_lsp.remote import RemoteUnavailable, open_session
 from copyspec_lsp.requests import Request, RequestError
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
@@ -239,7 +239,7 @@ class RequestRunner:
                 raise request.cancelled()
             if event.kind == "error":
                 conversation.history = False
-                if isinstance(event.value, PromptTooLongError):
+                if isinstance(event.value, (PromptTooLongError, RemoteUnavailable)):
                     raise event.value
                 raise ModelFailed(f"the model failed: {event.value}") from event.value
             if event.kind == "position":

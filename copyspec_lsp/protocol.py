@@ -179,6 +179,16 @@ class CopySpecProtocol(LanguageServerProtocol):
                 "the server failed on this request (its log has the details)"
             ))
 
+    def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        """The client's answer to one of our requests. When we stopped waiting for it (the
+        request it answers was cancelled meanwhile, say an applyEdit), it is dropped quietly."""
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done():
+            del self._request_futures[msg_id]
+            log.debug("answer to %s after its request was cancelled: dropped", msg_id)
+            return
+        super()._handle_response(msg_id, result, error)
+
     def _check_handler_result(self, future: Future[Any]) -> None:
         if not future.cancelled() and (error := future.exception()) is not None:
             log.warning("notification not handled: %s", _first_line(error),

@@ -74,6 +74,7 @@ def region_text(editor: Editor, uri: str, where: dict[str, Any]) -> str:
     return editor.docs[uri][start:end]
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.timeout(120)
 async def test_streamed_edits_keep_the_pending_original_in_view(editor: Editor) -> None:

@@ -12,6 +12,9 @@ from copyspec_lsp.positions import range_offsets
 
 from raw_rpc import RawServer, rng, start
 
+# slow lane: each test starts the real server in a subprocess (seconds of torch import)
+pytestmark = pytest.mark.slow
+
 DOC = "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n"
 REGION = rng((3, 0), (5, 16))
 SERVER_CANCELLED = -32802

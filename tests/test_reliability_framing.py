@@ -12,6 +12,9 @@ import pytest
 
 from raw_rpc import UNCLEAR, RawServer, frame, message, rng, start
 
+# slow lane: each test starts the real server in a subprocess (seconds of torch import)
+pytestmark = pytest.mark.slow
+
 SEED = 13
 FUZZ_CASES = 120
 URI = "file:///fuzz.py"

@@ -13,6 +13,9 @@ import pytest
 
 from raw_rpc import RawServer, rng, start
 
+# slow lane: each test starts the real server in a subprocess (seconds of torch import)
+pytestmark = pytest.mark.slow
+
 URI = "file:///life.py"
 DOC = "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n"
 REGION = rng((3, 0), (5, 16))

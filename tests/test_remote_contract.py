@@ -19,7 +19,8 @@ import pytest
 from copyspec_lsp.remote import RemoteModel, RemoteSession, RemoteUnavailable
 from engine.session import PromptTooLongError
 
-pytestmark = pytest.mark.timeout(60)
+# slow lane: a loopback HTTP server and retries with back-off
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 

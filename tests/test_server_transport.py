@@ -12,7 +12,8 @@ from pygls.exceptions import JsonRpcException
 
 from lsp_fixtures import Editor, free_port, rng, server_command, spawn_tcp, start_editor, tiny_model
 
-pytestmark = pytest.mark.asyncio
+# slow lane: each test starts the real server in a subprocess (seconds of torch import)
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 
 async def connect(port: int, **options) -> Editor:

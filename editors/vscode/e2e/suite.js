@@ -333,11 +333,10 @@ scenario('fix from a diagnostic\'s quick fix', async (page) => {
   await page.keyboard.press('Enter');
   const done = await outcome(page);
   if (!/done|check still fails/.test(done)) throw new Error(done);
-  await clearToasts(page);
-  await palette(page, 'File: Revert File');
-  await palette(page, 'View: Close Editor');
-  const back = await until('sample.py', async () => /def/.test(await editorText(page) || '') || null, 5000).catch(() => null);
-  if (!back) await openFile(page, 'sample.py', 'def');
+  // Best-effort tidying (the fix itself is checked above): later scenarios need no editor.
+  await clearToasts(page).catch(() => {});
+  await palette(page, 'File: Revert File').catch(() => {});
+  await palette(page, 'View: Close Editor').catch(() => {});
   return done;
 });
 
