@@ -76,13 +76,7 @@ class Session:
         messages = [*self.messages, {"role": "user", "content": message}]
         ids = self.render(messages)
         stream = TextStream(self.lm.tokenizer)
-        rules = StopRules(
-            eos_ids=self.lm.eos_token_ids,
-            max_new_tokens=fit_budget(len(ids), max_new_tokens, self.lm.context_window),
-            stop_strings=stop_strings,
-            stop_event=stop_event,
-            decode_text=stream.decode,
-        )
+        rules = turn_rules(self.lm, len(ids), max_new_tokens, stream, stop_strings, stop_event)
 
         stats = TurnStats()  # shared with the decode loop, so `on_text` sees live counters
 
@@ -101,6 +95,24 @@ class Session:
             self.messages = [*messages, {"role": "assistant", "content": stream.text}]
         return TurnResult(stream.text, tokens, stats, ids)
 
+
+
+def turn_rules(
+    lm: LoadedModel,
+    prompt_tokens: int,
+    max_new_tokens: int,
+    stream: TextStream,
+    stop_strings: Sequence[str] = (),
+    stop_event: threading.Event | None = None,
+) -> StopRules:
+    """When a chat turn ends: EOS, the budget that fits the window, stop strings, a stop."""
+    return StopRules(
+        eos_ids=lm.eos_token_ids,
+        max_new_tokens=fit_budget(prompt_tokens, max_new_tokens, lm.context_window),
+        stop_strings=stop_strings,
+        stop_event=stop_event,
+        decode_text=stream.decode,
+    )
 
 
 def fit_budget(prompt_tokens: int, max_new_tokens: int, window: int | None) -> int:

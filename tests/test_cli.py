@@ -83,6 +83,7 @@ def test_training_commands_reach_their_own_parsers(
     assert expected in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_chat_turns_get_a_header_and_a_quiet_stats_line(tiny_model_dir: Path,
                                                          tmp_path: Path) -> None:
     chat = tmp_path / "chat.json"

@@ -16,11 +16,10 @@ import torch
 
 from engine.chat import render_text
 from engine.config import SamplingConfig, SpecConfig
-from engine.decode import StopRules
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.sequence import SequenceState
-from engine.session import TurnResult, fit_budget
+from engine.session import TurnResult, turn_rules
 from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn
 
@@ -62,13 +61,7 @@ class ServedSession:
         over untokenized; a finished turn extends the exact history."""
         ids, carried = self.prompt(messages)
         stream = TextStream(self.lm.tokenizer)
-        rules = StopRules(
-            eos_ids=self.lm.eos_token_ids,
-            max_new_tokens=fit_budget(len(ids), max_new_tokens, self.lm.context_window),
-            stop_strings=stop_strings,
-            stop_event=stop_event,
-            decode_text=stream.decode,
-        )
+        rules = turn_rules(self.lm, len(ids), max_new_tokens, stream, stop_strings, stop_event)
 
         def on_tokens(new_ids: list[int]) -> None:
             delta = stream.push(new_ids)
