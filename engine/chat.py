@@ -14,6 +14,7 @@ Which way a template goes is found by rendering a probe conversation, not from i
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,9 +105,18 @@ def chat_format(tokenizer: PreTrainedTokenizerBase) -> ChatFormat:
     return rendering[0]
 
 
+_FORMATS: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, ChatFormat] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each tokenizer's format, probed once per template rather than on every turn."""
+
+
 def render_text(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> str:
     """The conversation as text, ending with the assistant's generation prompt."""
-    return chat_format(tokenizer).render(tokenizer, messages)
+    fmt = _FORMATS.get(tokenizer)
+    if fmt is None or fmt.template != (tokenizer.chat_template or PLAIN_CHAT_TEMPLATE):
+        fmt = _FORMATS[tokenizer] = chat_format(tokenizer)
+    return fmt.render(tokenizer, messages)
 
 
 def render_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
