@@ -1,11 +1,15 @@
 """Putting the shaped answer into the client's buffer with `workspace/applyEdit`.
 
 Each edit is the smallest change that turns the region, as the client last reported it, into
-the text so far (usually an insertion at its end), stamped with that version when the client
-takes `documentChanges`. No edit goes out within USER_PAUSE of the user's own typing. Only one
-edit is in flight, and the next waits until the client has reported the previous one back
-through `didChange`, so the server's view never lags behind its own edits; a stop wakes every
-wait at once, so no edit goes out after a cancel was answered.
+the text so far (usually an insertion at its end), so even a client that applies it naively
+never has its own text overwritten by a stale copy; it is a `TextDocumentEdit` stamped with
+that version when the client takes `documentChanges`, so a spec-following client refuses it
+once the user has typed since, and it is computed again against the newer text.
+
+No edit goes out within USER_PAUSE of the user's own typing. Only one edit is in flight, and
+the next waits until the client has reported the previous one back through `didChange`, so the
+server's view never lags behind its own edits; a stop wakes every wait at once, so no edit goes
+out after a cancel was answered.
 """
 
 from __future__ import annotations
@@ -43,13 +47,11 @@ class BufferWriter:
 
     def __init__(
         self, client: LanguageServer, encoding: str, document: Document, request: Request,
-        apply: str, versioned_edits: bool = False,
+        apply: str,
     ) -> None:
         self.client = client
         """The server's side of the connection: sends applyEdit, knows the capabilities."""
         self.encoding = encoding
-        self.versioned_edits = versioned_edits
-        """The `versionedEdits` setting: minimal versioned edits where the client takes them."""
         self.document = document
         self.request = request
         self.apply = apply
@@ -126,19 +128,15 @@ class BufferWriter:
         """Whether the client takes `documentChanges`, so each edit names its version."""
         workspace = self.client.client_capabilities.workspace
         edit = workspace.workspace_edit if workspace else None
-        return self.versioned_edits and bool(edit and edit.document_changes)
+        return bool(edit and edit.document_changes)
 
     def _workspace_edit(self, text: str) -> types.WorkspaceEdit:
-        """The change that makes the region read `text`, as the server sees the document now:
-        versioned, the smallest one (the common beginning and end of old and new text stay
-        untouched); else the whole region, which the editor plugins here check against what
-        they wrote last."""
+        """The smallest change that makes the region read `text`, as the server sees the
+        document now: the common beginning and end of old and new text stay untouched."""
         document, region = self.document, self.request.region
-        head = tail = 0
-        if self.versioned:
-            old = document.text[region.start : region.end]
-            head = _common_prefix(old, text)
-            tail = _common_prefix(old[head:][::-1], text[head:][::-1])
+        old = document.text[region.start : region.end]
+        head = _common_prefix(old, text)
+        tail = _common_prefix(old[head:][::-1], text[head:][::-1])
         where = to_range(document.text, region.start + head, region.end - tail,
                          self.encoding)
         change = types.TextEdit(where, text[head : len(text) - tail])

@@ -224,8 +224,7 @@ class RequestRunner:
         place = service.worker.submit(job)
         if place:
             progress.report(f"queued: {place} ahead", force=True)
-        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply,
-                              settings.versioned_edits)
+        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply)
         stats: dict[str, Any] = {}
         shown = ""
         started = time.perf_counter()

@@ -19,13 +19,17 @@ from typing import TYPE_CHECKING
 from copyspec_lsp.positions import to_range
 
 if TYPE_CHECKING:
+    from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
     from copyspec_lsp.requests import Request
 
 PENDING = "copyspec/pending"
-"""Notification `{uri, session, range | null}`: where the pending lines will stand once the
-streamed edit that follows it is applied (null: none, e.g. before the final edit)."""
+"""Notification `{uri, session, range | null, before, after}`, sent before each edit of a
+request: `range` is where the pending lines will stand once that edit is applied (null: none,
+e.g. before the final edit); `before` and `after` are the whole region's range in the version
+the edit is computed against and once it is applied. An edit is the minimal change inside the
+region, so these tell a client what the region holds without knowing the server's text."""
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,19 @@ def announce(
     encoding: str,
 ) -> None:
     """Send `copyspec/pending` for an edit that will put `text` at the request's region."""
-    start = request.region.start
+    region = request.region
+    start, end = region.start, region.start + len(text)
+    after = document_text[:start] + text
     where = None
     if pending_at is not None and pending_at < len(text):
-        after = document_text[:start] + text
-        rng = to_range(after, start + pending_at, start + len(text), encoding)
-        where = {
-            "start": {"line": rng.start.line, "character": rng.start.character},
-            "end": {"line": rng.end.line, "character": rng.end.character},
-        }
-    server.protocol.notify(PENDING, {"uri": request.uri, "session": request.session,
-                                     "range": where})
+        where = _plain(to_range(after, start + pending_at, end, encoding))
+    server.protocol.notify(PENDING, {
+        "uri": request.uri, "session": request.session, "range": where,
+        "before": _plain(to_range(document_text, start, region.end, encoding)),
+        "after": _plain(to_range(after, start, end, encoding)),
+    })
+
+
+def _plain(rng: types.Range) -> dict[str, dict[str, int]]:
+    return {"start": {"line": rng.start.line, "character": rng.start.character},
+            "end": {"line": rng.end.line, "character": rng.end.character}}

@@ -47,9 +47,6 @@ class Settings:
     server: str | None = None
     """URL of an OpenAI-compatible chat-completions server (a `copyspec serve` pool, vLLM);
     None runs the model in this process."""
-    versioned_edits: bool = False
-    """Stream minimal, versioned `documentChanges` edits to clients that take them (the
-    editor plugins here still expect whole-region `changes` edits)."""
 
     def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """A copy with the valid values of `raw` applied, and one message per bad value."""
@@ -125,12 +122,6 @@ def _positive_number(value: Any) -> float:
     return float(value)
 
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
 def _command(value: Any) -> tuple[str, ...] | None:
     """An argument list, never a shell string: a string here would invite shell quoting."""
     if value is None or value == []:
@@ -155,5 +146,4 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "load_timeout": _positive_number,
     "log_level": _choice(LOG_LEVELS, str.upper),
     "server": _optional_url,
-    "versioned_edits": _flag,
 }

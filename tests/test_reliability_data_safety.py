@@ -77,7 +77,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     base = tmp_path_factory.getbasetemp()
     raw = start(base, log_file=base / f"data-{request.param}.log")
     raw.check_versions = request.param == "checking"
-    options = {"maxNewTokens": 48, "gamma": 0, "versionedEdits": raw.check_versions}
+    options = {"maxNewTokens": 48, "gamma": 0}
     raw.initialize(options, versioned=raw.check_versions)
     raw.wait_ready()
     yield raw
