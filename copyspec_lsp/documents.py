@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lsprotocol import types
 
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 
 @dataclass(eq=False)
@@ -68,10 +68,15 @@ class Document:
     language_id: str
     version: int
     """The version the client last reported: streamed edits are stamped with it."""
-    text: str
+    lines: LineIndex
+    """The text as the client last reported it, with its line starts."""
     regions: list[Region] = field(default_factory=list)
     last_user_change: float = 0.0
     """`time.monotonic()` of the last change that was not the echo of a server edit."""
+
+    @property
+    def text(self) -> str:
+        return self.lines.text
 
 
 class Documents:
@@ -82,7 +87,8 @@ class Documents:
         self._open: dict[str, Document] = {}
 
     def open(self, item: types.TextDocumentItem) -> None:
-        self._open[item.uri] = Document(item.uri, item.language_id, item.version, item.text)
+        self._open[item.uri] = Document(item.uri, item.language_id, item.version,
+                                        LineIndex(item.text))
 
     def close(self, uri: str) -> None:
         document = self._open.pop(uri, None)
@@ -99,12 +105,13 @@ class Documents:
             raise UnknownDocument(params.text_document.uri)
         document.version = params.text_document.version
         for change in params.content_changes:
-            if isinstance(change, types.TextDocumentContentChangeWholeDocument):
-                start, end = 0, len(document.text)
-            else:
-                start, end = range_offsets(document.text, change.range, self.encoding)
             before = document.text
-            document.text = before[:start] + change.text + before[end:]
+            if isinstance(change, types.TextDocumentContentChangeWholeDocument):
+                document.lines = LineIndex(change.text)
+                start, end = 0, len(before)
+            else:
+                start, end = document.lines.offsets(change.range, self.encoding)
+                document.lines = document.lines.replaced(start, end, change.text)
             echoes = [region.follow(before, start, end, change.text)
                       for region in list(document.regions)]
             if not any(echoes):

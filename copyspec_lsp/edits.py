@@ -23,7 +23,6 @@ from pygls.exceptions import JsonRpcException
 
 from copyspec_lsp import pending
 from copyspec_lsp.documents import Document, line_break
-from copyspec_lsp.positions import to_range
 from copyspec_lsp.requests import Request
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class BufferWriter:
             self.last = time.monotonic()
             echoed = region.echoed = asyncio.Event()
             region.expected = text
-            pending.announce(self.client, request, self.document.text, text, pending_at,
+            pending.announce(self.client, request, self.document.lines, text, pending_at,
                              self.encoding)
             try:
                 answer = await request.unless_stopped(
@@ -137,8 +136,7 @@ class BufferWriter:
         old = document.text[region.start : region.end]
         head = _common_prefix(old, text)
         tail = _common_prefix(old[head:][::-1], text[head:][::-1])
-        where = to_range(document.text, region.start + head, region.end - tail,
-                         self.encoding)
+        where = document.lines.range(region.start + head, region.end - tail, self.encoding)
         change = types.TextEdit(where, text[head : len(text) - tail])
         if not self.versioned:
             return types.WorkspaceEdit(changes={document.uri: [change]})

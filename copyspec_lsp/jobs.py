@@ -20,7 +20,6 @@ from copyspec_lsp.documents import Document, Region, line_break
 from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
-from copyspec_lsp.positions import range_offsets, to_range
 from copyspec_lsp.progress import Progress, live_figures
 from copyspec_lsp.remote import RemoteUnavailable, open_session
 from copyspec_lsp.requests import Request, RequestError
@@ -129,7 +128,7 @@ class RequestRunner:
         """The range as offsets; empty expands to the enclosing function/class/statement."""
         text = document.text
         try:
-            start, end = range_offsets(text, self.params.range, self.encoding)
+            start, end = document.lines.offsets(self.params.range, self.encoding)
         except ValueError as error:
             raise RequestError(f"the range is outside the document: {error}") from None
         if start == end:
@@ -140,7 +139,7 @@ class RequestRunner:
 
     def _instruction(self, document: Document, start: int, end: int) -> str:
         """The user's instruction, with the diagnostics at the region as "Fix this error"."""
-        first, last = document.text.count("\n", 0, start), document.text.count("\n", 0, end)
+        first, last = document.lines.line_of(start), document.lines.line_of(end)
         diagnostics = self.params.diagnostics
         at_region = [
             d for d in diagnostics if d.range.start.line <= last and d.range.end.line >= first
@@ -290,11 +289,10 @@ class RequestRunner:
     ) -> dict[str, Any]:
         region = request.region
         final = self.turns[-1].text
+        view = document.lines
         if self.params.apply == "none":
-            view = document.text[: region.start] + final + document.text[region.end :]
-        else:
-            view = document.text
-        where = to_range(view, region.start, region.start + len(final), self.encoding)
+            view = view.replaced(region.start, region.end, final)
+        where = view.range(region.start, region.start + len(final), self.encoding)
         conversation.range = where
         result: dict[str, Any] = {
             "session": conversation.id,
@@ -303,7 +301,7 @@ class RequestRunner:
             "stats": self.turns[-1].stats,
         }
         if self.params.apply == "none":  # what a previewing client replaces on Accept
-            replaced = to_range(document.text, region.start, region.end, self.encoding)
+            replaced = document.lines.range(region.start, region.end, self.encoding)
             result["replacedRange"] = self.service.converter.unstructure(replaced)
         if self.fix:
             result["turns"] = [turn.to_dict() for turn in self.turns]

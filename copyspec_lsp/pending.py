@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from copyspec_lsp.positions import to_range
-
 if TYPE_CHECKING:
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
+    from copyspec_lsp.positions import LineIndex
     from copyspec_lsp.requests import Request
 
 PENDING = "copyspec/pending"
@@ -73,22 +72,23 @@ def while_streaming(original: str, streamed: str, newline: str = "\n") -> Shown:
 def announce(
     server: LanguageServer,
     request: Request,
-    document_text: str,
+    lines: LineIndex,
     text: str,
     pending_at: int | None,
     encoding: str,
 ) -> None:
-    """Send `copyspec/pending` for an edit that will put `text` at the request's region."""
+    """Send `copyspec/pending` for an edit that will put `text` at the request's region of
+    the document `lines` (as the server sees it now)."""
     region = request.region
     start, end = region.start, region.start + len(text)
-    after = document_text[:start] + text
+    after = lines.replaced(region.start, region.end, text)
     where = None
     if pending_at is not None and pending_at < len(text):
-        where = _plain(to_range(after, start + pending_at, end, encoding))
+        where = _plain(after.range(start + pending_at, end, encoding))
     server.protocol.notify(PENDING, {
         "uri": request.uri, "session": request.session, "range": where,
-        "before": _plain(to_range(document_text, start, region.end, encoding)),
-        "after": _plain(to_range(after, start, end, encoding)),
+        "before": _plain(lines.range(start, region.end, encoding)),
+        "after": _plain(after.range(start, end, encoding)),
     })
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from lsprotocol import types
 
 from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 from lsp_fixtures import server_command, tiny_model
 
@@ -50,6 +50,8 @@ class RawServer:
         self.before_edit: Any = None
         """Called with (server, params) before an edit is looked at: typing in the race."""
         self.check_versions = False
+        self._lines: dict[str, LineIndex] = {}
+        """Line starts of `docs`, so a keystroke in a big document costs the client little."""
         self._new = threading.Condition()
         self._next_id = 1000
         threading.Thread(target=self._read, daemon=True).start()
@@ -174,8 +176,12 @@ class RawServer:
             "uri": uri, "languageId": language_id, "version": 1, "text": text}})
 
     def change(self, uri: str, where: dict[str, Any], new_text: str) -> None:
-        start, end = range_offsets(self.docs[uri], CONVERTER.structure(where, types.Range))
-        self.docs[uri] = self.docs[uri][:start] + new_text + self.docs[uri][end:]
+        lines = self._lines.get(uri)
+        if lines is None or lines.text is not self.docs[uri]:
+            lines = LineIndex(self.docs[uri])
+        start, end = lines.offsets(CONVERTER.structure(where, types.Range))
+        self._lines[uri] = lines = lines.replaced(start, end, new_text)
+        self.docs[uri] = lines.text
         self.versions[uri] += 1
         self.notify("textDocument/didChange", {
             "textDocument": {"uri": uri, "version": self.versions[uri]},

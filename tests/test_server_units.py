@@ -4,6 +4,7 @@ settings, region tracking and the check command."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 
 import pytest
@@ -12,7 +13,14 @@ from lsprotocol import types
 from copyspec_lsp import prompts
 from copyspec_lsp.check import CheckCommandError, run_check_command
 from copyspec_lsp.documents import Region
-from copyspec_lsp.positions import PositionError, count_units, to_offset, to_position
+from copyspec_lsp.positions import (
+    LineIndex,
+    PositionError,
+    count_units,
+    line_starts,
+    to_offset,
+    to_position,
+)
 from copyspec_lsp.regions import enclosing_region, syntax_errors, widen
 from copyspec_lsp.sessions import Sessions
 from copyspec_lsp.settings import Settings
@@ -47,6 +55,22 @@ def test_positions_outside_the_document_are_errors() -> None:
         to_offset("one\n", P(5, 0))
     with pytest.raises(PositionError):
         to_position("one", 9)
+
+
+def test_a_line_index_follows_changes_like_a_fresh_scan() -> None:
+    """Seeded: random texts of CR, LF and CRLF, random replacements, including ones that join
+    or split a CR and an LF; the updated index equals the index of the new text."""
+    rand = random.Random(7)
+    pieces = ["a", "bc", "\r", "\n", "\r\n", "\r\r"]
+    for _ in range(3000):
+        text = "".join(rand.choice(pieces) for _ in range(rand.randint(0, 12)))
+        start = rand.randint(0, len(text))
+        end = rand.randint(start, len(text))
+        new = "".join(rand.choice(pieces) for _ in range(rand.randint(0, 4)))
+        changed = LineIndex(text).replaced(start, end, new)
+        expected = text[:start] + new + text[end:]
+        assert changed.text == expected
+        assert changed.starts.tolist() == line_starts(expected).tolist(), (text, start, end, new)
 
 
 def test_count_units() -> None:
