@@ -3,7 +3,9 @@
 A region follows the user's edits: a change before it shifts it, a change after it leaves it
 alone, and a change inside it marks it as touched (the job then stops and leaves the text as
 the user made it). The echo of the server's own streamed edit is recognised as such: the
-region's text after the change equals the text that edit put there.
+region's text after the change equals the text that edit put there. So is the same edit
+applied at its old range after the user typed (a client that ignores versions): it is marked
+misplaced, and the region keeps its place until the writer has put the overwritten text back.
 """
 
 from __future__ import annotations
@@ -29,28 +31,61 @@ class Region:
     """Text the edit in flight will leave in the region; None when none is in flight."""
     echoed: asyncio.Event | None = None
     """Set when the edit in flight has come back through didChange (or the user took over)."""
+    sent: tuple[types.Range, str] | None = None
+    """The edit in flight as sent: its range and new text."""
+    misplaced: tuple[int, int, str] | None = None
+    """The edit in flight, applied at its range in newer text: [start, end) of the text it put
+    there and the text it overwrote, until that is put back."""
     on_touched: Callable[[], None] | None = None
     touched: bool = False
 
-    def follow(self, before: str, start: int, end: int, new_text: str) -> bool:
-        """Update for one change that replaced before[start:end] with `new_text`; True when
-        it was the echo of the server's own edit."""
+    def follow(
+        self, before: str, start: int, end: int, new_text: str, where: types.Range | None = None
+    ) -> bool:
+        """Update for one change that replaced before[start:end] (the LSP range `where`) with
+        `new_text`; True when it was the server's own edit coming back."""
+        if self.misplaced is not None:
+            misplaced = self.misplaced
+            if (start, end, new_text) == misplaced:
+                self.misplaced = None  # put back: the text is as the region last knew it
+                self._echo()
+                return True
+            if start < misplaced[1]:  # the put-back in flight no longer fits: give up
+                self._touch()
+                return False
+            grown = misplaced[1] - misplaced[0] - len(misplaced[2])
+            self.misplaced = None  # follow it as the text reads without the misplaced edit
+            self.follow(before, start - grown, end - grown, new_text)
+            self.misplaced = misplaced
+            return False
         if self.expected is not None and self.start <= start and end <= self.end:
             inner = before[self.start : start] + new_text + before[end : self.end]
             if inner == self.expected:
                 self.end, self.expected = self.start + len(inner), None
-                if self.echoed is not None:
-                    self.echoed.set()
+                self._echo()
                 return True
+        if self.sent is not None and (where, new_text) == self.sent:
+            self.misplaced = (start, start + len(new_text), before[start:end])
+            self.expected = None
+            self._echo()
+            return True
         if end <= self.start:
             shift = len(new_text) - (end - start)
             self.start, self.end = self.start + shift, self.end + shift
-        elif start < self.end and not self.touched:
+        elif start < self.end:
+            self._touch()
+        return False
+
+    def _echo(self) -> None:
+        if self.echoed is not None:
+            self.echoed.set()
+
+    def _touch(self) -> None:
+        if not self.touched:
             self.touched = True
             if self.on_touched is not None:
                 self.on_touched()
-            if self.echoed is not None:
-                self.echoed.set()
+            self._echo()
 
 
 class UnknownDocument(KeyError):
@@ -106,13 +141,15 @@ class Documents:
         document.version = params.text_document.version
         for change in params.content_changes:
             before = document.text
+            where = None
             if isinstance(change, types.TextDocumentContentChangeWholeDocument):
                 document.lines = LineIndex(change.text)
                 start, end = 0, len(before)
             else:
-                start, end = document.lines.offsets(change.range, self.encoding)
+                where = change.range
+                start, end = document.lines.offsets(where, self.encoding)
                 document.lines = document.lines.replaced(start, end, change.text)
-            echoes = [region.follow(before, start, end, change.text)
+            echoes = [region.follow(before, start, end, change.text, where)
                       for region in list(document.regions)]
             if not any(echoes):
                 document.last_user_change = time.monotonic()

@@ -83,44 +83,72 @@ class BufferWriter:
         """Make the region read `text` with the smallest change to what the client last
         reported, once the user has paused; wait until the client echoes it. An edit the
         client refuses as stale is computed again against the newer text (the region
-        followed the user's changes); only typing inside the region stops the request.
-        `text[pending_at:]` is the original's pending rest, announced before each edit."""
+        followed the user's changes), and so is one a client applied at its stale range,
+        once the text it overwrote is put back; only typing inside the region stops the
+        request. `text[pending_at:]` is the original's pending rest, announced first."""
         request, region = self.request, self.request.region
         refusals: list[str] = []
         while len(refusals) < MAX_REFUSALS:
             await request.unless_stopped(self._user_paused())
             self.last = time.monotonic()
-            echoed = region.echoed = asyncio.Event()
             region.expected = text
             pending.announce(self.client, request, self.document.lines, text, pending_at,
                              self.encoding)
+            change = self._change(text)
+            region.sent = (change.range, change.new_text)
             try:
-                answer = await request.unless_stopped(
-                    self.client.workspace_apply_edit_async(
-                        types.ApplyWorkspaceEditParams(self._workspace_edit(text))
-                    )
-                )
-                refused = "" if answer.applied else answer.failure_reason or "no reason given"
-            except JsonRpcException as error:
-                refused = str(error)
+                refused = await self._send(change)
+            finally:
+                region.sent = region.expected = None
+            if region.misplaced is not None:
+                await self._put_back()
+                refusals.append("the editor applied an edit where it no longer fitted")
+                continue
             if not refused:
-                timeout = VERSIONED_ECHO_TIMEOUT if self.versioned else ECHO_TIMEOUT
-                try:
-                    await asyncio.wait_for(echoed.wait(), timeout)
-                except asyncio.TimeoutError:
-                    refused = "the editor did not report the applied edit back (didChange)"
-            if request.stopped:
-                raise request.cancelled()
-            if not refused and region.expected is None:
                 self.in_buffer = text
                 return
-            region.expected = None
             if not self.versioned:
                 break  # an unversioned edit cannot be told apart from a stale one: stop
             refusals.append(refused)
         reason = refusals[-1] if refusals else refused
         request.cancel(f"the editor did not apply the edit: {reason}", by_server=True)
         raise request.cancelled()
+
+    async def _send(self, change: types.TextEdit) -> str:
+        """Send one edit and wait for its echo: "" once it came back, else why not."""
+        request, region = self.request, self.request.region
+        echoed = region.echoed = asyncio.Event()
+        try:
+            answer = await request.unless_stopped(
+                self.client.workspace_apply_edit_async(
+                    types.ApplyWorkspaceEditParams(self._workspace_edit(change))
+                )
+            )
+            refused = "" if answer.applied else answer.failure_reason or "no reason given"
+        except JsonRpcException as error:
+            refused = str(error)
+        if not refused:
+            timeout = VERSIONED_ECHO_TIMEOUT if self.versioned else ECHO_TIMEOUT
+            try:
+                await asyncio.wait_for(echoed.wait(), timeout)
+            except asyncio.TimeoutError:
+                refused = "the editor did not report the applied edit back (didChange)"
+        if request.stopped:
+            raise request.cancelled()
+        return refused
+
+    async def _put_back(self) -> None:
+        """Undo an edit the client applied at its stale range: put back the text it
+        overwrote, at once (no announcement: it only goes to a client that applied a stale
+        edit); the request stops if that does not come back."""
+        start, end, overwritten = self.request.region.misplaced or (0, 0, "")
+        where = self.document.lines.range(start, end, self.encoding)
+        refused = await self._send(types.TextEdit(where, overwritten))
+        if refused or self.request.region.misplaced is not None:
+            self.request.cancel("the editor applied an edit where it no longer fitted, and "
+                                f"it could not be undone: {refused or 'the user typed'}",
+                                by_server=True)
+            raise self.request.cancelled()
 
     @property
     def versioned(self) -> bool:
@@ -129,7 +157,7 @@ class BufferWriter:
         edit = workspace.workspace_edit if workspace else None
         return bool(edit and edit.document_changes)
 
-    def _workspace_edit(self, text: str) -> types.WorkspaceEdit:
+    def _change(self, text: str) -> types.TextEdit:
         """The smallest change that makes the region read `text`, as the server sees the
         document now: the common beginning and end of old and new text stay untouched."""
         document, region = self.document, self.request.region
@@ -137,7 +165,11 @@ class BufferWriter:
         head = _common_prefix(old, text)
         tail = _common_prefix(old[head:][::-1], text[head:][::-1])
         where = document.lines.range(region.start + head, region.end - tail, self.encoding)
-        change = types.TextEdit(where, text[head : len(text) - tail])
+        return types.TextEdit(where, text[head : len(text) - tail])
+
+    def _workspace_edit(self, change: types.TextEdit) -> types.WorkspaceEdit:
+        """`change` to the document, stamped with its version where the client takes that."""
+        document = self.document
         if not self.versioned:
             return types.WorkspaceEdit(changes={document.uri: [change]})
         target = types.OptionalVersionedTextDocumentIdentifier(document.uri, document.version)

@@ -13,7 +13,7 @@ from raw_rpc import frame, rng, start
 URI = "file:///leak.py"
 DOC = "def add(a, b):\n    total = a + b\n    return total\n"
 CHANGES = 20_000
-REFINES = 200
+REFINES = 1_000
 RSS_LIMIT = 5 * 2**20
 
 

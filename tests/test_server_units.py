@@ -192,6 +192,28 @@ def test_region_tells_its_own_edit_from_the_users() -> None:
     assert region.touched
 
 
+def test_region_takes_back_its_edit_applied_at_a_stale_range() -> None:
+    """A client that ignores versions applies our edit at its old range after the user
+    typed above the region: that is recognised, and the put-back restores the region."""
+    text = "ab\n1234\n"
+    region = Region("u", 3, 7, expected="12XY34")
+    where = types.Range(P(1, 2), P(1, 2))
+    region.sent = (where, "XY")
+    region.follow(text, 0, 0, "#\n")  # the user's line above arrives first
+    assert (region.start, region.end, region.touched) == (5, 9, False)
+    text = "#\nab\n1234\n"
+    region.follow(text, 4, 4, "XY", where)  # (1, 2) is now the end of "ab": misplaced
+    assert region.misplaced == (4, 6, "") and not region.touched
+    text = "#\nabXY\n1234\n"
+    region.follow(text, 12, 12, "!")  # typing after everything
+    assert region.misplaced == (4, 6, "") and (region.start, region.end) == (5, 9)
+    region.follow(text + "!", 4, 6, "")  # the put-back comes back
+    assert region.misplaced is None and (region.start, region.end, region.touched) == (5, 9, False)
+    region.misplaced = (4, 6, "")
+    region.follow(text, 0, 0, "z")  # typing above before the put-back: it would not fit
+    assert region.touched
+
+
 # check command
 
 
