@@ -441,27 +441,31 @@ local function stale(edit, client_id)
   end
 end
 
--- The one document an edit changes and its TextEdits, for the two forms a streamed edit takes:
--- { documentChanges = { TextDocumentEdit } } or { changes = { [uri] = edits } }. nil otherwise.
+-- The one document an edit changes and whether it is versioned, for the two forms a streamed
+-- edit takes: { documentChanges = { TextDocumentEdit } } or { changes = { [uri] = edits } }.
 local function single_document(edit)
   local dc = edit.documentChanges
   if dc ~= nil and dc ~= vim.NIL then
     local only = #dc == 1 and dc[1]
     if only and not only.kind and only.textDocument then
-      return only.textDocument.uri, only.edits, true
+      return only.textDocument.uri, true
     end
     return nil
   end
   local uris = vim.tbl_keys(edit.changes or {})
   if #uris == 1 then
-    return uris[1], edit.changes[uris[1]], false
+    return uris[1], false
   end
 end
 
 -- workspace/applyEdit: the default handler, made safe against typing and one undo step.
+-- A running job's edit (one document, either form) consumes its announcement, is refused when
+-- the job was cancelled or the edit is stale, and is otherwise applied as given, joined to the
+-- previous chunk's undo step; the region is then read from the announcement's `after`. Any
+-- other edit goes to the default handler, except a stale versioned one, which is refused.
 local function on_apply_edit(err, params, ctx)
   local edit = params.edit or {}
-  local uri, _, versioned = single_document(edit)
+  local uri, versioned = single_document(edit)
   local bufnr = uri and vim.uri_to_bufnr(uri)
   local job = bufnr and M.jobs[bufnr]
   if not job or job.client_id ~= ctx.client_id then
@@ -490,7 +494,12 @@ local function on_apply_edit(err, params, ctx)
     -- changed the buffer before the server saw it, and the edit could land on their text.
     return { applied = false, failureReason = 'the buffer changed under the streamed text' }
   end
-  local original = not job.original and before and text_in(bufnr, before, enc) or nil
+  -- The original: the region as the first applied edit finds it, read before applying it
+  -- (false: not known, e.g. a server that does not announce `before`; then no restore).
+  local original
+  if job.original == nil then
+    original = before and text_in(bufnr, before, enc) or false
+  end
   local result
   vim.api.nvim_buf_call(bufnr, function()
     if job.changenr == vim.fn.changenr() then
@@ -502,14 +511,18 @@ local function on_apply_edit(err, params, ctx)
     job.changenr = vim.fn.changenr()
   end)
   if result.applied then
-    job.original = job.original or original
+    if job.original == nil then
+      job.original = original
+    end
     if after then
       job.last_text = text_in(bufnr, after, enc)
       local srow, scol = to_byte(bufnr, after.start, enc)
       local erow, ecol = to_byte(bufnr, after['end'], enc)
-      job.region = vim.api.nvim_buf_set_extmark(bufnr, ns, srow, scol, {
+      -- Follows the region from here on: a cancel restores wherever the typing moved it.
+      local ok, id = pcall(vim.api.nvim_buf_set_extmark, bufnr, ns, srow, scol, {
         id = job.region, end_row = erow, end_col = ecol, right_gravity = false, end_right_gravity = true,
       })
+      job.region = ok and id or job.region
       show_stream(bufnr, after.start.line, ann.range, enc)
     else -- a server that does not say where the region is: no restore, no decorations
       job.last_text = nil
