@@ -4,6 +4,9 @@
 -- "stream"), so the server itself follows the region and cancels when the user types inside it.
 -- This plugin only makes the stream ONE undo step (undojoin), shows progress as virtual text
 -- from copyspec/chunk, and keeps each session's region in an extmark for follow-ups.
+-- Each streamed edit is the minimal change inside the region, stamped with the document version
+-- the server computed it against (documentChanges, which this plugin advertises): a stale one is
+-- refused before anything is applied, and the server computes it again against the newer text.
 -- While it streams, the original's not-yet-rewritten rest stays below the streamed text,
 -- highlighted as pending (the server says where with copyspec/pending); a cancel puts the
 -- original back unless cancel_keeps_partial. With apply_mode = 'preview' the answer streams
@@ -41,7 +44,9 @@ M.config = {
   },
 }
 
---- Running request per buffer: { client_id, id, row, cancelled?, changenr?, last_text?, mark? }.
+--- Running request per buffer: { client_id, id, row, pending (announcements not yet matched to
+--- an edit), cancelled?, changenr?, original?, last_text?, region? (extmark over the streamed
+--- region), mark? }.
 M.jobs = {}
 --- Last session per buffer: { session, mark } where mark is an extmark spanning its region.
 M.sessions = {}
@@ -111,15 +116,23 @@ local function remember_session(bufnr, session, range, enc)
   }
 end
 
+-- Where the job's region stands now (bytes), as the extmark set after its last applied edit
+-- followed the changes since (typing above it moves it; typing at or inside it widens it).
+local function region_now(bufnr, job)
+  local ok, m = pcall(vim.api.nvim_buf_get_extmark_by_id, bufnr, ns, job.region or -1, { details = true })
+  if not ok or not m[1] then
+    return nil
+  end
+  return m[1], m[2], m[3].end_row, m[3].end_col
+end
+
 -- Puts the original back after the user's cancel (one undo step with the stream).
 local function restore(bufnr, job)
-  if M.config.cancel_keeps_partial or not job.original or not job.last_text then
+  local srow, scol, erow, ecol = region_now(bufnr, job)
+  if M.config.cancel_keeps_partial or not job.original or not job.last_text or not srow then
     return
   end
-  local lines = vim.split(job.last_text, '\n', { plain = true })
-  local erow = job.srow + #lines - 1
-  local ecol = (#lines == 1 and job.scol or 0) + #lines[#lines]
-  local ok, now = pcall(vim.api.nvim_buf_get_text, bufnr, job.srow, job.scol, erow, ecol, {})
+  local ok, now = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
   if not ok or table.concat(now, '\n') ~= job.last_text then
     return -- changed since the last chunk: leave the user's text alone
   end
@@ -127,7 +140,7 @@ local function restore(bufnr, job)
     if job.changenr == vim.fn.changenr() then
       pcall(vim.cmd.undojoin)
     end
-    vim.api.nvim_buf_set_text(bufnr, job.srow, job.scol, erow, ecol, vim.split(job.original, '\n', { plain = true }))
+    vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, vim.split(job.original, '\n', { plain = true }))
   end)
 end
 
@@ -145,6 +158,9 @@ local function finish(bufnr, job, err, result, enc)
     M.previews[bufnr] = nil
   elseif not job.preview and (job.cancelled or (err and err.code == REQUEST_CANCELLED)) then
     restore(bufnr, job)
+  end
+  if job.region then
+    pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, job.region)
   end
   -- For statuslines and scripts: `User CopySpecDone` with data = { buf, err, result }.
   vim.api.nvim_exec_autocmds('User', { pattern = 'CopySpecDone', data = { buf = bufnr, err = err, result = result } })
@@ -368,11 +384,14 @@ local function on_chunk(_, params, ctx)
   end
 end
 
--- copyspec/pending: where the original's pending rest will be after the next streamed edit.
+-- copyspec/pending, sent before each of a request's edits (also those the plugin then refuses):
+-- { range = where the original's pending rest stands once the edit is applied (or null),
+--   before = the whole region in the version the edit is computed against,
+--   after = the whole region once the edit is applied }. Queued per job, one per applyEdit.
 local function on_pending(_, params, ctx)
   local job = M.jobs[vim.uri_to_bufnr(params.uri)]
   if job and job.client_id == ctx.client_id then
-    table.insert(job.pending, params.range or vim.NIL)
+    table.insert(job.pending, params)
   end
 end
 
@@ -400,28 +419,86 @@ local function text_in(bufnr, range, enc)
   return ok and table.concat(lines, '\n') or nil
 end
 
+local function is_range(r)
+  return type(r) == 'table' and type(r.start) == 'table' and type(r['end']) == 'table'
+end
+
+-- Why a versioned edit is stale, or nil: a TextDocumentEdit whose version differs from the
+-- version of its (attached) buffer was computed against text the user has changed since.
+-- (Neovim's own handler would skip it silently yet answer applied = true.)
+local function stale(edit, client_id)
+  for _, change in ipairs(edit.documentChanges or {}) do
+    local doc = change.textDocument
+    local version = doc and doc.version
+    if not change.kind and type(version) == 'number' then
+      local bufnr = vim.uri_to_bufnr(doc.uri)
+      local now = vim.lsp.util.buf_versions[bufnr]
+      if vim.lsp.buf_is_attached(bufnr, client_id) and version ~= now then
+        return ('stale edit: computed against version %d of %s, the buffer is at version %d')
+          :format(version, doc.uri, now)
+      end
+    end
+  end
+end
+
+-- The one document an edit changes and whether it is versioned, for the two forms a streamed
+-- edit takes: { documentChanges = { TextDocumentEdit } } or { changes = { [uri] = edits } }.
+local function single_document(edit)
+  local dc = edit.documentChanges
+  if dc ~= nil and dc ~= vim.NIL then
+    local only = #dc == 1 and dc[1]
+    if only and not only.kind and only.textDocument then
+      return only.textDocument.uri, true
+    end
+    return nil
+  end
+  local uris = vim.tbl_keys(edit.changes or {})
+  if #uris == 1 then
+    return uris[1], false
+  end
+end
+
 -- workspace/applyEdit: the default handler, made safe against typing and one undo step.
+-- A running job's edit (one document, either form) consumes its announcement, is refused when
+-- the job was cancelled or the edit is stale, and is otherwise applied as given, joined to the
+-- previous chunk's undo step; the region is then read from the announcement's `after`. Any
+-- other edit goes to the default handler, except a stale versioned one, which is refused.
 local function on_apply_edit(err, params, ctx)
-  local uris = vim.tbl_keys(params.edit.changes or {})
-  local bufnr = #uris == 1 and vim.uri_to_bufnr(uris[1]) or nil
+  local edit = params.edit or {}
+  local uri, versioned = single_document(edit)
+  local bufnr = uri and vim.uri_to_bufnr(uri)
   local job = bufnr and M.jobs[bufnr]
   if not job or job.client_id ~= ctx.client_id then
+    local reason = stale(edit, ctx.client_id)
+    if reason then
+      return { applied = false, failureReason = reason }
+    end
     return vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
   end
+  -- One announcement per applyEdit of the job, consumed whether the edit is applied or not.
+  local ann = table.remove(job.pending, 1) or {}
   if job.cancelled then
     return { applied = false, failureReason = 'cancelled by the user' }
   end
-  local edits = params.edit.changes[uris[1]]
   local enc = vim.lsp.get_client_by_id(ctx.client_id).offset_encoding
-  -- Unversioned edits race with typing: one computed before the server saw a keystroke would
-  -- overwrite it. So a chunk may only replace exactly what the previous chunk wrote.
-  if job.last_text and (#edits ~= 1 or text_in(bufnr, edits[1].range, enc) ~= job.last_text) then
+  local before = is_range(ann.before) and ann.before or nil
+  local after = is_range(ann.after) and ann.after or nil
+  if versioned then
+    local reason = stale(edit, ctx.client_id)
+    if reason then
+      return { applied = false, failureReason = reason }
+    end
+  elseif job.last_text and before and text_in(bufnr, before, enc) ~= job.last_text then
+    -- An unversioned edit cannot say what it was computed against; the announcement can. The
+    -- region the server means must still hold what the stream last wrote there, else the user
+    -- changed the buffer before the server saw it, and the edit could land on their text.
     return { applied = false, failureReason = 'the buffer changed under the streamed text' }
   end
-  local pending = table.remove(job.pending, 1)
-  if not job.original and #edits == 1 then
-    job.original = text_in(bufnr, edits[1].range, enc)
-    job.srow, job.scol = to_byte(bufnr, edits[1].range.start, enc)
+  -- The original: the region as the first applied edit finds it, read before applying it
+  -- (false: not known, e.g. a server that does not announce `before`; then no restore).
+  local original
+  if job.original == nil then
+    original = before and text_in(bufnr, before, enc) or false
   end
   local result
   vim.api.nvim_buf_call(bufnr, function()
@@ -434,8 +511,23 @@ local function on_apply_edit(err, params, ctx)
     job.changenr = vim.fn.changenr()
   end)
   if result.applied then
-    job.last_text = #edits == 1 and edits[1].newText:gsub('\r\n', '\n') or nil
-    show_stream(bufnr, edits[1].range.start.line, pending, enc)
+    if job.original == nil then
+      job.original = original
+    end
+    if after then
+      job.last_text = text_in(bufnr, after, enc)
+      local srow, scol = to_byte(bufnr, after.start, enc)
+      local erow, ecol = to_byte(bufnr, after['end'], enc)
+      -- Follows the region from here on: a cancel restores wherever the typing moved it.
+      local ok, id = pcall(vim.api.nvim_buf_set_extmark, bufnr, ns, srow, scol, {
+        id = job.region, end_row = erow, end_col = ecol, right_gravity = false, end_right_gravity = true,
+      })
+      job.region = ok and id or job.region
+      show_stream(bufnr, after.start.line, ann.range, enc)
+    else -- a server that does not say where the region is: no restore, no decorations
+      job.last_text = nil
+      vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
+    end
   end
   return result
 end
@@ -570,6 +662,10 @@ function M.setup(opts)
       ['workspace/applyEdit'] = on_apply_edit },
     -- The server sends the next chunk once didChange reports the previous one: don't delay it.
     flags = { debounce_text_changes = 0 },
+    -- Neovim 0.11 does not advertise documentChanges, so the server would send unversioned
+    -- edits, which it cannot compute again after the user typed. (vim.lsp.config('copyspec',
+    -- { capabilities = ... }) after setup() can turn it off; the plugin handles both forms.)
+    capabilities = { workspace = { workspaceEdit = { documentChanges = true } } },
   })
   vim.lsp.enable('copyspec')
   vim.api.nvim_create_autocmd('LspRequest', {
