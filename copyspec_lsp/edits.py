@@ -38,7 +38,8 @@ VERSIONED_ECHO_TIMEOUT = 1.0
 USER_PAUSE = 0.3
 """Seconds since the user's last own change before the next edit goes out."""
 MAX_REFUSALS = 5
-"""Stale versioned edits computed again before the request gives up."""
+"""Refused edits computed again before the request gives up; a refusal after the user typed
+(a stale version) does not count, since it is the user, not the editor, that moved on."""
 
 
 class BufferWriter:
@@ -91,6 +92,10 @@ class BufferWriter:
         while len(refusals) < MAX_REFUSALS:
             await request.unless_stopped(self._user_paused())
             self.last = time.monotonic()
+            if self.document.text[region.start : region.end] == text:
+                self.in_buffer = text  # e.g. two streamed texts that show the same lines
+                return
+            version = self.document.version
             region.expected = text
             pending.announce(self.client, request, self.document.lines, text, pending_at,
                              self.encoding)
@@ -109,7 +114,8 @@ class BufferWriter:
                 return
             if not self.versioned:
                 break  # an unversioned edit cannot be told apart from a stale one: stop
-            refusals.append(refused)
+            if self.document.version == version:  # refused though nobody typed: counts
+                refusals.append(refused)
         reason = refusals[-1] if refusals else refused
         request.cancel(f"the editor did not apply the edit: {reason}", by_server=True)
         raise request.cancelled()
