@@ -31,8 +31,19 @@ class Uri {
 }
 
 class WorkspaceEdit {
-  constructor() { this.edits = []; }
+  constructor() { this.edits = []; this.fileOps = []; }
   replace(uri, range, text) { this.edits.push({ uri, range, text }); }
+  createFile(uri, options) { this.fileOps.push({ kind: 'create', uri, options }); }
+  renameFile(oldUri, newUri, options) { this.fileOps.push({ kind: 'rename', oldUri, newUri, options }); }
+  deleteFile(uri, options) { this.fileOps.push({ kind: 'delete', uri, options }); }
+}
+
+/** Applies `replacements` ({range, text}, ranges in the document as it is now, as VS Code's
+ * edit builder and WorkspaceEdit take them) bottom-up; the first one's `group` starts an undo
+ * step, the rest join it. */
+function applyAll(document, replacements, group) {
+  const sorted = [...replacements].sort((a, b) => document.offsetAt(b.range.start) - document.offsetAt(a.range.start));
+  for (const { range, text } of sorted) { document.replace(range, text, group); group = false; }
 }
 
 const changeListeners = new Emitter();
@@ -94,6 +105,8 @@ const decorations = new Map();
 /** Comment threads alive now (the preview's inline diff). */
 const threads = new Set();
 const context = {};
+/** File operations of the WorkspaceEdits applied so far. */
+const fileOps = [];
 
 const vscode = {
   Position, Range, Selection, Uri, WorkspaceEdit, CancellationTokenSource,
@@ -142,8 +155,14 @@ const vscode = {
   workspace: {
     getConfiguration: () => ({ get: (key, fallback) => (key in settings ? settings[key] : fallback) }),
     onDidChangeTextDocument: changeListeners.event,
+    textDocuments: documents,
+    /** Text edits only (file operations are recorded in `fileOps` and applied nowhere). */
     applyEdit: async (edit) => {
-      for (const { uri, range, text } of edit.edits) documents.find((d) => d.uri.toString() === uri.toString()).replace(range, text);
+      fileOps.push(...edit.fileOps);
+      for (const document of documents) {
+        const mine = edit.edits.filter((e) => e.uri.toString() === document.uri.toString());
+        if (mine.length) applyAll(document, mine, true);
+      }
       return true;
     },
   },
@@ -161,10 +180,11 @@ function openEditor(uri, text, selection) {
     document, selection,
     setDecorations: (type, ranges) => decorations.set(type, ranges.map((r) => document.getText(r.start.line === r.end.line && r.isEmpty
       ? r : new Range(r.start.line, 0, r.end.line, document.text.split('\n')[r.end.line]?.length ?? 0)))),
-    // Replacements are applied in call order (the server sends one per applyEdit).
+    // All ranges refer to the document before the edit, as in VS Code's edit builder.
     edit: async (build, { undoStopBefore = true } = {}) => {
-      let group = undoStopBefore;
-      build({ replace: (range, newText) => { document.replace(range, newText, group); group = false; } });
+      const replacements = [];
+      build({ replace: (range, text) => { replacements.push({ range, text }); } });
+      applyAll(document, replacements, undoStopBefore);
       return true;
     },
   };
@@ -182,4 +202,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context, fileOps } });
