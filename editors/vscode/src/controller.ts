@@ -63,12 +63,29 @@ interface Job {
   pending: Pending[];
   /** The edit being applied, if any: a cancel waits for it before restoring. */
   applying?: Thenable<unknown>;
-  /** True while this job's own edit is being applied: its document changes are not the user's. */
-  editing?: boolean;
+  /** While this job's own edit is being applied: the document changes seen meanwhile. */
+  editing?: Editing;
   /** Preview mode: the answer so far. */
   text?: string;
   requested: Range;
   verb: 'refining' | 'fixing';
+}
+
+/**
+ * The document changes seen while a job's edit is in flight. The editor applies the edit only
+ * to the version it was made for (`base`), so if it is applied, the change to `base + 1` is
+ * that edit and any later one someone else's (the user's keys can arrive in the same batch as
+ * the edit's answer, so the document may already be past the edit when `editor.edit`
+ * resolves); if it is refused, every change is someone else's.
+ */
+interface Editing {
+  base: number;
+  /** Where the region stands once the edit is applied (the announcement's `after`). */
+  after?: vscode.Range;
+  /** The region's text right after the edit, read when its change came in. */
+  text?: string;
+  /** Changes by version: what the region must still follow once the edit's outcome is known. */
+  seen: { version: number; changes: Change[] }[];
 }
 
 /** The user's own cancel (quiet) and a stop decided by the server (the message says why). */
@@ -92,7 +109,7 @@ export class Controller implements vscode.Disposable {
         const uri = e.document.uri.toString();
         const changes = e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text }));
         this.sessions.change(uri, changes);
-        this.followRegion(uri, changes);
+        this.followRegion(uri, e.document, changes);
         this.followPreview(uri, changes);
       }),
       this.stream, this.preview,
@@ -224,12 +241,16 @@ export class Controller implements vscode.Disposable {
   }
 
   /** A running job's region moves with changes around it; one inside it loses it (no restore). */
-  private followRegion(uri: string, changes: Change[]): void {
+  private followRegion(uri: string, document: vscode.TextDocument, changes: Change[]): void {
     const job = this.jobs.get(uri);
-    if (!job?.region || job.editing) return; // during its own edit the announcement says where it is
-    let range: Range | undefined = toLsp(job.region);
-    for (const c of changes) range = range && trackRange(range, c);
-    job.region = range && toVs(range);
+    if (!job) return;
+    if (job.editing) { // sorted out once the edit's outcome is known (Editing)
+      const editing = job.editing;
+      if (document.version === editing.base + 1 && editing.after) editing.text = document.getText(editing.after);
+      editing.seen.push({ version: document.version, changes });
+      return;
+    }
+    job.region = followed(job.region, changes);
   }
 
   /** A preview follows edits around its region and is dropped when its region is edited. */
@@ -370,26 +391,43 @@ export class Controller implements vscode.Disposable {
     // An edit computed before the server saw the user's latest change would land in the wrong
     // place or overwrite it: refuse it, untouched; the server computes it again.
     const stale = staleReason(target.version, document.version);
-    if (stale) return { applied: false, failureReason: stale };
+    if (stale) {
+      this.log.appendLine(`${job.verb}: refused a stale edit (${stale}); the server computes it again`);
+      return { applied: false, failureReason: stale };
+    }
     if (job.original === undefined && announced?.before) job.original = document.getText(toVs(announced.before));
     // Join the previous chunk's undo step unless something else changed the document since.
     const join = job.version !== undefined && document.version === job.version;
-    job.editing = true;
+    const base = document.version;
+    const editing: Editing = { base, after: announced?.after && toVs(announced.after), seen: [] };
+    job.editing = editing;
     const applying = editor.edit((b) => {
       for (const e of target.edits) b.replace(toVs(e.range), e.newText);
     }, { undoStopBefore: !join, undoStopAfter: false });
     job.applying = applying;
-    let ok: boolean;
+    let ok = false;
     try {
       ok = await applying;
     } finally {
-      job.editing = false;
+      job.editing = undefined;
+      // The region follows every change that was not this edit; this edit puts it at `after`.
+      const mine = ok ? editing.seen.find((c) => c.version === base + 1) : undefined;
+      if (mine) {
+        job.version = base + 1;
+        job.region = editing.after;
+        job.lastText = editing.text;
+      } else if (ok) { // applied, but no change seen (nothing to change): as it is now
+        job.version = document.version;
+        job.region = editing.after;
+        job.lastText = job.region && document.getText(job.region);
+      }
+      for (const c of editing.seen) if (c !== mine) job.region = followed(job.region, c.changes);
     }
     // VS Code refuses an edit when the document changed between the check above and the edit.
-    if (!ok) return { applied: false, failureReason: 'the editor rejected the edit' };
-    job.version = document.version;
-    job.region = announced?.after && toVs(announced.after);
-    job.lastText = job.region && document.getText(job.region);
+    if (!ok) {
+      this.log.appendLine(`${job.verb}: refused a stale edit (VS Code rejected it: the document changed first, or its editor closed)`);
+      return { applied: false, failureReason: 'the editor rejected the edit (the document changed first, or its editor closed)' };
+    }
     this.showStreamed(editor, job.region, announced?.range ?? null);
     return { applied: true };
   }
@@ -435,6 +473,13 @@ export class Controller implements vscode.Disposable {
     }
     return { applied: await vscode.workspace.applyEdit(edit) };
   }
+}
+
+/** `region` moved by `changes` around it; undefined once one touches it (or it was unknown). */
+function followed(region: vscode.Range | undefined, changes: Change[]): vscode.Range | undefined {
+  let range: Range | undefined = region && toLsp(region);
+  for (const c of changes) range = range && trackRange(range, c);
+  return range && toVs(range);
 }
 
 function toLsp(r: vscode.Range): Range;

@@ -181,6 +181,33 @@ test('Cancel leaves the region alone once the user typed inside it; edits after 
   assert.equal(doc.text, typed, 'the typing stays and nothing was restored over it');
 });
 
+test('Keys that reach the extension with an edit\'s answer stay the user\'s: the next edit does not join their undo step', async (t) => {
+  const { doc, rpc, controller, run, region: r } = await refining('batched-undo');
+  t.after(() => controller.dispose());
+  // The edit is applied, then the user's newline above the region comes in before the answer.
+  stub.afterEdit.hook = (d) => d.type(new Range(0, 0, 0, 0), '\n');
+  const first = 'def area(w: int, h):\n    return w * h';
+  await apply(rpc, r.edit(first));
+  r.moved(1); // the server follows the newline too
+  const answer = 'def area(w: int, h: int):\n    return w * h';
+  await apply(rpc, r.edit(answer));
+  assert.equal(doc.text, '\n' + answer + SOURCE.slice(REGION_END));
+  doc.undo();
+  assert.equal(doc.text, '\n' + first + SOURCE.slice(REGION_END), 'one undo takes the second edit, not the newline');
+  stub.ui.progressCancel.cancel();
+  await run;
+});
+
+test('Keys that reach the extension with an edit\'s answer move the region: cancel restores where it went', async (t) => {
+  const { doc, rpc, controller, run, region: r } = await refining('batched-cancel');
+  t.after(() => controller.dispose());
+  stub.afterEdit.hook = (d) => d.type(new Range(0, 0, 0, 0), '\n');
+  await apply(rpc, r.edit('def area(w: int, h):\n    return w * h'));
+  stub.ui.progressCancel.cancel();
+  await run;
+  assert.equal(doc.text, '\n' + SOURCE, 'the original is back, below the newline');
+});
+
 test('Edits outside a running job work in both forms; a stale versioned one is refused whole', async () => {
   const uri = 'file:///tmp/ctl-plain.py';
   const doc = stub.openEditor(uri, 'a = 1\nb = 2\n', new Selection(new Position(0, 0), new Position(0, 0)));

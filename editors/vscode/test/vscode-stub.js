@@ -38,13 +38,7 @@ class WorkspaceEdit {
   deleteFile(uri, options) { this.fileOps.push({ kind: 'delete', uri, options }); }
 }
 
-/** Applies `replacements` ({range, text}, ranges in the document as it is now, as VS Code's
- * edit builder and WorkspaceEdit take them) bottom-up; the first one's `group` starts an undo
- * step, the rest join it. */
-function applyAll(document, replacements, group) {
-  const sorted = [...replacements].sort((a, b) => document.offsetAt(b.range.start) - document.offsetAt(a.range.start));
-  for (const { range, text } of sorted) { document.replace(range, text, group); group = false; }
-}
+
 
 const changeListeners = new Emitter();
 
@@ -66,15 +60,24 @@ class FakeDocument {
   }
   getText(r) { return r ? this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end)) : this.text; }
   /** One edit; `group` false joins the current undo step. */
-  replace(range, text, group = true) {
+  replace(range, text, group = true) { this.replaceAll([{ range, text }], group); }
+  /**
+   * One edit of several replacements whose ranges all refer to the document before it, as in
+   * VS Code's edit builder: one new version and one change event (changes bottom-up).
+   */
+  replaceAll(replacements, group = true) {
     if (group || !this.joinable) this.undoStack.push(this.text);
-    this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
+    const sorted = [...replacements].sort((a, b) => this.offsetAt(b.range.start) - this.offsetAt(a.range.start));
+    for (const { range, text } of sorted) {
+      this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
+    }
     this.version++;
     this.joinable = true;
-    changeListeners.fire({ document: this, contentChanges: [{ range, text }] });
+    changeListeners.fire({ document: this, contentChanges: sorted.map(({ range, text }) => ({ range, text })) });
   }
-  /** A user's keystrokes: their own undo step, after which nothing joins the previous one. */
-  type(range, text) { this.replace(range, text); this.joinable = false; }
+  /** A user's keystrokes: their own undo step, which stays open as in VS Code (an edit with
+   * `undoStopBefore: false` right after them would join it). */
+  type(range, text) { this.replace(range, text); }
   undo() {
     const previous = this.undoStack.pop();
     if (previous === undefined) return false;
@@ -105,6 +108,8 @@ const decorations = new Map();
 /** Comment threads alive now (the preview's inline diff). */
 const threads = new Set();
 const context = {};
+/** `afterEdit.hook(document)`, once: runs after the next editor.edit applies, before it resolves. */
+const afterEdit = { hook: undefined };
 /** File operations of the WorkspaceEdits applied so far. */
 const fileOps = [];
 
@@ -161,7 +166,7 @@ const vscode = {
       fileOps.push(...edit.fileOps);
       for (const document of documents) {
         const mine = edit.edits.filter((e) => e.uri.toString() === document.uri.toString());
-        if (mine.length) applyAll(document, mine, true);
+        if (mine.length) document.replaceAll(mine, true);
       }
       return true;
     },
@@ -184,7 +189,11 @@ function openEditor(uri, text, selection) {
     edit: async (build, { undoStopBefore = true } = {}) => {
       const replacements = [];
       build({ replace: (range, text) => { replacements.push({ range, text }); } });
-      applyAll(document, replacements, undoStopBefore);
+      if (replacements.length) document.replaceAll(replacements, undoStopBefore);
+      // What reaches the extension host before the edit's answer (e.g. the user's keys).
+      const hook = afterEdit.hook;
+      afterEdit.hook = undefined;
+      hook?.(document);
       return true;
     },
   };
@@ -202,4 +211,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context, fileOps } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context, fileOps, afterEdit } });
