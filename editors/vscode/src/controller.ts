@@ -395,7 +395,8 @@ export class Controller implements vscode.Disposable {
       this.log.appendLine(`${job.verb}: refused a stale edit (${stale}); the server computes it again`);
       return { applied: false, failureReason: stale };
     }
-    if (job.original === undefined && announced?.before) job.original = document.getText(toVs(announced.before));
+    const before = announced?.before && document.getText(toVs(announced.before));
+    if (job.original === undefined) job.original = before;
     // Join the previous chunk's undo step unless something else changed the document since.
     const join = job.version !== undefined && document.version === job.version;
     const base = document.version;
@@ -406,6 +407,7 @@ export class Controller implements vscode.Disposable {
     }, { undoStopBefore: !join, undoStopAfter: false });
     job.applying = applying;
     let ok = false;
+    let pending = announced?.range ? toVs(announced.range) : undefined;
     try {
       ok = await applying;
     } finally {
@@ -416,31 +418,35 @@ export class Controller implements vscode.Disposable {
         job.version = base + 1;
         job.region = editing.after;
         job.lastText = editing.text;
-      } else if (ok) { // applied, but no change seen (nothing to change): as it is now
-        job.version = document.version;
+      } else if (ok) { // applied, but it changed nothing: the region reads as before it
+        job.version = base;
         job.region = editing.after;
-        job.lastText = job.region && document.getText(job.region);
+        job.lastText = before;
       }
-      for (const c of editing.seen) if (c !== mine) job.region = followed(job.region, c.changes);
+      for (const c of editing.seen) {
+        if (c === mine) continue;
+        job.region = followed(job.region, c.changes);
+        pending = followed(pending, c.changes);
+      }
     }
     // VS Code refuses an edit when the document changed between the check above and the edit.
     if (!ok) {
       this.log.appendLine(`${job.verb}: refused a stale edit (VS Code rejected it: the document changed first, or its editor closed)`);
       return { applied: false, failureReason: 'the editor rejected the edit (the document changed first, or its editor closed)' };
     }
-    this.showStreamed(editor, job.region, announced?.range ?? null);
+    this.showStreamed(editor, job.region, pending);
     return { applied: true };
   }
 
   /** Streamed lines from the region's first line down to the pending ones (or to its end). */
-  private showStreamed(editor: vscode.TextEditor, region: vscode.Range | undefined, pending: Range | null): void {
+  private showStreamed(editor: vscode.TextEditor, region: vscode.Range | undefined, pending: vscode.Range | undefined): void {
     if (!region) {
       this.stream.clear(editor);
       return;
     }
     const first = region.start.line;
     const last = pending ? Math.max(first, pending.start.line - 1) : region.end.line;
-    this.stream.show(editor, new vscode.Range(first, 0, last, 0), pending ? toVs(pending) : undefined);
+    this.stream.show(editor, new vscode.Range(first, 0, last, 0), pending);
   }
 
   /** Any other edit, in either form, the way vscode-languageclient applies one: a versioned
