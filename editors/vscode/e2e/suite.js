@@ -146,7 +146,7 @@ async function recordStates(page) {
   });
 }
 const states = (page) => page.evaluate(() => window.__states);
-/** How many streamed edits the extension refused as stale (it logs each to its output channel). */
+/** How many streamed edits were refused as stale so far (the extension logs each to its output channel). */
 function refusals() {
   const files = [];
   const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
@@ -154,7 +154,9 @@ function refusals() {
     if (e.isDirectory()) walk(p); else if (/CopySpec\.log$/.test(e.name)) files.push(p);
   });
   walk(path.join(DATA, 'logs'));
-  return files.map((f) => fs.readFileSync(f, 'utf8')).join('\n').split('\n').filter((l) => /refused a stale edit/.test(l)).length;
+  const lines = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n').split('\n').filter((l) => /refused a stale edit/.test(l));
+  const byVs = lines.filter((l) => /VS Code rejected/.test(l)).length;
+  return `${lines.length} (${lines.length - byVs} by the version check, ${byVs} by VS Code)`;
 }
 
 const scenarios = [];
@@ -346,13 +348,8 @@ scenario('fix from a diagnostic\'s quick fix', async (page) => {
   await settle(page);
   const bad = path.join(WS, 'bad.json');
   fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
-  await page.keyboard.press('Control+P');
-  const qi = page.locator('.quick-input-widget .quick-input-box input');
-  await qi.waitFor({ state: 'visible' });
-  await qi.fill('bad.json');
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'bad.json' }).first().waitFor();
-  await page.keyboard.press('Enter');
-  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: '"count"' }).first().waitFor();
+  // Quick Open can take a while to see a new file on a loaded machine (60 s, as for sample.py).
+  await openFile(page, 'bad.json', '"count"');
   await until('the JSON diagnostic', () => page.locator('.squiggly-error').count(), 60000);
   await focusEditor(page);
   await page.keyboard.press('Control+Home');
