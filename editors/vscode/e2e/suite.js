@@ -146,6 +146,18 @@ async function recordStates(page) {
   });
 }
 const states = (page) => page.evaluate(() => window.__states);
+/** How many streamed edits were refused as stale so far (the extension logs each to its output channel). */
+function refusals() {
+  const files = [];
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) walk(p); else if (/CopySpec\.log$/.test(e.name)) files.push(p);
+  });
+  walk(path.join(DATA, 'logs'));
+  const lines = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n').split('\n').filter((l) => /refused a stale edit/.test(l));
+  const byVs = lines.filter((l) => /VS Code rejected/.test(l)).length;
+  return `${lines.length} (${lines.length - byVs} by the version check, ${byVs} by VS Code)`;
+}
 
 const scenarios = [];
 const scenario = (name, fn) => scenarios.push({ name, fn });
@@ -269,6 +281,32 @@ scenario('typing inside the region while it streams stops it and keeps the typin
   return done;
 });
 
+scenario('typing above the region while it streams: the answer still lands, below the typing, and undo keeps the typing', async (page) => {
+  await load(page, LONG);
+  await selectLines(page, 1, 13); // the body: the region starts on line 1
+  await palette(page, 'CopySpec: Refine Selection');
+  await answer(page, 'how should the selection change', 'add a comment to every line');
+  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
+  // Keys at the end of line 0, outside the region: an edit the server computed before it saw
+  // them is stale, and either the extension (version check) or VS Code itself (the renderer
+  // was ahead of the extension host) refuses it; the server computes it again once the user
+  // pauses. Whether one was in flight is up to timing here (the count is reported); the
+  // protocol tests make it happen every time.
+  for (const k of ['Control+Home', 'End']) await page.keyboard.press(k);
+  await page.keyboard.type(' # top');
+  const done = await outcome(page);
+  if (!/done/.test(done)) throw new Error('outcome: ' + done);
+  const text = await save(page);
+  const [first, ...rest] = text.split('\n');
+  if (first !== 'def total(items): # top') throw new Error('the typing was lost or moved: ' + JSON.stringify(text));
+  if (rest.join('\n') === LONG.split('\n').slice(1).join('\n')) throw new Error('the answer did not land');
+  await focusEditor(page);
+  await page.keyboard.press('Control+Z');
+  const undone = await save(page);
+  if (!undone.startsWith('def total(items): # top\n')) throw new Error('one undo took the typing away: ' + JSON.stringify(undone));
+  return `${done}; the typing stays on line 0 and after one undo; ${refusals()} stale edits refused so far`;
+});
+
 scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves it', async (page) => {
   await load(page, SHORT);
   await palette(page, 'CopySpec: Toggle Preview Mode');
@@ -310,13 +348,8 @@ scenario('fix from a diagnostic\'s quick fix', async (page) => {
   await settle(page);
   const bad = path.join(WS, 'bad.json');
   fs.writeFileSync(bad, '{\n  "name": "demo",\n  "count": 3,,\n  "ok": true\n}\n');
-  await page.keyboard.press('Control+P');
-  const qi = page.locator('.quick-input-widget .quick-input-box input');
-  await qi.waitFor({ state: 'visible' });
-  await qi.fill('bad.json');
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'bad.json' }).first().waitFor();
-  await page.keyboard.press('Enter');
-  await page.locator('.editor-instance .monaco-editor .view-line', { hasText: '"count"' }).first().waitFor();
+  // Quick Open can take a while to see a new file on a loaded machine (60 s, as for sample.py).
+  await openFile(page, 'bad.json', '"count"');
   await until('the JSON diagnostic', () => page.locator('.squiggly-error').count(), 60000);
   await focusEditor(page);
   await page.keyboard.press('Control+Home');

@@ -6,13 +6,21 @@
 // "stream") and follows the region through didChange, cancelling when the user types inside
 // it; this class applies each of the server's workspace/applyEdit calls itself with
 // editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
-// which would make every chunk its own undo step. While it streams, the original's
+// which would make every chunk its own undo step. Each streamed edit is the minimal change
+// inside the region, a TextDocumentEdit stamped with the document version the server
+// computed it against: one for an older version is refused ({applied: false}) before
+// anything is applied, and the server computes it again against the newer text. Where the
+// region stands comes from the `copyspec/pending` announcement sent before each edit
+// (`before` / `after`), not from the edit's ranges. While it streams, the original's
 // not-yet-rewritten rest stays in the buffer below the streamed text, dimmed (StreamView);
 // cancelling puts the original back (copyspec.cancelKeepsPartial keeps the partial answer).
 // With copyspec.applyMode "preview" the answer streams into an inline diff (PreviewView)
 // and only Accept edits the buffer.
 import * as vscode from 'vscode';
-import { Change, Range, SessionStore, Stats, Status, endOf, formatStats, formatStatus, statusBarText, trackRange } from './logic';
+import {
+  Change, Range, SessionStore, Stats, Status, TextEdit, WorkspaceEdit, endOf, formatStats, formatStatus,
+  singleDocumentEdit, staleReason, statusBarText, trackRange,
+} from './logic';
 import { PreviewView, StreamView } from './views';
 
 export interface Rpc {
@@ -22,15 +30,16 @@ export interface Rpc {
 }
 
 interface Chunk { session: string; uri: string; delta: string; text: string; stats: Stats }
-interface TextEdit { range: Range; newText: string }
-interface ApplyEditParams { label?: string; edit: { changes?: Record<string, TextEdit[]>; documentChanges?: unknown[] } }
+interface ApplyEditParams { label?: string; edit: WorkspaceEdit }
 interface ApplyEditResult { applied: boolean; failureReason?: string }
 interface JobResult {
   session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean;
   /** With apply "none": the range the answer would replace. */
   replacedRange?: Range;
 }
-interface Pending { uri: string; session: string; range: Range | null }
+/** `copyspec/pending`, sent before each streamed edit: `range` is where the original's pending
+ * lines stand once the edit is applied; `before` / `after` the whole region before and after. */
+interface Pending { uri: string; session: string; range: Range | null; before?: Range; after?: Range }
 /** A code action's command argument (`copyspec.refine` / `copyspec.fix`). */
 export interface ActionArgument { uri: string; range: Range; instruction?: string; diagnostics?: unknown[] }
 
@@ -42,19 +51,41 @@ interface Job {
   progress?: vscode.Progress<{ message?: string }>;
   /** Document version right after this job's last edit: the next edit joins its undo step. */
   version?: number;
-  /** What this job's last edit put into the buffer: the next edit must replace exactly that. */
-  lastText?: string;
-  /** The region's text before the first edit, and where it starts: what a cancel restores. */
+  /** The region's text before the first applied edit (at its `before`): what a cancel restores. */
   original?: string;
-  start?: vscode.Position;
-  /** `copyspec/pending` announcements, one per streamed edit, in the order the edits come. */
-  pending: (Range | null)[];
+  /** Where the region stands now: the last applied edit's `after`, then moved by changes
+   * outside it (undefined once a change touched it, or when no announcement said). */
+  region?: vscode.Range;
+  /** What the region held right after the last applied edit: a cancel restores only over that. */
+  lastText?: string;
+  /** `copyspec/pending` announcements not yet matched: one is taken per applyEdit of this
+   * job, applied or refused, so they stay aligned with the edits. */
+  pending: Pending[];
   /** The edit being applied, if any: a cancel waits for it before restoring. */
   applying?: Thenable<unknown>;
+  /** While this job's own edit is being applied: the document changes seen meanwhile. */
+  editing?: Editing;
   /** Preview mode: the answer so far. */
   text?: string;
   requested: Range;
   verb: 'refining' | 'fixing';
+}
+
+/**
+ * The document changes seen while a job's edit is in flight. The editor applies the edit only
+ * to the version it was made for (`base`), so if it is applied, the change to `base + 1` is
+ * that edit and any later one someone else's (the user's keys can arrive in the same batch as
+ * the edit's answer, so the document may already be past the edit when `editor.edit`
+ * resolves); if it is refused, every change is someone else's.
+ */
+interface Editing {
+  base: number;
+  /** Where the region stands once the edit is applied (the announcement's `after`). */
+  after?: vscode.Range;
+  /** The region's text right after the edit, read when its change came in. */
+  text?: string;
+  /** Changes by version: what the region must still follow once the edit's outcome is known. */
+  seen: { version: number; changes: Change[] }[];
 }
 
 /** The user's own cancel (quiet) and a stop decided by the server (the message says why). */
@@ -72,12 +103,13 @@ export class Controller implements vscode.Disposable {
               private readonly log: vscode.OutputChannel) {
     this.disposables.push(
       rpc.onNotification('copyspec/chunk', (p: Chunk) => this.onChunk(p)),
-      rpc.onNotification('copyspec/pending', (p: Pending) => this.jobs.get(p.uri)?.pending.push(p.range)),
+      rpc.onNotification('copyspec/pending', (p: Pending) => this.jobs.get(p.uri)?.pending.push(p)),
       rpc.onRequest('workspace/applyEdit', (p: ApplyEditParams) => this.applyEdit(p)),
       vscode.workspace.onDidChangeTextDocument((e) => {
         const uri = e.document.uri.toString();
         const changes = e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text }));
         this.sessions.change(uri, changes);
+        this.followRegion(uri, e.document, changes);
         this.followPreview(uri, changes);
       }),
       this.stream, this.preview,
@@ -208,6 +240,19 @@ export class Controller implements vscode.Disposable {
     return editor;
   }
 
+  /** A running job's region moves with changes around it; one inside it loses it (no restore). */
+  private followRegion(uri: string, document: vscode.TextDocument, changes: Change[]): void {
+    const job = this.jobs.get(uri);
+    if (!job) return;
+    if (job.editing) { // sorted out once the edit's outcome is known (Editing)
+      const editing = job.editing;
+      if (document.version === editing.base + 1 && editing.after) editing.text = document.getText(editing.after);
+      editing.seen.push({ version: document.version, changes });
+      return;
+    }
+    job.region = followed(job.region, changes);
+  }
+
   /** A preview follows edits around its region and is dropped when its region is edited. */
   private followPreview(uri: string, changes: Change[]): void {
     const state = this.preview.current;
@@ -307,14 +352,14 @@ export class Controller implements vscode.Disposable {
       this.preview.clear();
       return;
     }
-    await job.applying;
+    await Promise.resolve(job.applying).catch(() => undefined);
     const keep = vscode.workspace.getConfiguration('copyspec').get<boolean>('cancelKeepsPartial', false);
-    if (!byUser || keep || job.original === undefined || job.lastText === undefined || !job.start) return;
-    const where = new vscode.Range(job.start, toVs({ start: toLsp(job.start), end: endOf(toLsp(job.start), job.lastText) }).end);
-    if (editor.document.getText(where) !== job.lastText) return; // changed since: leave it alone
+    const { original, region, lastText } = job;
+    if (!byUser || keep || original === undefined || !region || lastText === undefined) return;
+    if (editor.document.getText(region) !== lastText) return; // changed since: leave it alone
+    // One undo step with the stream, unless something else changed the document since.
     const join = job.version !== undefined && editor.document.version === job.version;
-    const original = job.original;
-    await editor.edit((b) => b.replace(where, original), { undoStopBefore: !join, undoStopAfter: true });
+    await editor.edit((b) => b.replace(region, original), { undoStopBefore: !join, undoStopAfter: true });
   }
 
   private onChunk(p: Chunk): void {
@@ -332,55 +377,115 @@ export class Controller implements vscode.Disposable {
   }
 
   private async applyEdit(p: ApplyEditParams): Promise<ApplyEditResult> {
-    const entries = Object.entries(p.edit.changes ?? {});
-    if (p.edit.documentChanges || entries.length === 0) {
-      return { applied: false, failureReason: 'only `changes` edits are supported' };
-    }
-    const job = entries.length === 1 ? this.jobs.get(entries[0][0]) : undefined;
-    if (!job) return this.applyPlain(entries); // e.g. a code action's command
+    const target = singleDocumentEdit(p.edit);
+    const job = target && this.jobs.get(target.uri);
+    if (!target || !job || job.preview) return this.applyPlain(p.edit); // e.g. a code action's command
+    // Each applyEdit of a job has its announcement, sent just before it: take it even when the
+    // edit is refused, or every later edit would be matched with the wrong one.
+    const announced = job.pending.shift();
     // Edits already in flight when the user cancelled must not land.
     if (job.cts.token.isCancellationRequested) return { applied: false, failureReason: 'cancelled by the user' };
     const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === job.uri);
     if (!editor) return { applied: false, failureReason: 'the document is no longer shown in an editor' };
-    const edits = entries[0][1];
-    const pending = job.pending.shift() ?? null;
-    // Unversioned edits race with typing: one computed before the server saw a keystroke
-    // would overwrite it. So a chunk may only replace exactly what the previous chunk wrote.
-    if (job.lastText !== undefined
-        && (edits.length !== 1 || editor.document.getText(toVs(edits[0].range)) !== job.lastText)) {
-      return { applied: false, failureReason: 'the document changed under the streamed text' };
+    const document = editor.document;
+    // An edit computed before the server saw the user's latest change would land in the wrong
+    // place or overwrite it: refuse it, untouched; the server computes it again.
+    const stale = staleReason(target.version, document.version);
+    if (stale) {
+      this.log.appendLine(`${job.verb}: refused a stale edit (${stale}); the server computes it again`);
+      return { applied: false, failureReason: stale };
     }
-    if (job.original === undefined && edits.length === 1) {
-      job.original = editor.document.getText(toVs(edits[0].range));
-      job.start = toVs(edits[0].range).start;
-    }
+    const before = announced?.before && document.getText(toVs(announced.before));
+    if (job.original === undefined) job.original = before;
     // Join the previous chunk's undo step unless something else changed the document since.
-    const join = job.version !== undefined && editor.document.version === job.version;
+    const join = job.version !== undefined && document.version === job.version;
+    const base = document.version;
+    const editing: Editing = { base, after: announced?.after && toVs(announced.after), seen: [] };
+    job.editing = editing;
     const applying = editor.edit((b) => {
-      for (const e of edits) b.replace(toVs(e.range), e.newText);
+      for (const e of target.edits) b.replace(toVs(e.range), e.newText);
     }, { undoStopBefore: !join, undoStopAfter: false });
     job.applying = applying;
-    const ok = await applying;
-    if (!ok) return { applied: false, failureReason: 'the editor rejected the edit' };
-    job.version = editor.document.version;
-    job.lastText = edits.length === 1 ? edits[0].newText : undefined;
-    const start = edits[0].range.start;
-    if (pending) {
-      const streamedEnd = Math.max(start.line, pending.start.line - 1);
-      this.stream.show(editor, new vscode.Range(start.line, 0, streamedEnd, 0), toVs(pending));
-    } else {
-      this.stream.clear(editor);
+    let ok = false;
+    let pending = announced?.range ? toVs(announced.range) : undefined;
+    try {
+      ok = await applying;
+    } finally {
+      job.editing = undefined;
+      // The region follows every change that was not this edit; this edit puts it at `after`.
+      const mine = ok ? editing.seen.find((c) => c.version === base + 1) : undefined;
+      if (mine) {
+        job.version = base + 1;
+        job.region = editing.after;
+        job.lastText = editing.text;
+      } else if (ok) { // applied, but it changed nothing: the region reads as before it
+        job.version = base;
+        job.region = editing.after;
+        job.lastText = before;
+      }
+      for (const c of editing.seen) {
+        if (c === mine) continue;
+        job.region = followed(job.region, c.changes);
+        pending = followed(pending, c.changes);
+      }
     }
+    // VS Code refuses an edit when the document changed between the check above and the edit.
+    if (!ok) {
+      this.log.appendLine(`${job.verb}: refused a stale edit (VS Code rejected it: the document changed first, or its editor closed)`);
+      return { applied: false, failureReason: 'the editor rejected the edit (the document changed first, or its editor closed)' };
+    }
+    this.showStreamed(editor, job.region, pending);
     return { applied: true };
   }
 
-  private async applyPlain(entries: [string, TextEdit[]][]): Promise<ApplyEditResult> {
+  /** Streamed lines from the region's first line down to the pending ones (or to its end). */
+  private showStreamed(editor: vscode.TextEditor, region: vscode.Range | undefined, pending: vscode.Range | undefined): void {
+    if (!region) {
+      this.stream.clear(editor);
+      return;
+    }
+    const first = region.start.line;
+    const last = pending ? Math.max(first, pending.start.line - 1) : region.end.line;
+    this.stream.show(editor, new vscode.Range(first, 0, last, 0), pending);
+  }
+
+  /** Any other edit, in either form, the way vscode-languageclient applies one: a versioned
+   * TextDocumentEdit for an open document at another version refuses the whole edit. */
+  private async applyPlain(lsp: WorkspaceEdit): Promise<ApplyEditResult> {
     const edit = new vscode.WorkspaceEdit();
-    for (const [uri, edits] of entries) {
+    const replace = (uri: string, edits: TextEdit[]) => {
       for (const e of edits) edit.replace(vscode.Uri.parse(uri), toVs(e.range), e.newText);
+    };
+    if (lsp.documentChanges) {
+      const open = new Map(vscode.workspace.textDocuments.map((d) => [d.uri.toString(), d]));
+      for (const change of lsp.documentChanges) {
+        if (!('kind' in change)) {
+          const document = open.get(change.textDocument.uri);
+          const stale = document && staleReason(change.textDocument.version, document.version);
+          if (stale) return { applied: false, failureReason: stale };
+          replace(change.textDocument.uri, change.edits);
+        } else if (change.kind === 'create' && change.uri) {
+          edit.createFile(vscode.Uri.parse(change.uri), change.options);
+        } else if (change.kind === 'rename' && change.oldUri && change.newUri) {
+          edit.renameFile(vscode.Uri.parse(change.oldUri), vscode.Uri.parse(change.newUri), change.options);
+        } else if (change.kind === 'delete' && change.uri) {
+          edit.deleteFile(vscode.Uri.parse(change.uri), change.options);
+        } else {
+          return { applied: false, failureReason: `unsupported document change ${JSON.stringify(change)}` };
+        }
+      }
+    } else {
+      for (const [uri, edits] of Object.entries(lsp.changes ?? {})) replace(uri, edits);
     }
     return { applied: await vscode.workspace.applyEdit(edit) };
   }
+}
+
+/** `region` moved by `changes` around it; undefined once one touches it (or it was unknown). */
+function followed(region: vscode.Range | undefined, changes: Change[]): vscode.Range | undefined {
+  let range: Range | undefined = region && toLsp(region);
+  for (const c of changes) range = range && trackRange(range, c);
+  return range && toVs(range);
 }
 
 function toLsp(r: vscode.Range): Range;

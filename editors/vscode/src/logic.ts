@@ -6,6 +6,42 @@ export interface Position { line: number; character: number }
 export interface Range { start: Position; end: Position }
 export interface Change { range: Range; text: string }
 
+/** The parts of an LSP `WorkspaceEdit` the server can send (resource operations carry `kind`). */
+export interface TextEdit { range: Range; newText: string }
+export interface TextDocumentEdit { textDocument: { uri: string; version: number | null }; edits: TextEdit[] }
+export interface ResourceOperation { kind: 'create' | 'rename' | 'delete'; uri?: string; oldUri?: string; newUri?: string;
+  options?: { overwrite?: boolean; ignoreIfExists?: boolean; ignoreIfNotExists?: boolean; recursive?: boolean } }
+export interface WorkspaceEdit {
+  changes?: Record<string, TextEdit[]>;
+  documentChanges?: (TextDocumentEdit | ResourceOperation)[];
+}
+
+/** An edit of one document's text: `version` is null when the edit names none (`changes`). */
+export interface DocumentEdit { uri: string; version: number | null; edits: TextEdit[] }
+
+/**
+ * The edit as text edits of ONE document, or undefined when it is anything else (several
+ * documents, file operations, nothing). `documentChanges` wins over `changes`, as the spec
+ * says for a client that takes both.
+ */
+export function singleDocumentEdit(edit: WorkspaceEdit): DocumentEdit | undefined {
+  if (edit.documentChanges) {
+    const [only, ...more] = edit.documentChanges;
+    if (!only || more.length || 'kind' in only) return undefined;
+    const version = typeof only.textDocument.version === 'number' ? only.textDocument.version : null;
+    return { uri: only.textDocument.uri, version, edits: only.edits };
+  }
+  const entries = Object.entries(edit.changes ?? {});
+  return entries.length === 1 ? { uri: entries[0][0], version: null, edits: entries[0][1] } : undefined;
+}
+
+/** Why an edit stamped with `version` must not be applied to a document at `current` (spec:
+ * a versioned edit is for exactly that version; null or a negative one names none). */
+export function staleReason(version: number | null, current: number): string | undefined {
+  if (version === null || version < 0 || version === current) return undefined;
+  return `the edit is for version ${version} of the document, which is at version ${current} now`;
+}
+
 export interface Stats {
   new_tokens?: number;
   tokens_per_second?: number;

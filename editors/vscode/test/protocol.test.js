@@ -39,10 +39,30 @@ test('streamed applyEdits and chunks both rebuild exactly the final text', async
   s.open(uri, SOURCE);
   s.edits.length = 0;
   s.chunks.length = 0;
+  s.answers.length = 0;
+  const versions = [];
+  s.beforeApply = (p) => versions.push(s.docs.get(uri).version);
   const result = await s.conn.sendRequest('copyspec/refine',
-    { textDocument: { uri }, range: REGION, instruction: 'add type hints', maxNewTokens: 120 });
+    { textDocument: { uri }, range: REGION, instruction: 'add type hints', maxNewTokens: 120 })
+    .finally(() => { s.beforeApply = undefined; });
   assert.ok(s.edits.length >= 2, `expected a stream of edits, got ${s.edits.length}`);
-  assert.ok(s.edits.every((e) => e.label === undefined && !e.edit.documentChanges), 'edits are unversioned and unlabelled');
+  // The client advertises documentChanges (as vscode-languageclient does): every edit is ONE
+  // TextDocumentEdit stamped with the version the document had when the server computed it.
+  for (const [i, e] of s.edits.entries()) {
+    assert.equal(e.label, undefined, 'unlabelled');
+    assert.equal(e.edit.changes, undefined, 'versioned, not `changes`');
+    assert.equal(e.edit.documentChanges?.length, 1, JSON.stringify(e.edit));
+    const [{ textDocument, edits }] = e.edit.documentChanges;
+    assert.deepEqual(textDocument, { uri, version: versions[i] }, `edit ${i} is stamped with the current version`);
+    assert.equal(edits.length, 1);
+  }
+  assert.ok(s.answers.every((a) => a.answer.applied), 'nothing was stale');
+  // Minimal changes, not whole-region replacements: most leave the region's start untouched.
+  const inner = s.edits.filter((e) => {
+    const { start } = e.edit.documentChanges[0].edits[0].range;
+    return start.line > REGION.start.line || start.character > REGION.start.character;
+  });
+  assert.ok(inner.length >= 1, `every edit rewrote the region from its start: ${JSON.stringify(s.edits)}`);
   assert.equal(s.text(uri), replaced(SOURCE, REGION, result.text));
   assert.deepEqual(result.range.start, REGION.start);
   const chunks = s.chunks.filter((c) => c.session === result.session);
@@ -63,8 +83,7 @@ test('$/cancelRequest stops a streaming refine and no edit follows the answer', 
   const hook = s.client.onRequest('workspace/applyEdit', (p) => {
     hook.dispose();
     cts.cancel();
-    for (const [u, edits] of Object.entries(p.edit.changes || {})) s.change(u, edits);
-    return { applied: true };
+    return s.applyToCopies(p.edit);
   });
   const pending = s.conn.sendRequest('copyspec/refine',
     { textDocument: { uri }, range: REGION, instruction: 'rewrite it', maxNewTokens: 900 }, cts.token);
@@ -259,6 +278,81 @@ test('Typing inside the region mid-stream: the server cancels and the typing sur
   assert.equal(doc.text, typed, 'the typing is intact and nothing was written after it');
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(doc.text, typed, 'no edit after the cancel');
+});
+
+/** Plays the user typing `text` at the top of the file (above the region) when the server's
+ * `nth` applyEdit reaches the editor: that edit was computed for the version before it. */
+function typeAboveWhenEdit(doc, nth, text) {
+  const typed = { at: undefined };
+  s.beforeApply = (p) => {
+    if (typed.at !== undefined || s.edits.length < nth) return;
+    typed.at = s.edits.length - 1;
+    doc.type(new Range(0, 0, 0, 0), text);
+  };
+  return typed;
+}
+
+test('An edit made stale by typing is refused untouched; the server computes it again; typing and answer both end up in the buffer', async (t) => {
+  const uri = 'file:///tmp/ui-stale.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 120);
+  t.after(() => { s.beforeApply = undefined; dispose(); });
+  stub.ui.inputs.push('add type hints');
+  stub.ui.shown.length = 0;
+  s.edits.length = 0;
+  s.answers.length = 0;
+  const typed = typeAboveWhenEdit(doc, 2, '# mine\n');
+  await controller.refineSelection();
+
+  assert.notEqual(typed.at, undefined, `the stream had fewer than 2 edits: ${s.edits.length}`);
+  const refused = s.answers.filter((a) => !a.answer.applied);
+  assert.equal(refused.length, 1, `answers: ${JSON.stringify(s.answers.map((a) => a.answer))}`);
+  assert.equal(refused[0].edit, s.edits[typed.at], 'the edit that arrived after the typing was refused');
+  assert.match(refused[0].answer.failureReason, /version/);
+  const version = (e) => e.edit.documentChanges[0].textDocument.version;
+  const retry = s.edits[typed.at + 1];
+  assert.ok(retry, 'the server computed the edit again');
+  assert.ok(version(retry) > version(s.edits[typed.at]), 'against the newer version');
+  assert.ok(s.answers.slice(typed.at + 1).every((a) => a.answer.applied), 'every later edit applied');
+
+  const last = controller.sessions.get(uri);
+  assert.equal(last.range.start.line, 1, 'the region moved down with the typing above it');
+  const answer = textAt(doc, last.range);
+  assert.equal(doc.text, '# mine\n' + replaced(SOURCE, REGION, answer), 'the typing, then the answer in the region');
+  assert.equal(s.text(uri), doc.text, 'the server saw the same text');
+  assert.ok(!stub.ui.shown.some((m) => /did not apply|edited/.test(m)), `shown: ${stub.ui.shown}`);
+  // The stream is undone apart from the typing: undoing the refinement never undoes it.
+  doc.undo();
+  assert.ok(doc.text.startsWith('# mine\n'), `one undo took the typing away: ${JSON.stringify(doc.text)}`);
+});
+
+test('Cancel after a stale edit was refused and computed again restores the original where the region moved to', async (t) => {
+  const uri = 'file:///tmp/ui-stale-cancel.py';
+  const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 900);
+  t.after(() => { s.beforeApply = undefined; dispose(); });
+  stub.ui.inputs.push('rewrite it');
+  stub.ui.shown.length = 0;
+  s.edits.length = 0;
+  s.answers.length = 0;
+  const typed = typeAboveWhenEdit(doc, 2, '# mine\n');
+  // Cancel when the edit after the recomputed one arrives (the final one at the latest): the
+  // server is surely mid-request then, and the last applied edit is the recomputed one.
+  const type = s.beforeApply;
+  let streamed;
+  s.beforeApply = (p) => {
+    type(p);
+    if (typed.at === undefined || s.edits.length !== typed.at + 3) return;
+    streamed = doc.text;
+    stub.ui.progressCancel.cancel();
+  };
+  await controller.refineSelection();
+  assert.notEqual(typed.at, undefined, `the stream had fewer than 2 edits: ${s.edits.length}`);
+  assert.deepEqual(s.answers.slice(typed.at, typed.at + 3).map((a) => a.answer.applied), [false, true, false],
+    'refused as stale, computed again and applied, refused after the cancel');
+  assert.match(s.answers[typed.at + 2].answer.failureReason, /cancelled/);
+  assert.ok(streamed.startsWith('# mine\n') && streamed !== '# mine\n' + SOURCE, `streamed text in the region: ${JSON.stringify(streamed)}`);
+  assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
+  assert.equal(doc.text, '# mine\n' + SOURCE, 'the original is back below the typing');
+  assert.equal(s.text(uri), doc.text);
 });
 
 test('Fix Error at Cursor sends the diagnostics and an empty range the server widens', async (t) => {

@@ -33,22 +33,34 @@ function buildTinyModel(server) {
   return dir;
 }
 
-async function startServer() {
+/**
+ * `versioned` (default true) advertises workspace.workspaceEdit.documentChanges, as
+ * vscode-languageclient does, so streamed edits come as version-stamped TextDocumentEdits.
+ */
+async function startServer({ versioned = true } = {}) {
   const server = findServer();
   const dir = buildTinyModel(server);
   const proc = spawn(server, ['--stdio'], { cwd: dir, stdio: ['pipe', 'pipe', 'inherit'] });
   const conn = rpc.createMessageConnection(new rpc.StreamMessageReader(proc.stdout), new rpc.StreamMessageWriter(proc.stdin));
-  const s = { proc, conn, dir, model: path.join(dir, 'model'), docs: new Map(), edits: [], chunks: [], progress: [], messages: [], sent: [] };
+  const s = {
+    proc, conn, dir, model: path.join(dir, 'model'), docs: new Map(), edits: [], chunks: [], progress: [], messages: [], sent: [],
+    /** Each applyEdit's answer: {edit, answer}. */
+    answers: [],
+    /** Called with each applyEdit's params before it is answered: where a test plays the user
+     * typing between the server computing an edit and the editor receiving it. */
+    beforeApply: undefined,
+  };
 
   // Server → client requests and notifications, as VS Code would answer them.
   // Edits go to the Controller when one is listening (it edits the stub documents, whose
   // changes come back through s.change), else straight into our copies of the documents.
   let applyEdit;
-  conn.onRequest('workspace/applyEdit', (p) => {
+  conn.onRequest('workspace/applyEdit', async (p) => {
     s.edits.push(p);
-    if (applyEdit) return applyEdit(p);
-    for (const [uri, edits] of Object.entries(p.edit.changes || {})) s.change(uri, edits);
-    return { applied: true };
+    s.beforeApply?.(p);
+    const answer = applyEdit ? await applyEdit(p) : s.applyToCopies(p.edit);
+    s.answers.push({ edit: p, answer });
+    return answer;
   });
   conn.onRequest('window/workDoneProgress/create', () => null);
   conn.onNotification('$/progress', (p) => s.progress.push(p));
@@ -89,10 +101,29 @@ async function startServer() {
     conn.sendNotification('textDocument/didChange', { textDocument: { uri, version: next.version }, contentChanges });
   };
   s.text = (uri) => s.docs.get(uri).getText();
+  /** What a spec-following editor does with a WorkspaceEdit, on our copies: a TextDocumentEdit
+   * for another version than the document's refuses the whole edit, before anything changes. */
+  s.applyToCopies = (edit) => {
+    if (edit.documentChanges) {
+      for (const { textDocument: { uri, version } } of edit.documentChanges) {
+        const current = s.docs.get(uri)?.version;
+        if (typeof version === 'number' && version !== current) {
+          return { applied: false, failureReason: `stale: version ${version}, document at ${current}` };
+        }
+      }
+      for (const { textDocument: { uri }, edits } of edit.documentChanges) s.change(uri, edits);
+    } else {
+      for (const [uri, edits] of Object.entries(edit.changes || {})) s.change(uri, edits);
+    }
+    return { applied: true };
+  };
 
   await conn.sendRequest('initialize', {
     processId: process.pid, rootUri: null, workspaceFolders: null,
-    capabilities: { workspace: { applyEdit: true }, window: { workDoneProgress: true }, general: { positionEncodings: ['utf-16'] } },
+    capabilities: {
+      workspace: { applyEdit: true, ...(versioned ? { workspaceEdit: { documentChanges: true } } : {}) },
+      window: { workDoneProgress: true }, general: { positionEncodings: ['utf-16'] },
+    },
     initializationOptions: { model: s.model, device: 'cpu' },
   });
   conn.sendNotification('initialized', {});

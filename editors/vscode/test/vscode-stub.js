@@ -31,9 +31,14 @@ class Uri {
 }
 
 class WorkspaceEdit {
-  constructor() { this.edits = []; }
+  constructor() { this.edits = []; this.fileOps = []; }
   replace(uri, range, text) { this.edits.push({ uri, range, text }); }
+  createFile(uri, options) { this.fileOps.push({ kind: 'create', uri, options }); }
+  renameFile(oldUri, newUri, options) { this.fileOps.push({ kind: 'rename', oldUri, newUri, options }); }
+  deleteFile(uri, options) { this.fileOps.push({ kind: 'delete', uri, options }); }
 }
+
+
 
 const changeListeners = new Emitter();
 
@@ -55,15 +60,24 @@ class FakeDocument {
   }
   getText(r) { return r ? this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end)) : this.text; }
   /** One edit; `group` false joins the current undo step. */
-  replace(range, text, group = true) {
+  replace(range, text, group = true) { this.replaceAll([{ range, text }], group); }
+  /**
+   * One edit of several replacements whose ranges all refer to the document before it, as in
+   * VS Code's edit builder: one new version and one change event (changes bottom-up).
+   */
+  replaceAll(replacements, group = true) {
     if (group || !this.joinable) this.undoStack.push(this.text);
-    this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
+    const sorted = [...replacements].sort((a, b) => this.offsetAt(b.range.start) - this.offsetAt(a.range.start));
+    for (const { range, text } of sorted) {
+      this.text = this.text.slice(0, this.offsetAt(range.start)) + text + this.text.slice(this.offsetAt(range.end));
+    }
     this.version++;
     this.joinable = true;
-    changeListeners.fire({ document: this, contentChanges: [{ range, text }] });
+    changeListeners.fire({ document: this, contentChanges: sorted.map(({ range, text }) => ({ range, text })) });
   }
-  /** A user's keystrokes: their own undo step, after which nothing joins the previous one. */
-  type(range, text) { this.replace(range, text); this.joinable = false; }
+  /** A user's keystrokes: their own undo step, which stays open as in VS Code (an edit with
+   * `undoStopBefore: false` right after them would join it). */
+  type(range, text) { this.replace(range, text); }
   undo() {
     const previous = this.undoStack.pop();
     if (previous === undefined) return false;
@@ -94,6 +108,10 @@ const decorations = new Map();
 /** Comment threads alive now (the preview's inline diff). */
 const threads = new Set();
 const context = {};
+/** `afterEdit.hook(document)`, once: runs after the next editor.edit applies, before it resolves. */
+const afterEdit = { hook: undefined };
+/** File operations of the WorkspaceEdits applied so far. */
+const fileOps = [];
 
 const vscode = {
   Position, Range, Selection, Uri, WorkspaceEdit, CancellationTokenSource,
@@ -142,8 +160,14 @@ const vscode = {
   workspace: {
     getConfiguration: () => ({ get: (key, fallback) => (key in settings ? settings[key] : fallback) }),
     onDidChangeTextDocument: changeListeners.event,
+    textDocuments: documents,
+    /** Text edits only (file operations are recorded in `fileOps` and applied nowhere). */
     applyEdit: async (edit) => {
-      for (const { uri, range, text } of edit.edits) documents.find((d) => d.uri.toString() === uri.toString()).replace(range, text);
+      fileOps.push(...edit.fileOps);
+      for (const document of documents) {
+        const mine = edit.edits.filter((e) => e.uri.toString() === document.uri.toString());
+        if (mine.length) document.replaceAll(mine, true);
+      }
       return true;
     },
   },
@@ -161,10 +185,15 @@ function openEditor(uri, text, selection) {
     document, selection,
     setDecorations: (type, ranges) => decorations.set(type, ranges.map((r) => document.getText(r.start.line === r.end.line && r.isEmpty
       ? r : new Range(r.start.line, 0, r.end.line, document.text.split('\n')[r.end.line]?.length ?? 0)))),
-    // Replacements are applied in call order (the server sends one per applyEdit).
+    // All ranges refer to the document before the edit, as in VS Code's edit builder.
     edit: async (build, { undoStopBefore = true } = {}) => {
-      let group = undoStopBefore;
-      build({ replace: (range, newText) => { document.replace(range, newText, group); group = false; } });
+      const replacements = [];
+      build({ replace: (range, text) => { replacements.push({ range, text }); } });
+      if (replacements.length) document.replaceAll(replacements, undoStopBefore);
+      // What reaches the extension host before the edit's answer (e.g. the user's keys).
+      const hook = afterEdit.hook;
+      afterEdit.hook = undefined;
+      hook?.(document);
       return true;
     },
   };
@@ -182,4 +211,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context, fileOps, afterEdit } });

@@ -1,0 +1,68 @@
+// The extension against the real server when the client does NOT advertise
+// workspace.workspaceEdit.documentChanges: the streamed edits are then plain `changes` edits,
+// still minimal, and the extension applies them as given (a server without versioning).
+'use strict';
+const { stub, Position, Selection, workspace } = require('./vscode-stub');
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Controller } = require('../out/controller');
+const { startServer, waitFor } = require('./server');
+
+const SOURCE = 'def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n';
+
+let s;
+test.before(async () => {
+  s = await startServer({ versioned: false });
+  await waitFor(async () => (await s.conn.sendRequest('copyspec/status', {})).state !== 'loading', 90000, 'the model to load');
+}, { timeout: 180000 });
+test.after(async () => { await s?.stop(); });
+
+function controllerFor(uri, maxNewTokens) {
+  const doc = stub.openEditor(uri, SOURCE, new Selection(new Position(0, 0), new Position(1, 16)));
+  s.open(uri, SOURCE);
+  const sync = workspace.onDidChangeTextDocument((e) => {
+    if (e.document === doc) s.change(uri, e.contentChanges.map((c) => ({ range: c.range, newText: c.text })));
+  });
+  const rpc = { ...s.client, sendRequest: (m, p, token) => s.client.sendRequest(m, { ...p, maxNewTokens }, token) };
+  const controller = new Controller(rpc, stub.statusBarItem(), stub.outputChannel());
+  return { doc, controller, dispose: () => { sync.dispose(); controller.dispose(); } };
+}
+
+test('Without documentChanges the stream comes as `changes` edits: applied as given, one undo step', async (t) => {
+  const uri = 'file:///tmp/unversioned-refine.py';
+  const { doc, controller, dispose } = controllerFor(uri, 120);
+  t.after(dispose);
+  stub.ui.inputs.push('add type hints');
+  s.edits.length = 0;
+  s.answers.length = 0;
+  await controller.refineSelection();
+  assert.ok(s.edits.length >= 2, `expected several streamed edits, got ${s.edits.length}`);
+  assert.ok(s.edits.every((e) => !e.edit.documentChanges && Object.keys(e.edit.changes ?? {}).length === 1), 'unversioned edits');
+  assert.ok(s.answers.every((a) => a.answer.applied), JSON.stringify(s.answers.map((a) => a.answer)));
+  const last = controller.sessions.get(uri);
+  assert.equal(last.range.start.line, 0);
+  assert.equal(s.text(uri), doc.text, 'the server saw every edit');
+  assert.notEqual(doc.text, SOURCE);
+  assert.ok(doc.text.endsWith(SOURCE.slice(SOURCE.indexOf('\n\n\n'))), 'the rest of the file is untouched');
+  assert.equal(doc.undoStack.length, 1, 'one undo step for the whole stream');
+  doc.undo();
+  assert.equal(doc.text, SOURCE);
+});
+
+test('Without documentChanges a cancel mid-stream still puts the original back', async (t) => {
+  const uri = 'file:///tmp/unversioned-cancel.py';
+  const { doc, controller, dispose } = controllerFor(uri, 900);
+  t.after(() => { s.beforeApply = undefined; dispose(); });
+  stub.ui.inputs.push('rewrite it');
+  s.edits.length = 0;
+  let streamed;
+  s.beforeApply = () => { // cancel when the third edit arrives: the server is surely mid-request
+    if (s.edits.length !== 3) return;
+    streamed = doc.text;
+    stub.ui.progressCancel.cancel();
+  };
+  await controller.refineSelection();
+  assert.ok(streamed !== undefined && streamed !== SOURCE, `streamed text in the region: ${s.edits.length} edits`);
+  assert.equal(doc.text, SOURCE, 'the original is back');
+  assert.equal(s.text(uri), SOURCE);
+});
