@@ -100,6 +100,7 @@ class RequestRunner:
             request.cancel("the request ended")
             service.requests.remove(request)
             service.documents.untrack(region)
+            region.on_touched = None  # no request ↔ region cycle keeps the KV cache for the GC
             progress.end(outcome)
 
     async def _resolve(self) -> tuple[Document, int, int, str]:

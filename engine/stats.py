@@ -16,6 +16,8 @@ class TurnStats:
 
     new_tokens: int = 0
     forward_passes: int = 0
+    """Verify steps, one per decoding step; the first one reads the prefill's logits, so plain
+    decoding costs exactly one pass per new token, as `generate` does."""
     copy_attempts: int = 0
     copied_tokens: int = 0
     draft_attempts: int = 0
