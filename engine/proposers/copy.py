@@ -26,7 +26,6 @@ ANCHOR_MIN = 1
 """Tokens of agreement an anchor needs; below it the source is assumed to resume in place."""
 SUBSTITUTE_BELOW = 2
 """Right after a divergence, guess a one-token substitution unless an anchor agrees this much."""
-"""Tokens of agreement an anchor needs; one token alone re-anchors at random repeats."""
 
 
 class CopyProposer:
