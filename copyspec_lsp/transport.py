@@ -40,6 +40,8 @@ CHUNK = 65536
 HEADER = re.compile(rb"content-length[ \t]*:", re.IGNORECASE)
 BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*)")
+LEADING_SPACE = re.compile(r"[ \t\n\r]*")
+"""JSON's whitespace before a value (what `raw_decode` does not skip itself)."""
 
 
 class FrameError(Exception):
@@ -139,7 +141,7 @@ def decode(body: bytes) -> tuple[Any, bytes]:
     except UnicodeDecodeError:
         raise JsonRpcParseError("parse error: the message is not valid UTF-8") from None
     try:
-        value, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+        value, end = json.JSONDecoder().raw_decode(text, LEADING_SPACE.match(text).end())
     except json.JSONDecodeError as error:
         raise JsonRpcParseError(f"parse error: {error.msg} at character {error.pos}") from None
     except RecursionError:
