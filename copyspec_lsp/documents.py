@@ -33,9 +33,10 @@ class Region:
     """Set when the edit in flight has come back through didChange (or the user took over)."""
     sent: tuple[types.Range, str] | None = None
     """The edit in flight as sent: its range and new text."""
-    misplaced: tuple[int, int, str] | None = None
-    """The edit in flight, applied at its range in newer text: [start, end) of the text it put
-    there and the text it overwrote, until that is put back."""
+    misplaced: list[tuple[int, int, str]] = field(default_factory=list)
+    """Our edits a client applied at their stale range, newest last: [start, end) of the text
+    each put there and the text it overwrote, each where it stands with the newer ones undone.
+    The writer puts them back newest first; the region's offsets ignore them meanwhile."""
     on_touched: Callable[[], None] | None = None
     touched: bool = False
 
@@ -44,20 +45,10 @@ class Region:
     ) -> bool:
         """Update for one change that replaced before[start:end] (the LSP range `where`) with
         `new_text`; True when it was the server's own edit coming back."""
-        if self.misplaced is not None:
-            misplaced = self.misplaced
-            if (start, end, new_text) == misplaced:
-                self.misplaced = None  # put back: the text is as the region last knew it
-                self._echo()
-                return True
-            if start < misplaced[1]:  # the put-back in flight no longer fits: give up
-                self._touch()
-                return False
-            grown = misplaced[1] - misplaced[0] - len(misplaced[2])
-            self.misplaced = None  # follow it as the text reads without the misplaced edit
-            self.follow(before, start - grown, end - grown, new_text)
-            self.misplaced = misplaced
-            return False
+        if self.misplaced and (start, end, new_text) == self.misplaced[-1]:
+            self.misplaced.pop()  # put back: the text reads as before that edit
+            self._echo()
+            return True
         if self.expected is not None and self.start <= start and end <= self.end:
             inner = before[self.start : start] + new_text + before[end : self.end]
             if inner == self.expected:
@@ -65,12 +56,23 @@ class Region:
                 self._echo()
                 return True
         if self.sent is not None and (where, new_text) == self.sent:
-            self.misplaced = (start, start + len(new_text), before[start:end])
+            if before[start:end] != new_text:  # a change that changed nothing needs no undo
+                self.misplaced.append((start, start + len(new_text), before[start:end]))
             self.expected = None
             self._echo()
             return True
+        shift = len(new_text) - (end - start)
+        for i in reversed(range(len(self.misplaced))):  # map the change past each misplaced one
+            low, high, overwritten = self.misplaced[i]
+            if end <= low:
+                self.misplaced[i] = (low + shift, high + shift, overwritten)
+            elif start >= high:
+                grown = high - low - len(overwritten)
+                start, end = start - grown, end - grown
+            else:  # onto a misplaced edit: it can no longer be put back exactly
+                self._touch()
+                return False
         if end <= self.start:
-            shift = len(new_text) - (end - start)
             self.start, self.end = self.start + shift, self.end + shift
         elif start < self.end:
             self._touch()

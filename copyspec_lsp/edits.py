@@ -105,13 +105,16 @@ class BufferWriter:
                 refused = await self._send(change)
             finally:
                 region.sent = region.expected = None
-            if region.misplaced is not None:
+            if region.misplaced:
                 await self._put_back()
                 refusals.append("the editor applied an edit where it no longer fitted")
                 continue
-            if not refused:
+            if not refused and self.document.text[region.start : region.end] == text:
                 self.in_buffer = text
                 return
+            if not refused:  # e.g. applied at a stale range where it changed nothing: again
+                refusals.append("the edit did not leave the region as sent")
+                continue
             if not self.versioned:
                 break  # an unversioned edit cannot be told apart from a stale one: stop
             if self.document.version == version:  # refused though nobody typed: counts
@@ -144,17 +147,28 @@ class BufferWriter:
         return refused
 
     async def _put_back(self) -> None:
-        """Undo an edit the client applied at its stale range: put back the text it
-        overwrote, at once (no announcement: it only goes to a client that applied a stale
-        edit); the request stops if that does not come back."""
-        start, end, overwritten = self.request.region.misplaced or (0, 0, "")
-        where = self.document.lines.range(start, end, self.encoding)
-        refused = await self._send(types.TextEdit(where, overwritten))
-        if refused or self.request.region.misplaced is not None:
-            self.request.cancel("the editor applied an edit where it no longer fitted, and "
-                                f"it could not be undone: {refused or 'the user typed'}",
-                                by_server=True)
-            raise self.request.cancelled()
+        """Undo the edits the client applied at stale ranges, newest first, each at once (no
+        announcement: they only go to a client that applied a stale edit). A put-back the
+        user's typing beats lands misplaced too and is put back in turn; the request stops if
+        that does not settle."""
+        request, region = self.request, self.request.region
+        refused = ""
+        for _ in range(MAX_REFUSALS):
+            if not region.misplaced or refused:
+                break
+            start, end, overwritten = region.misplaced[-1]
+            change = types.TextEdit(self.document.lines.range(start, end, self.encoding),
+                                    overwritten)
+            region.sent = (change.range, overwritten)
+            try:
+                refused = await self._send(change)
+            finally:
+                region.sent = None
+        if region.misplaced:
+            request.cancel("the editor applied an edit where it no longer fitted, and it "
+                           f"could not be undone: {refused or 'the user kept typing'}",
+                           by_server=True)
+            raise request.cancelled()
 
     @property
     def versioned(self) -> bool:

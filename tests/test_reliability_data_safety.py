@@ -98,7 +98,9 @@ def test_typing_outside_the_region_loses_nothing(server: RawServer) -> None:
 def test_typing_while_an_edit_is_in_flight(server: RawServer) -> None:
     """The user types just before the client applies an edit computed against older text.
     A checking client refuses it and the server computes it again; a naive client applies
-    it where it no longer fits, so only a checking client is held to losing nothing."""
+    it where it no longer fits, and the server puts back what it overwrote. A run of five
+    beaten put-backs stops the request, so a naive client is held only to never losing the
+    user's text."""
     rand = random.Random(SEED + 1)
     outcomes = [run_once(server, f"file:///race{i}.py", rand, race=True) for i in range(RUNS)]
     lost = sum(not ok for ok, _ in outcomes)

@@ -194,23 +194,34 @@ def test_region_tells_its_own_edit_from_the_users() -> None:
 
 def test_region_takes_back_its_edit_applied_at_a_stale_range() -> None:
     """A client that ignores versions applies our edit at its old range after the user
-    typed above the region: that is recognised, and the put-back restores the region."""
+    typed above the region: that is recognised and put back, and so is a put-back that the
+    user's typing beat in turn; the region ends where the text says."""
     text = "ab\n1234\n"
     region = Region("u", 3, 7, expected="12XY34")
-    where = types.Range(P(1, 2), P(1, 2))
-    region.sent = (where, "XY")
+    region.sent = (types.Range(P(1, 2), P(1, 2)), "XY")
     region.follow(text, 0, 0, "#\n")  # the user's line above arrives first
-    assert (region.start, region.end, region.touched) == (5, 9, False)
     text = "#\nab\n1234\n"
-    region.follow(text, 4, 4, "XY", where)  # (1, 2) is now the end of "ab": misplaced
-    assert region.misplaced == (4, 6, "") and not region.touched
+    assert (region.start, region.end, region.touched) == (5, 9, False)
+    region.follow(text, 4, 4, "XY", region.sent[0])  # (1, 2) is now the end of "ab"
     text = "#\nabXY\n1234\n"
-    region.follow(text, 12, 12, "!")  # typing after everything
-    assert region.misplaced == (4, 6, "") and (region.start, region.end) == (5, 9)
-    region.follow(text + "!", 4, 6, "")  # the put-back comes back
-    assert region.misplaced is None and (region.start, region.end, region.touched) == (5, 9, False)
-    region.misplaced = (4, 6, "")
-    region.follow(text, 0, 0, "z")  # typing above before the put-back: it would not fit
+    assert region.misplaced == [(4, 6, "")] and not region.touched
+    region.sent = (types.Range(P(1, 2), P(1, 4)), "")  # the put-back, as sent
+    region.follow(text, 12, 12, "!")  # typing after everything: nothing moves
+    region.follow(text + "!", 2, 2, "%")  # typing before "ab": the put-back's range is stale
+    text = "#\n%abXY\n1234\n!"
+    assert region.misplaced == [(5, 7, "")] and (region.start, region.end) == (6, 10)
+    region.follow(text, 4, 6, "", region.sent[0])  # (1, 2)-(1, 4) is "bX" now: misplaced too
+    text = "#\n%aY\n1234\n!"
+    assert region.misplaced == [(5, 7, ""), (4, 4, "bX")]
+    region.follow(text, 4, 4, "bX")  # both put back, newest first
+    region.follow("#\n%abXY\n1234\n!", 5, 7, "")
+    assert region.misplaced == [] and not region.touched
+    assert "#\n%ab\n1234\n!"[region.start : region.end] == "1234"
+    region.misplaced = [(4, 4, "")]
+    region.follow(text, 3, 3, "", region.sent[0])  # a put-back that lands as a no-op
+    assert region.misplaced == [(4, 4, "")], "nothing to put back for a change that changed nothing"
+    region.misplaced = [(5, 7, "")]
+    region.follow("%#\nabXY\n1234\n!", 6, 6, "z")  # typing onto a misplaced edit
     assert region.touched
 
 
