@@ -121,19 +121,3 @@ def count_units(text: str, encoding: str) -> int:
     if encoding == "utf-8":
         return len(text.encode("utf-8"))
     return len(text.encode("utf-16-le")) // 2
-
-
-def to_offset(text: str, position: types.Position, encoding: str = "utf-16") -> int:
-    return LineIndex(text).offset(position, encoding)
-
-
-def to_position(text: str, offset: int, encoding: str = "utf-16") -> types.Position:
-    return LineIndex(text).position(offset, encoding)
-
-
-def to_range(text: str, start: int, end: int, encoding: str = "utf-16") -> types.Range:
-    return LineIndex(text).range(start, end, encoding)
-
-
-def range_offsets(text: str, rng: types.Range, encoding: str = "utf-16") -> tuple[int, int]:
-    return LineIndex(text).offsets(rng, encoding)

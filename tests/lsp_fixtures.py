@@ -21,7 +21,7 @@ from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
 from copyspec_lsp.params import plain
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 from tiny_models import loaded, save
 
@@ -111,7 +111,7 @@ class Editor(LanguageClient):
 
     def change(self, uri: str, rng: types.Range, new_text: str) -> None:
         """Edit the local buffer and tell the server, as typing in an editor does."""
-        start, end = range_offsets(self.docs[uri], rng, self.encoding)
+        start, end = LineIndex(self.docs[uri]).offsets(rng, self.encoding)
         self.docs[uri] = self.docs[uri][:start] + new_text + self.docs[uri][end:]
         self.versions[uri] += 1
         self.text_document_did_change(

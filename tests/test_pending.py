@@ -13,7 +13,7 @@ from lsprotocol import types
 
 from copyspec_lsp.params import CONVERTER, plain
 from copyspec_lsp.pending import passed_lines, while_streaming
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
 
@@ -70,7 +70,7 @@ async def editor(tmp_path_factory: pytest.TempPathFactory):
 
 
 def region_text(editor: Editor, uri: str, where: dict[str, Any]) -> str:
-    start, end = range_offsets(editor.docs[uri], CONVERTER.structure(where, types.Range))
+    start, end = LineIndex(editor.docs[uri]).offsets(CONVERTER.structure(where, types.Range))
     return editor.docs[uri][start:end]
 
 
@@ -93,7 +93,7 @@ async def test_streamed_edits_keep_the_pending_original_in_view(editor: Editor) 
     for doc, note in seen[:-1]:
         assert note["uri"] == uri and note["session"] == result["session"]
         if note["range"] is not None:
-            start, end = range_offsets(doc, CONVERTER.structure(note["range"], types.Range))
+            start, end = LineIndex(doc).offsets(CONVERTER.structure(note["range"], types.Range))
             rest = doc[start:end]
             assert original.endswith(rest), "the pending part is the original's last lines"
             assert doc[end:] == "\n", "after the region: the document's own text"

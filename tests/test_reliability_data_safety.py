@@ -11,7 +11,7 @@ import pytest
 from lsprotocol import types
 
 from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 from raw_rpc import RawServer, rng, start
 
@@ -58,7 +58,7 @@ def run_once(server: RawServer, uri: str, rand: random.Random, race: bool) -> tu
         return False, f"aborted: {answer['error']['message']}"
     result = answer["result"]
     buffer = server.docs[uri]
-    start, end = range_offsets(buffer, CONVERTER.structure(result["range"], types.Range))
+    start, end = LineIndex(buffer).offsets(CONVERTER.structure(result["range"], types.Range))
     if buffer[start:end] != result["text"]:
         return False, "the region does not hold the answer"
     outside = buffer[:start] + "\x00" + buffer[end:]

@@ -8,7 +8,7 @@ import pytest
 from lsprotocol import types
 
 from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import range_offsets
+from copyspec_lsp.positions import LineIndex
 
 from raw_rpc import RawServer, rng, start
 
@@ -36,7 +36,7 @@ def params(uri: str, **extra: object) -> dict[str, object]:
 
 
 def region_text(server: RawServer, uri: str, where: dict[str, object]) -> str:
-    start, end = range_offsets(server.docs[uri], CONVERTER.structure(where, types.Range))
+    start, end = LineIndex(server.docs[uri]).offsets(CONVERTER.structure(where, types.Range))
     return server.docs[uri][start:end]
 
 

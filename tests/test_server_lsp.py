@@ -47,9 +47,9 @@ def refine_params(uri: str, where: dict[str, Any], **extra: Any) -> dict[str, An
 
 def text_at(editor: Editor, uri: str, where: dict[str, Any]) -> str:
     from copyspec_lsp.params import CONVERTER
-    from copyspec_lsp.positions import range_offsets
+    from copyspec_lsp.positions import LineIndex
 
-    start, end = range_offsets(editor.docs[uri], CONVERTER.structure(where, types.Range))
+    start, end = LineIndex(editor.docs[uri]).offsets(CONVERTER.structure(where, types.Range))
     return editor.docs[uri][start:end]
 
 

@@ -18,8 +18,6 @@ from copyspec_lsp.positions import (
     PositionError,
     count_units,
     line_starts,
-    to_offset,
-    to_position,
 )
 from copyspec_lsp.regions import enclosing_region, syntax_errors, widen
 from copyspec_lsp.sessions import Sessions
@@ -36,25 +34,26 @@ P = types.Position
 )
 def test_position_round_trip_after_an_emoji(encoding: str, column: int) -> None:
     text = "a😀b\n"
-    assert to_offset(text, P(0, column), encoding) == 2
-    assert to_position(text, 2, encoding) == P(0, column)
+    assert LineIndex(text).offset(P(0, column), encoding) == 2
+    assert LineIndex(text).position(2, encoding) == P(0, column)
 
 
 def test_positions_with_cjk_crlf_and_tabs() -> None:
     text = "中文x\r\n\tyz\r\nlast"
-    assert to_offset(text, P(0, 2)) == 2
-    assert to_offset(text, P(0, 6), "utf-8") == 2
-    assert to_offset(text, P(1, 1)) == text.index("y")
-    assert to_offset(text, P(0, 99)) == text.index("\r"), "columns clamp before the line break"
-    assert to_position(text, text.index("last")) == P(2, 0)
-    assert to_offset("a\rb", P(1, 0)) == 2, "a lone CR ends a line too"
+    lines = LineIndex(text)
+    assert lines.offset(P(0, 2)) == 2
+    assert lines.offset(P(0, 6), "utf-8") == 2
+    assert lines.offset(P(1, 1)) == text.index("y")
+    assert lines.offset(P(0, 99)) == text.index("\r"), "columns clamp before the line break"
+    assert lines.position(text.index("last")) == P(2, 0)
+    assert LineIndex("a\rb").offset(P(1, 0)) == 2, "a lone CR ends a line too"
 
 
 def test_positions_outside_the_document_are_errors() -> None:
     with pytest.raises(PositionError, match="outside"):
-        to_offset("one\n", P(5, 0))
+        LineIndex("one\n").offset(P(5, 0))
     with pytest.raises(PositionError):
-        to_position("one", 9)
+        LineIndex("one").position(9)
 
 
 def test_a_line_index_follows_changes_like_a_fresh_scan() -> None:
