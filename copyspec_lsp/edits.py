@@ -99,12 +99,10 @@ class BufferWriter:
             region.expected = text
             pending.announce(self.client, request, self.document.lines, text, pending_at,
                              self.encoding)
-            change = self._change(text)
-            region.sent = (change.range, change.new_text)
             try:
-                refused = await self._send(change)
+                refused = await self._send(self._change(text))
             finally:
-                region.sent = region.expected = None
+                region.expected = None
             if region.misplaced:
                 await self._put_back()
                 refusals.append("the editor applied an edit where it no longer fitted")
@@ -124,9 +122,11 @@ class BufferWriter:
         raise request.cancelled()
 
     async def _send(self, change: types.TextEdit) -> str:
-        """Send one edit and wait for its echo: "" once it came back, else why not."""
+        """Send one edit and wait for its echo: "" once it came back, else why not. While it
+        is in flight the region knows it as sent, to recognise it applied at a stale range."""
         request, region = self.request, self.request.region
         echoed = region.echoed = asyncio.Event()
+        region.sent = (change.range, change.new_text)
         try:
             answer = await request.unless_stopped(
                 self.client.workspace_apply_edit_async(
@@ -134,14 +134,15 @@ class BufferWriter:
                 )
             )
             refused = "" if answer.applied else answer.failure_reason or "no reason given"
+            if not refused:
+                timeout = VERSIONED_ECHO_TIMEOUT if self.versioned else ECHO_TIMEOUT
+                await asyncio.wait_for(echoed.wait(), timeout)
         except JsonRpcException as error:
             refused = str(error)
-        if not refused:
-            timeout = VERSIONED_ECHO_TIMEOUT if self.versioned else ECHO_TIMEOUT
-            try:
-                await asyncio.wait_for(echoed.wait(), timeout)
-            except asyncio.TimeoutError:
-                refused = "the editor did not report the applied edit back (didChange)"
+        except asyncio.TimeoutError:
+            refused = "the editor did not report the applied edit back (didChange)"
+        finally:
+            region.sent = None
         if request.stopped:
             raise request.cancelled()
         return refused
@@ -157,13 +158,8 @@ class BufferWriter:
             if not region.misplaced or refused:
                 break
             start, end, overwritten = region.misplaced[-1]
-            change = types.TextEdit(self.document.lines.range(start, end, self.encoding),
-                                    overwritten)
-            region.sent = (change.range, overwritten)
-            try:
-                refused = await self._send(change)
-            finally:
-                region.sent = None
+            where = self.document.lines.range(start, end, self.encoding)
+            refused = await self._send(types.TextEdit(where, overwritten))
         if region.misplaced:
             request.cancel("the editor applied an edit where it no longer fitted, and it "
                            f"could not be undone: {refused or 'the user kept typing'}",
