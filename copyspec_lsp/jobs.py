@@ -18,6 +18,7 @@ from copyspec_lsp import prompts, regions
 from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region, line_break
 from copyspec_lsp.edits import BufferWriter
+from copyspec_lsp.gate import Pacer
 from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
 from copyspec_lsp.progress import Progress, live_figures
@@ -211,7 +212,8 @@ class RequestRunner:
         method = "copy+draft" if service.model.draft is not None else "copy"
         spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
         generation = service.model.generation
-        call = EngineCall(service.model, conversation, message, max_new, spec, generation)
+        pacer = service.gate.pacer() if service.gate is not None else None
+        call = EngineCall(service.model, conversation, message, max_new, spec, generation, pacer)
         job = Job(
             lambda job: engine_turn(job, call),
             uri=request.uri,
@@ -233,6 +235,7 @@ class RequestRunner:
                 event = await asyncio.wait_for(job.events.get(), writer.due(shown))
             except asyncio.TimeoutError:
                 await writer.write(shown)
+                await held(pacer, request, bool(shown) and writer.due(shown) is None)
                 continue
             if event.kind == "cancelled" or request.stopped:
                 raise request.cancelled()
@@ -259,6 +262,9 @@ class RequestRunner:
                 shown = text
                 progress.report(*live_figures(stats, max_new, started))
                 await writer.write(shown)
+            await held(pacer, request, bool(shown) and writer.due(shown) is None)
+            if pacer is not None:
+                pacer.step_handled()
         result = event.value
         conversation.history = True
         stats = {**result.stats.to_dict(), "trimmed_turns": conversation.trimmed_turns}
@@ -268,6 +274,7 @@ class RequestRunner:
         if final != shown:
             service.notify_chunk(conversation.id, request.uri, "", final, stats)
         await writer.finish(final)
+        await held(pacer, request, True)
         return final, stats
 
     async def _check(self, document: Document, region: Region, text: str) -> CheckResult:
@@ -326,6 +333,16 @@ class EngineCall:
     max_new_tokens: int
     spec: SpecConfig
     generation: int
+    pacer: Pacer | None = None
+    """Only under the test gate (`gate.py`): holds the engine while its request is held."""
+
+
+async def held(pacer: Pacer | None, request: Request, up_to_date: bool) -> None:
+    """Under the test gate, hold while the client is up to date with what was shown."""
+    if pacer is not None and up_to_date:
+        await pacer.hold(request)
+        if request.stopped:
+            raise request.cancelled()
 
 
 def engine_turn(job: Job, call: EngineCall) -> TurnResult:
@@ -345,6 +362,8 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     def on_text(delta: str, stats: TurnStats) -> None:
         pieces.append(delta)
         job.post("text", "".join(pieces), stats.to_dict())
+        if call.pacer is not None:
+            call.pacer.after_step(job.stop)
 
     trimmed = 0
     try:

@@ -23,6 +23,7 @@ from pygls.lsp.server import LanguageServer
 from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError, kill_check_commands
 from copyspec_lsp.documents import Documents, UnknownDocument
+from copyspec_lsp.gate import StreamGate
 from copyspec_lsp.jobs import ModelFailed, RequestRunner
 from copyspec_lsp.model import ModelHost, ModelUnavailable, load_notices
 from copyspec_lsp.params import ParamsError, parse_request, plain
@@ -66,6 +67,8 @@ class Service:
         self.converter = converters.get_converter()
         self.worker: EngineWorker | None = None
         self.model: ModelHost | None = None
+        self.gate = StreamGate.from_environment()
+        """Set only by tests that must act mid-stream (see gate.py)."""
         self._loading: asyncio.Task[None] | None = None
         self._tasks: dict[Any, asyncio.Task[Any]] = {}
         """Running refine/fix handlers by JSON-RPC id, for `$/cancelRequest`."""

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"
+# Every server a test starts honours the stream gate (copyspec_lsp/gate.py); it stays open
+# unless a test closes it with lsp_fixtures.held_stream().
+os.environ["COPYSPEC_TEST_GATE"] = str(Path(tempfile.mkdtemp(prefix="copyspec-gate-")) / "closed")
 
 import pytest
 import torch

@@ -8,10 +8,12 @@ compare the buffer with the server's final text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -20,6 +22,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
+from copyspec_lsp.gate import GATE_VARIABLE
 from copyspec_lsp.params import plain
 from copyspec_lsp.positions import LineIndex
 
@@ -34,6 +37,19 @@ def tiny_model(base: Path, mixing: float = 0.1, seed: int = 0) -> Path:
     if not (directory / "config.json").exists():
         save(loaded("llama", seed=seed, mixing=mixing), directory)
     return directory
+
+
+@contextlib.contextmanager
+def held_stream() -> Iterator[None]:
+    """Every streaming answer holds after its latest edit until the block ends (a cancel still
+    stops it): the real server's test gate (copyspec_lsp/gate.py), so a test that acts
+    mid-stream never races the engine, however fast the machine."""
+    gate = Path(os.environ[GATE_VARIABLE])
+    gate.touch()
+    try:
+        yield
+    finally:
+        gate.unlink(missing_ok=True)
 
 
 def server_command(model: Path, *extra: str) -> list[str]:

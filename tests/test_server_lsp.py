@@ -16,7 +16,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequ
 
 from copyspec_lsp.positions import count_units
 
-from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
+from lsp_fixtures import Editor, held_stream, rng, server_command, start_editor, tiny_model
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -121,7 +121,7 @@ async def cancelled_mid_stream(editor: Editor, uri: str, cancel) -> None:
 
     editor.on_edit = on_edit
     try:
-        with pytest.raises(JsonRpcRequestCancelled):
+        with held_stream(), pytest.raises(JsonRpcRequestCancelled):
             await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
                                                                   maxNewTokens=LONG), msg_id=uri)
     finally:
