@@ -4,7 +4,39 @@
 -- every edit would merge into one undo block anyway and the one-undo test could not fail.
 local H = {}
 
+-- The server's test gate (copyspec_lsp/gate.py; run.sh sets COPYSPEC_TEST_GATE for the server
+-- Neovim starts): while the file exists, a streaming request holds after each edit that left
+-- the buffer up to date (and after its final edit, before it answers) until the file is gone or
+-- the request stops; its engine holds too. This is what tests fake: a stream held open by a
+-- test-only hook the real server honours, instead of a model slow enough to act mid-stream.
+-- Without it the tiny model finishes 850 tokens in a few dozen milliseconds on an idle machine.
+H.gate = os.getenv('COPYSPEC_TEST_GATE')
+
+--- Closes the gate: a request started now sends its first edit, then holds.
+function H.hold()
+  assert(H.gate, 'COPYSPEC_TEST_GATE is not set: run the tests with editors/nvim/tests/run.sh')
+  assert(vim.fn.writefile({}, H.gate) == 0, 'could not create the gate file ' .. H.gate)
+end
+
+--- Opens the gate: held requests go on to the end. Also runs when a test fails.
+function H.release()
+  H.rehold = false
+  if H.gate then
+    os.remove(H.gate)
+  end
+end
+
+--- Lets a held request send exactly one more edit: the gate opens, and closes again inside the
+--- next applyEdit, before it is answered (the server looks at the gate after the answer).
+function H.step()
+  H.rehold = true
+  if H.gate then
+    os.remove(H.gate)
+  end
+end
+
 local function fail(msg)
+  H.release() -- never leave a server held behind
   io.stderr:write('FAIL ' .. msg .. '\n')
   vim.cmd('cquit 1')
 end
@@ -24,11 +56,13 @@ function H.sleep(ms)
   coroutine.yield()
 end
 
-function H.wait(cond, ms, what)
+--- Waits until cond() holds, up to `ms`; the error names the caller's line (or the one `level`
+--- frames further up, for helpers that wait on a test's behalf).
+function H.wait(cond, ms, what, level)
   local deadline = vim.uv.hrtime() + ms * 1e6
   while not cond() do
     if vim.uv.hrtime() > deadline then
-      error(('timed out after %d ms waiting for %s'):format(ms, what), 2)
+      error(('timed out after %d ms waiting for %s'):format(ms, what), 2 + (level or 0))
     end
     H.sleep(20)
   end
@@ -69,6 +103,16 @@ function H.setup(extra)
     init_options = { model = os.getenv('COPYSPEC_TEST_MODEL'), device = 'cpu' },
     keymaps = false,
   }, extra or {}))
+  -- Outermost on every applyEdit the server sends, refused ones included: H.step closes the
+  -- gate again here, before the plugin answers.
+  local plugin = vim.lsp.config.copyspec.handlers['workspace/applyEdit']
+  vim.lsp.config('copyspec', { handlers = { ['workspace/applyEdit'] = function(...)
+    if H.rehold then
+      H.hold()
+      H.rehold = false
+    end
+    return plugin(...)
+  end } })
   -- Counts the edits that reach the buffer; the plugin's handler delegates to this one.
   local default = vim.lsp.handlers['workspace/applyEdit']
   H.edits = 0
@@ -107,20 +151,59 @@ function H.lines(bufnr)
 end
 
 --- Runs an Ex command and waits for its request to finish; returns the CopySpecDone data.
---- H.progress collects the progress virtual text shown meanwhile.
+--- (What shows while it streams is read under the gate: H.start_held, H.step_through.)
 function H.run_job(cmd)
-  H.done, H.progress = nil, {}
-  local ns = vim.api.nvim_create_namespace('copyspec')
+  H.done = nil
   vim.cmd(cmd)
   H.wait(function()
-    for _, m in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
-      local lines = m[4].virt_lines
-      if lines and H.progress[#H.progress] ~= lines[1][1][1] then
-        H.progress[#H.progress + 1] = lines[1][1][1]
-      end
-    end
     return H.done ~= nil
-  end, 90000, cmd .. ' to finish')
+  end, 90000, cmd .. ' to finish', 1)
+  return H.done
+end
+
+--- Starts `cmd` with the gate closed and waits until its first edit has landed: the server then
+--- holds the request (and its model) until H.release / H.step, or until the request stops.
+--- The caller releases (and fail() does, should the test fail first).
+function H.start_held(cmd, ms)
+  H.done = nil
+  local edits = H.edits
+  H.hold()
+  vim.cmd(cmd)
+  H.wait(function()
+    return H.edits > edits or H.done ~= nil
+  end, ms or 90000, 'the first edit of ' .. cmd, 1)
+  assert(H.done == nil, 'the request ended before its first edit: ' .. vim.inspect(H.done))
+  -- The gate is in force (a server started without COPYSPEC_TEST_GATE would stream on).
+  edits = H.edits
+  H.sleep(200)
+  assert(H.edits == edits and H.done == nil, 'the gate did not hold the request after its first edit')
+end
+
+--- Under a closed gate (H.start_held), one edit at a time: `at()` runs after each edit that
+--- lands, while the server holds, then the next one is let through; returns once the request
+--- has ended, with the gate open.
+function H.step_through(at, ms)
+  local edits = H.edits
+  at()
+  while true do
+    H.step()
+    H.wait(function()
+      return H.edits > edits or H.done ~= nil
+    end, ms or 30000, 'the next edit or the end of the request', 1)
+    if H.done ~= nil then
+      break
+    end
+    edits = H.edits
+    at()
+  end
+  H.release()
+end
+
+--- Waits for the running request to end (H.done), up to `ms`.
+function H.wait_done(ms, what)
+  H.wait(function()
+    return H.done ~= nil
+  end, ms, what, 1)
   return H.done
 end
 

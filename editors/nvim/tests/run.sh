@@ -29,6 +29,16 @@ python="$(dirname "$server")/python"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Nothing from earlier runs or the user's home is read or written: Neovim's (and the server's)
+# state, log, swap, cache, data and config directories are this run's, created here.
+export XDG_STATE_HOME="$work/state" XDG_CACHE_HOME="$work/cache" XDG_DATA_HOME="$work/data" \
+  XDG_CONFIG_HOME="$work/config" XDG_RUNTIME_DIR="$work/runtime"
+mkdir -p "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+# The server's test gate (copyspec_lsp/gate.py): while this file exists, a streaming request
+# holds after each edit, so a test acts mid-stream however fast the machine (helpers.lua:
+# H.hold / H.release / H.step). No test starts with it closed.
+export COPYSPEC_TEST_GATE="$work/gate"
 # A tiny random model (deterministic gibberish, loads in a second): the tests assert on structure.
 (cd "$root" && timeout 120 "$python" -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); from tiny_models import loaded, save; save(loaded('llama', mixing=0.1), Path(sys.argv[1]))" "$work/model")
 
@@ -40,6 +50,7 @@ failed=0
 for t in "${tests[@]}"; do
   echo "== $(basename "$t")"
   start=$SECONDS
+  rm -f "$COPYSPEC_TEST_GATE" # even if an earlier script died holding it
   # Each script quits by itself; the timeout only catches a hang.
   if timeout -k 5 180 "$nvim" --headless --clean -u NONE -i NONE --cmd "set rtp^=$root/editors/nvim" \
       -c "luafile $t" </dev/null; then
@@ -49,4 +60,9 @@ for t in "${tests[@]}"; do
     failed=1
   fi
 done
+log="$XDG_STATE_HOME/nvim/lsp.log"
+if [[ $failed -ne 0 && -s "$log" ]]; then
+  echo "== last lines of this run's lsp.log"
+  tail -n 40 "$log"
+fi
 exit $failed

@@ -50,6 +50,17 @@ local function type_above(buf)
   vim.api.nvim_buf_set_lines(buf, 0, 0, false, { TYPED }) -- the user adds a line above the region
 end
 
+--- Starts `cmd` held after its first edit by the server's test gate (helpers.lua) and checks
+--- that the stream has more to send: the first edit shows pending original lines, which only
+--- a later edit removes. The caller acts, then releases the gate.
+local function start_mid_stream(buf, cmd)
+  H.start_held(cmd)
+  local pending = vim.tbl_filter(function(m)
+    return m[4].line_hl_group == 'CopySpecPending'
+  end, vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, { details = true }))
+  assert(#pending > 0, 'the first edit shows no pending lines, so no second edit may come: ' .. vim.inspect(H.lines(buf)))
+end
+
 H.run({
   { 'streamed edits are versioned, minimal and match the buffer version', function()
     local buf = H.open('versioned.py', ORIGINAL)
@@ -93,7 +104,12 @@ H.run({
       local marks = vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, {})
       first_marked[n] = marks[1] and marks[1][2] or false
     end)
-    local done = run('2,3CopySpecRefine rename w to width')
+    -- Held after edit 1 (the gate) showing pending lines, so an edit 2 is surely still to
+    -- come; the typing happens inside its hook, while the server waits for its answer.
+    start_mid_stream(buf, '2,3CopySpecRefine rename w to width')
+    H.eq(1, #log, 'edits before the gate opened')
+    H.release()
+    local done = H.wait_done(90000, 'the refinement to finish')
     unwrap()
     assert(not done.err, vim.inspect(done.err))
     local refused = log[2]
@@ -125,17 +141,16 @@ H.run({
   { 'a cancel after typing above the region puts the original back below the typing', function()
     local buf = H.open('cancel_moved.py', ORIGINAL)
     local client = client_of(buf)
-    local _, unwrap = intercept(client, buf, nil, function(n, _, result)
-      if n == 1 and result.applied then
-        vim.schedule(function()
-          type_above(buf)
-          copyspec.cancel(buf)
-        end)
-      end
-    end)
-    local done = run('2,3CopySpecRefine rewrite it')
+    local log, unwrap = intercept(client, buf)
+    start_mid_stream(buf, '2,3CopySpecRefine rewrite it') -- the gate holds it after edit 1
+    H.eq(true, log[1].result.applied, 'edit 1 applied')
+    type_above(buf)
+    copyspec.cancel(buf)
+    local done = H.wait_done(30000, 'the cancel')
+    H.release()
     unwrap()
-    assert(done.err or done.result.stats.cancelled, 'the request was not cancelled: ' .. vim.inspect(done))
+    local cancelled = (done.err and done.err.code == -32800) or (done.result and done.result.stats.cancelled)
+    assert(cancelled, 'the request was not cancelled: ' .. vim.inspect(done))
     H.eq({ TYPED, unpack(ORIGINAL) }, H.lines(buf), 'the original back, the typing kept')
   end },
 
@@ -189,6 +204,7 @@ H.run({
 
     -- Typing above the region after the server computed an edit: the region the edit names no
     -- longer holds the streamed text, so it is refused and the server stops; nothing is lost.
+    -- Held after edit 1 (the gate), so edit 2 is surely still to come.
     local typed_lines
     log, unwrap = intercept(client, buf, function(n)
       if n == 2 then
@@ -196,7 +212,9 @@ H.run({
         typed_lines = H.lines(buf)
       end
     end)
-    done = run('2,3CopySpecRefine rename w to width')
+    start_mid_stream(buf, '2,3CopySpecRefine rename w to width')
+    H.release()
+    done = H.wait_done(90000, 'the server to stop the request')
     unwrap()
     H.eq(false, log[2].result.applied, 'the edit the typing beat was refused')
     H.eq(-32802, done.err and done.err.code, 'the server stopped the request')
