@@ -1,11 +1,13 @@
-"""The oracle replay: protocol invariants, the bounds, the peers' rules and --repo extraction.
+"""The oracle replay: protocol invariants, the bounds, the peers' rules and --repo extraction;
+then `bench replay --timed` and `bench costs` for real on the built-in model.
 
-Everything here is model-free and built by the tests (token lists, a temp git repository, the
-built-in tokenizer); the shared replay data is not needed.
+Everything here is built by the tests (token lists, a temp git repository, the built-in model
+and tokenizer); the shared replay data is not needed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import shutil
@@ -25,10 +27,12 @@ from engine.bench.peers import (
     arctic_available,
 )
 from engine.bench.replay import Pair, bound_passes, replay
+from engine.bench.replay_cli import OURS, check_vocabulary
 from engine.bench.workloads import extract
 from engine.cli import main
 from engine.config import SpecConfig
 from engine.index import NgramIndex
+from engine.options import UsageError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -266,3 +270,53 @@ def test_replay_command_refuses_bad_input(tmp_path: Path, capsys: pytest.Capture
     assert main(["bench", "replay", "--workload", str(missing)]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert main(["bench", "replay", "--workload", str(missing), "--peers", "nope"]) == 2
+
+
+def test_timed_replay_reports_tok_s_per_method(tmp_path: Path, history: Path) -> None:
+    """Real forwards of the built-in model: plain decoding and ours, each in tok/s, per
+    workload and over all; the JSON's figures and the Markdown table agree."""
+    out = tmp_path / "out"
+    assert main(["bench", "replay", "--repo", str(history), "--peers", "", "--no-ablations",
+                 "--timed", "--model-shape", "builtin", "--device", "cpu", "--threads", "1",
+                 "--max-target-tokens", "12", "--out", str(out)]) == 0
+    timed = json.loads((out / "replay.json").read_text(encoding="utf-8"))["timed"]
+    assert (timed["model_shape"], timed["dtype"], timed["threads"]) == ("builtin", "float32", 1)
+    pairs, summary = timed["pairs"], timed["summary"]
+    assert set(summary["by_workload"]) == {"single_function", "single_file", "multi_turn"}
+    total = summary["all"]
+    assert total["pairs"] == len(pairs) and total["tokens"] == sum(p["tokens"] for p in pairs)
+    assert all(0 < p["tokens"] <= 12 and 0 < p["passes"] <= p["tokens"] for p in pairs)
+    plain = sum(p["plain_seconds"] for p in pairs)
+    assert total["tok_s"]["plain"] == pytest.approx(total["tokens"] / plain, rel=0.01)
+    assert set(total["tok_s"]) == {"plain", OURS} and min(total["tok_s"].values()) > 0
+    row = f"| all | {total['pairs']} | {total['tokens']} | {total['tok_s']['plain']:.1f} |"
+    assert row in (out / "replay.md").read_text(encoding="utf-8")
+
+
+def test_timed_replay_refuses_ids_past_the_shapes_vocabulary() -> None:
+    """GPT-2's ids run to 50256, the built-in model's embedding to 4095: refused up front."""
+    args = argparse.Namespace(model_shape="builtin", tokenizer=Path("gpt2"))
+    check_vocabulary(args, [Pair("a", "w", 0, [1, 4095], [2])])
+    with pytest.raises(UsageError, match="token id 4096, but the builtin shape's vocabulary"):
+        check_vocabulary(args, [Pair("a", "w", 0, [1], [4096])])
+
+
+def test_costs_command_writes_a_cost_curve_per_context(tmp_path: Path) -> None:
+    """One timed forward per width and context on the built-in model: the JSON has a row per
+    width at each context (width 1 is the unit), and the Markdown and plot are written."""
+    out, widths, contexts = tmp_path / "costs", [1, 2, 4, 8], [16, 64]
+    assert main(["bench", "costs", "--model-shape", "builtin", "--widths", "1,2,4,8",
+                 "--contexts", "16,64", "--repeats", "2", "--device", "cpu", "--threads", "1",
+                 "--out", str(out)]) == 0
+    payload = json.loads((out / "costs.json").read_text(encoding="utf-8"))
+    for context in contexts:
+        curve = [c for c in payload["costs"] if c["context"] == context]
+        assert [c["width"] for c in curve] == widths
+        assert all(c["ms"] > 0 for c in curve) and curve[0]["relative"] == 1.0
+        assert curve[1]["relative"] == pytest.approx(curve[1]["ms"] / curve[0]["ms"])
+    caps = payload["meta"]["suggested_max_block"]
+    assert set(caps) == {"16", "64"} and all(1 <= cap <= max(widths) - 1 for cap in caps.values())
+    table = (out / "costs.md").read_text(encoding="utf-8")
+    assert "| context | w=1 | w=2 | w=4 | w=8 |" in table
+    assert all(f"| {context} | " in table for context in contexts)
+    assert (out / "costs.png").read_bytes().startswith(b"\x89PNG")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.bench.shapes import SHAPES
+from engine.bench.shapes import NAMES
 from engine.config import DTYPES, SpecConfig
 from engine.index import POLICIES
 from engine.options import device, positive_int
@@ -58,7 +58,8 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="skip the previous default and the `longest` policy")
     parser.add_argument("--timed", action="store_true",
                         help="also time the passes through a real-size model (--model-shape)")
-    parser.add_argument("--model-shape", choices=sorted(SHAPES), help="shape for --timed")
+    parser.add_argument("--model-shape", choices=NAMES,
+                        help="shape for --timed: a random-init real shape, or the built-in model")
     parser.add_argument("--device", type=device, default="auto")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
@@ -71,7 +72,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_costs_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "costs", help="cost of one forward by width and context, for a real-size model shape")
-    parser.add_argument("--model-shape", required=True, choices=[*sorted(SHAPES), "builtin"],
+    parser.add_argument("--model-shape", required=True, choices=NAMES,
                         help="a random-init real shape, or the built-in model")
     parser.add_argument("--widths", default="1,2,4,8,16,32,64,128,256,512")
     parser.add_argument("--contexts", default="1024,8192")

@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from transformers import PreTrainedModel
 
 from engine.bench.peers import Ours, peer_factories
 from engine.bench.replay import Pair, PairResult, bound_results, replay, summarize
-from engine.bench.replay_report import summary_table, write_all
-from engine.bench.shapes import UnknownShape, build
-from engine.bench.timing import forward_costs, suggested_cap, timed_replay
+from engine.bench.replay_report import summary_table, timed_table, write_all
+from engine.bench.shapes import BUILTIN, UnknownShape, build, vocab_size
+from engine.bench.timing import TimedPair, forward_costs, suggested_cap, timed_replay
 from engine.bench.workloads import WorkloadError, extract, read_jsonl, tokenize
 from engine.config import SpecConfig
 from engine.loading import (
@@ -101,6 +102,8 @@ def run_replay(args: argparse.Namespace) -> int:
         raise UsageError("--timed needs --model-shape")
     tokenizer = load_tokenizer(args.tokenizer)
     pairs, source = load_pairs(args, tokenizer)
+    if args.timed:
+        check_vocabulary(args, pairs)
     chosen = methods(args)
     results: list[PairResult] = bound_results(pairs)
     for method in chosen:
@@ -121,7 +124,7 @@ def run_replay(args: argparse.Namespace) -> int:
     print(summary_table(rows))
     print(f"proposer µs per pass: {extra['proposer_us_per_pass']}")
     if args.timed:
-        print(f"timed: {json.dumps(extra['timed']['summary'])}")
+        print(timed_table(extra["timed"]))
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 
@@ -152,45 +155,71 @@ def proposer_costs(ours: Ours, pairs: Sequence[Pair], count: int = 6) -> dict[st
     return costs
 
 
-def model_device(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
+def shape_model(args: argparse.Namespace) -> tuple[PreTrainedModel, torch.device, torch.dtype]:
+    """The model `--model-shape` names, on `--device` in `--dtype`. Torch's CPU threads are set
+    once it exists, since their default depends on its size: the built-in model gets
+    `copyspec generate`'s (one thread on a CPU), a real-size shape torch's own."""
     try:
-        use_cpu_threads(args.threads)
         device = resolve_device(args.device)
-        return device, resolve_dtype(args.dtype, device)
-    except (ModelLoadError, ValueError) as error:
+        dtype = resolve_dtype(args.dtype, device)
+        if args.model_shape == BUILTIN:
+            lm = load_model(None, str(device), str(dtype).removeprefix("torch."))
+            use_cpu_threads(args.threads, lm)
+            return lm.model, device, dtype
+        model = build(args.model_shape, device, dtype)
+    except (ModelLoadError, ValueError) as error:  # UnknownShape is a ValueError
         raise UsageError(str(error)) from error
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return model, device, dtype
+
+
+def check_vocabulary(args: argparse.Namespace, pairs: Sequence[Pair]) -> None:
+    """Refuse, before any replay, token ids that the timed model has no embedding for."""
+    try:
+        size = vocab_size(args.model_shape)
+    except UnknownShape as error:
+        raise UsageError(str(error)) from error
+    top = max(max(p.context + p.target) for p in pairs)
+    if top >= size:
+        raise UsageError(f"--tokenizer {args.tokenizer} gives token id {top}, but the "
+                         f"{args.model_shape} shape's vocabulary has {size} ids; use a tokenizer "
+                         "of that model (for builtin, the default)")
 
 
 def run_timed(args: argparse.Namespace, pairs: Sequence[Pair], ours: Ours) -> dict[str, Any]:
-    device, dtype = model_device(args)
-    model = build(args.model_shape, device, dtype)
+    model, device, dtype = shape_model(args)
     chosen = list(pairs)
     if args.max_target_tokens:
         chosen = [Pair(p.pair_id, p.workload, p.turn, p.context, p.target[:args.max_target_tokens])
                   for p in chosen]
     timed = timed_replay(model, chosen, ours,
                          lambda pair_id: print(f"timed {pair_id}", file=sys.stderr))
-    by_workload: dict[str, dict[str, float]] = {}
+    by_workload: dict[str, list[TimedPair]] = {}
     for t in timed:
-        group = by_workload.setdefault(t.workload, {"pairs": 0, "tokens": 0, "passes": 0,
-                                                     "speculative_s": 0.0, "plain_s": 0.0})
-        group["pairs"] += 1
-        group["tokens"] += t.tokens
-        group["passes"] += t.passes
-        group["speculative_s"] += t.speculative_seconds
-        group["plain_s"] += t.plain_seconds
-    for group in by_workload.values():
-        group["speedup"] = round(group["plain_s"] / group["speculative_s"], 3)
-    total_plain = sum(t.plain_seconds for t in timed)
-    total_spec = sum(t.speculative_seconds for t in timed)
+        by_workload.setdefault(t.workload, []).append(t)
     return {"model_shape": args.model_shape, "device": device_name(device),
             "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
             "max_target_tokens": args.max_target_tokens,
-            "summary": {"speedup": round(total_plain / total_spec, 3), **by_workload},
+            "summary": {"all": timed_totals(timed, ours.name),
+                        "by_workload": {name: timed_totals(group, ours.name)
+                                        for name, group in sorted(by_workload.items())}},
             "pairs": [t.__dict__ for t in timed],
             "how": "oracle acceptance; each pass = one forward of [pending, draft…] on the KV "
                    "cache + argmax host sync + crop; plain = one such forward per token; "
                    "same process, order alternating per pair; prefill not timed"}
+
+
+def timed_totals(timed: Sequence[TimedPair], ours: str) -> dict[str, Any]:
+    """Sums over some timed pairs, the speedup, and tokens per second of plain decoding and of
+    ours (target tokens over the seconds their passes took)."""
+    tokens = sum(t.tokens for t in timed)
+    plain = sum(t.plain_seconds for t in timed)
+    speculative = sum(t.speculative_seconds for t in timed)
+    return {"pairs": len(timed), "tokens": tokens, "passes": sum(t.passes for t in timed),
+            "plain_s": round(plain, 4), "speculative_s": round(speculative, 4),
+            "speedup": round(plain / speculative, 3),
+            "tok_s": {"plain": round(tokens / plain, 1), ours: round(tokens / speculative, 1)}}
 
 
 def device_name(device: torch.device) -> str:
@@ -203,17 +232,7 @@ def run_costs(args: argparse.Namespace) -> int:
     widths, contexts = integers(args.widths, "--widths"), integers(args.contexts, "--contexts")
     if args.repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    device, dtype = model_device(args)
-    if args.model_shape == "builtin":
-        try:
-            model = load_model(None, str(device.type), str(dtype).removeprefix("torch.")).model
-        except ModelLoadError as error:
-            raise UsageError(str(error)) from error
-    else:
-        try:
-            model = build(args.model_shape, device, dtype)
-        except UnknownShape as error:
-            raise UsageError(str(error)) from error
+    model, device, dtype = shape_model(args)
     costs = forward_costs(model, widths, contexts, args.repeats,
                           lambda what: print(what, file=sys.stderr))
     caps = {str(c): suggested_cap(costs, c) for c in contexts}

@@ -58,13 +58,29 @@ def summary_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def timed_table(timed: dict[str, Any]) -> str:
+    """The timed replay's headline: tokens per second of plain decoding and of ours, and the
+    speedup, per workload and over all of them."""
+    summary = timed["summary"]
+    groups = {**summary["by_workload"], "all": summary["all"]}
+    methods = list(summary["all"]["tok_s"])
+    lines = [f"## Timed: {timed['model_shape']} on {timed['device']} ({timed['dtype']})", "",
+             "| workload | pairs | tokens | " + " | ".join(f"{m} tok/s" for m in methods)
+             + " | speedup |", "|---|" + "---:|" * (len(methods) + 3)]
+    lines += [f"| {name} | {g['pairs']} | {g['tokens']} | "
+              + " | ".join(f"{g['tok_s'][m]:.1f}" for m in methods) + f" | {g['speedup']:.2f}x |"
+              for name, g in groups.items()]
+    return "\n".join(lines)
+
+
 def write_all(out: Path, rows: Sequence[Row], meta: dict[str, Any],
               extra: dict[str, Any] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     title = f"Oracle replay ({meta.get('tokenizer', '')})"
+    timed = f"\n{timed_table(extra['timed'])}\n" if extra and "timed" in extra else ""
     (out / "replay.md").write_text(
         markdown(rows, title) + "\n## Summary: passes per output token\n\n"
-        + summary_table(rows) + "\n", encoding="utf-8")
+        + summary_table(rows) + "\n" + timed, encoding="utf-8")
     payload = {"meta": meta, "rows": [{**asdict(r), "passes_per_token": r.passes_per_token}
                                       for r in rows], **(extra or {})}
     (out / "replay.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")

@@ -2,12 +2,16 @@
 
 The configs are Qwen2.5-Coder's published `config.json` values (hidden size, layers, heads,
 KV heads, MLP width, vocabulary, tied embeddings); values are random, so only timings mean
-anything.
+anything. `builtin` names the built-in model itself: tiny, for runs that only prove the
+plumbing (the GPU check's dry run, the tests).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
+
+from engine.paths import default_model_path
 
 if TYPE_CHECKING:  # torch-heavy: the command line lists the shapes before importing it
     import torch
@@ -23,21 +27,37 @@ SHAPES: dict[str, dict[str, object]] = {
     "qwen2.5-coder-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                              num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
                              tie_word_embeddings=False),
+    "qwen2.5-coder-32b": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64,
+                              num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
+                              tie_word_embeddings=False),
 }
 COMMON = dict(max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
               hidden_act="silu", use_sliding_window=False)
 
 
+BUILTIN = "builtin"
+NAMES = (*sorted(SHAPES), BUILTIN)
+"""What `--model-shape` accepts: the random-init shapes and the built-in model."""
+
+
 class UnknownShape(ValueError):
-    pass
+    """A shape name outside NAMES; the message lists them."""
 
 
 def config(name: str) -> Qwen2Config:
     from transformers import Qwen2Config
 
     if name not in SHAPES:
-        raise UnknownShape(f"unknown model shape {name!r}; choose one of {', '.join(SHAPES)}")
+        raise UnknownShape(f"unknown model shape {name!r}; choose one of {', '.join(NAMES)}")
     return Qwen2Config(**COMMON, **SHAPES[name])
+
+
+def vocab_size(name: str) -> int:
+    """The shape's vocabulary, read without building it: a tokenizer's ids must stay below it."""
+    if name == BUILTIN:
+        text = (default_model_path() / "config.json").read_text(encoding="utf-8")
+        return int(json.loads(text)["vocab_size"])
+    return int(config(name).vocab_size)
 
 
 def build(name: str, device: torch.device, dtype: torch.dtype) -> PreTrainedModel:
