@@ -141,13 +141,16 @@ def costs_stage(shape: str, budget: float) -> Stage:
 def replay_stage(shape: str, budget: float) -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str] | str:
         workloads = sorted((run.shared / "replay").glob("*.jsonl"))
-        tokenizer = run.shared / "tokenizers" / "gpt2"
-        if not workloads or not tokenizer.is_dir():
+        # GPT-2's ids run past the built-in model's 4096: it reads its own tokenizer (the
+        # command's default), and a real shape reads GPT-2's.
+        gpt2 = run.shared / "tokenizers" / "gpt2"
+        tokenizer = [] if shape == DRY_SHAPE else ["--tokenizer", str(gpt2)]
+        if not workloads or (tokenizer and not gpt2.is_dir()):
             return f"no replay workloads or GPT-2 tokenizer under {run.shared} (pass --shared)"
         limit = 1 if run.dry else max(1, round(REPLAY_LIMIT * scale))
         short = ["--max-target-tokens", "16"] if run.dry else []
         return run.python("-m", "engine.cli", "bench", "replay",
-                          "--workload", *map(str, workloads), "--tokenizer", str(tokenizer),
+                          "--workload", *map(str, workloads), *tokenizer,
                           "--timed", "--model-shape", shape, "--device", run.device,
                           "--dtype", run.fast_dtype, "--limit", str(limit), *short,
                           "--out", str(folder))
@@ -252,9 +255,9 @@ def run_stage(stage: Stage, run: Run, limit: float, scale: float) -> Result:
     (folder / "output.log").write_text(output, encoding="utf-8")
     if not result.ok:
         result.tail = output[-TAIL:]
-    try:
+    try:  # a file half-written by a kill, or short of a key, costs the figures only
         result.figures = figures(stage.name, folder, output)
-    except (OSError, ValueError, ET.ParseError, IndexError) as error:  # half-written by a kill
+    except (OSError, ValueError, KeyError, ET.ParseError, IndexError) as error:
         result.figures = {"unreadable": str(error)}
     result.files = sorted(str(p.relative_to(run.out)) for p in folder.rglob("*")
                           if p.is_file() and p.parent.name != "tasks")
@@ -291,6 +294,13 @@ def figures(name: str, folder: Path, output: str) -> dict[str, Any]:
         smoke = json.loads((folder / "smoke.json").read_text())
         return smoke.get("cancel", {}) | {"refine_tok_s": round(
             smoke.get("refine", {}).get("stats", {}).get("tokens_per_second", 0), 1)}
+    if (folder / "costs.json").exists():
+        meta = json.loads((folder / "costs.json").read_text())["meta"]
+        return {"suggested_max_block": meta["suggested_max_block"]}
+    if (folder / "replay.json").exists():
+        timed = json.loads((folder / "replay.json").read_text())["timed"]["summary"]["all"]
+        return {f"{method} tok/s": rate for method, rate in timed["tok_s"].items()} | {
+            "speedup": timed["speedup"]}
     found = [line for line in output.splitlines() if line.startswith("{")]
     return json.loads(found[-1]) if name == "device" and found else {}
 
