@@ -14,7 +14,7 @@ from engine.bench.run import IdentityError, identity_pass
 from engine.bench.tasks import Task, TaskFileError, load_tasks
 from engine.cli import main
 from engine.config import SpecConfig
-from engine.loading import LoadedModel
+from engine.loading import LoadedModel, load_model
 
 TASKS = [
     {"id": "two-turns", "system": "You edit code.",
@@ -90,6 +90,7 @@ def test_identity_failure_is_loud(copying_llama: LoadedModel, tasks_file: Path) 
     ('{"id": "a", "turns": []}', "'turns' must be a non-empty list"),
     ('{"id": "a", "turns": ["ok", 3]}', "turn 2 must be a non-empty string"),
     ('{"id": "a", "turns": ["ok"], "sytem": "x"}', "unknown key(s) sytem"),
+    ('{"id": "a", "turns": ["ok"], "system": null}', "'system' must be a string"),
     ('{"id": "x", "turns": ["ok"]}', "duplicate task id 'x' (first on line 1)"),
 ])
 def test_bad_task_lines_name_the_line(tmp_path: Path, line: str, message: str) -> None:
@@ -116,3 +117,27 @@ def test_draft_methods_with_a_model_need_a_draft_model(
     assert status == 2
     assert "needs --draft-model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+CHAT = ["def add(a, b):\n    return a + b\nrename add to plus", "now add a docstring"]
+
+
+@pytest.mark.timeout(120)
+def test_a_chat_gets_the_same_answer_in_the_bench_as_from_generate(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A task without `system` gets `copyspec generate`'s default system prompt: every bench
+    method answers each turn with generate's tokens. The same chat with no system prompt
+    answers otherwise on this model, so a bench that dropped the default would fail here."""
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps(CHAT), encoding="utf-8")
+    assert main(["generate", "--chat-file", str(chat), "--model", str(tiny_model_dir),
+                 "--json", "--max-new-tokens", str(MAX_NEW), "--threads", "1"]) == 0
+    generated = [turn["token_ids"] for turn in json.loads(capsys.readouterr().out)["turns"]]
+    tasks = load_tasks(write_tasks(tmp_path / "chat.jsonl", [
+        {"id": "default", "turns": CHAT}, {"id": "none", "system": "", "turns": CHAT}]))
+    lm = load_model(tiny_model_dir, device="cpu")
+    for runner in build_runners(lm, ["greedy", "copy"]):
+        default, none = ([o.token_ids for o in runner.run(task, MAX_NEW)] for task in tasks)
+        assert default == generated, runner.name
+        assert none != generated, runner.name

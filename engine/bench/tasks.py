@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.prompt_format import SYSTEM_PROMPT
+
 KEYS = frozenset({"id", "system", "turns"})
 
 
@@ -17,12 +19,14 @@ class TaskFileError(ValueError):
 @dataclass(frozen=True)
 class Task:
     """A conversation to replay: each turn is a user message answered inside one session.
-    `workload` is the tasks file's stem, so several files give per-workload tables."""
+    `workload` is the tasks file's stem, so several files give per-workload tables. `system`
+    defaults to `copyspec generate`'s, so a chat gets the same prompt, and the same answer, in
+    the bench as on the command line; "" sends none."""
 
     id: str
     turns: tuple[str, ...]
     workload: str
-    system: str | None = None
+    system: str = SYSTEM_PROMPT
 
 
 def load_tasks(path: Path) -> list[Task]:
@@ -64,9 +68,9 @@ def parse_task(line: str, workload: str, where: str) -> Task:
     task_id = data.get("id")
     if not isinstance(task_id, str) or not task_id.strip():
         raise TaskFileError(f"{where}: 'id' must be a non-empty string")
-    system = data.get("system")
-    if system is not None and not isinstance(system, str):
-        raise TaskFileError(f"{where}: 'system' must be a string when given")
+    system = data.get("system", SYSTEM_PROMPT)
+    if not isinstance(system, str):
+        raise TaskFileError(f"{where}: 'system' must be a string when given ('' for none)")
     turns = data.get("turns")
     if not isinstance(turns, list) or not turns:
         raise TaskFileError(f"{where}: 'turns' must be a non-empty list of user messages")
