@@ -6,6 +6,20 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# Set before anything starts nvim or the server, so that nothing from earlier runs or the
+# user's home is read or written: Neovim's (and the server's) state, log, swap, cache, data
+# and config directories are this run's, created here.
+export XDG_STATE_HOME="$work/state" XDG_CACHE_HOME="$work/cache" XDG_DATA_HOME="$work/data" \
+  XDG_CONFIG_HOME="$work/config" XDG_RUNTIME_DIR="$work/runtime"
+mkdir -p "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+# The server's test gate (copyspec_lsp/gate.py): while this file exists, a streaming request
+# holds after each edit, so a test acts mid-stream however fast the machine (helpers.lua:
+# H.hold / H.release / H.step). No test starts with it closed.
+export COPYSPEC_TEST_GATE="$work/gate"
+
 find_tool() { # name, override
   if [[ -n "$2" ]]; then echo "$2"; return; fi
   for dir in "${VIRTUAL_ENV:-}/bin" "$root/.venv/bin"; do
@@ -27,18 +41,6 @@ fi
 python="$(dirname "$server")/python"
 [[ -x "$python" ]] || python="${PYTHON:-python3}"
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-# Nothing from earlier runs or the user's home is read or written: Neovim's (and the server's)
-# state, log, swap, cache, data and config directories are this run's, created here.
-export XDG_STATE_HOME="$work/state" XDG_CACHE_HOME="$work/cache" XDG_DATA_HOME="$work/data" \
-  XDG_CONFIG_HOME="$work/config" XDG_RUNTIME_DIR="$work/runtime"
-mkdir -p "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_RUNTIME_DIR"
-chmod 700 "$XDG_RUNTIME_DIR"
-# The server's test gate (copyspec_lsp/gate.py): while this file exists, a streaming request
-# holds after each edit, so a test acts mid-stream however fast the machine (helpers.lua:
-# H.hold / H.release / H.step). No test starts with it closed.
-export COPYSPEC_TEST_GATE="$work/gate"
 # A tiny random model (deterministic gibberish, loads in a second): the tests assert on structure.
 (cd "$root" && timeout 120 "$python" -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); from tiny_models import loaded, save; save(loaded('llama', mixing=0.1), Path(sys.argv[1]))" "$work/model")
 
