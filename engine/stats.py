@@ -23,6 +23,11 @@ class TurnStats:
     draft_attempts: int = 0
     drafted_tokens: int = 0
     draft_forward_passes: int = 0
+    accepted_prediction_tokens: int = 0
+    """Tokens copied from the request's predicted output that the output kept (OpenAI's
+    `usage.completion_tokens_details` field; `engine.prediction`)..."""
+    rejected_prediction_tokens: int = 0
+    """...and those verified but thrown away: rejected, or past the turn's stop."""
     prefill_tokens: int = 0
     reused_tokens: int = 0
     cache_reused: bool = False

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
+from engine.prediction import Predicted
 from engine.proposers import Proposer
 from engine.proposers.copy import CopyProposer, ResyncProposer
 from engine.proposers.draft import DraftProposer
@@ -89,10 +91,13 @@ def run_turn(
     on_tokens: Callable[[list[int]], None] | None = None,
     draft: SequenceState | None = None,
     stats: TurnStats | None = None,
+    prediction: Sequence[int] = (),
 ) -> tuple[list[int], TurnStats]:
     """Prefill what the caches lack of `ids`, then decode; returns new tokens and stats.
 
-    A model whose cache cannot roll back decodes without proposers (`stats.speculation`)."""
+    A model whose cache cannot roll back decodes without proposers (`stats.speculation`).
+    `prediction` (token ids the output is expected to resemble) is the copy pointer's first
+    source, never fed to the model (`engine.prediction`): the output does not change."""
     stats = stats if stats is not None else TurnStats()
     started = time.perf_counter()
     # `sync` feeds the last prompt token too; it is not a reused token, nor a prefilled one
@@ -110,7 +115,14 @@ def run_turn(
         stats.speculation, proposers = SPECULATION_RECURRENT, []
     else:
         stats.speculation, proposers = SPECULATION_ON, build_proposers(spec, draft, sampler)
+    lead = None
+    if prediction and spec.copies and proposers:
+        copier = build_proposers(replace(spec, method="copy"))[0]
+        lead = Predicted(copier, prediction, state, stats)
+        proposers.insert(0, lead)
     tokens = decode(state, proposers, rules, sampler, on_tokens, stats)
+    if lead is not None:
+        lead.settle()
     stats.time_to_first_token += stats.prefill_seconds
     return tokens, stats
 
