@@ -95,7 +95,7 @@ def load_models(settings: Settings) -> tuple[LoadedModel | RemoteModel, LoadedMo
     """On the engine thread: the target model and, when configured, a draft model checked to
     share its vocabulary and device (so a mismatch fails at load time, not mid-request)."""
     if settings.server:
-        return RemoteModel(settings.server), None
+        return RemoteModel(settings.server, prediction=settings.prediction), None
     lm = load_model(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
     use_cpu_threads(settings.threads, lm)
     if not settings.draft_model:

@@ -8,21 +8,29 @@ calls, and closes the stream when the stop event is set. It runs on the engine w
 Stats come from the finishing chunk when the server sends ours (`copyspec.stats`), else from
 OpenAI `usage` (vLLM reports prefix-cache hits as `cached_tokens`), else from counting: one
 streamed chunk per server step, as vLLM streams.
+
+Servers that take OpenAI's Predicted Outputs get the code being rewritten as `prediction`
+(the `prediction` setting says which: docs/predicted-outputs.md); it speeds the answer up and
+never changes it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from copyspec_lsp.settings import Settings
 from engine.config import SamplingConfig, SpecConfig
 from engine.loading import LoadedModel
+from engine.serve.protocol import OWNER, PREDICTION
 from engine.session import PromptTooLongError, Session, TurnResult
 from engine.stats import TurnStats
 
@@ -35,6 +43,10 @@ RETRY_DELAY = 1.0
 """Seconds before the first retry of a turn that failed before any text (then 2x, 3x…)."""
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long")
 """How servers word "the prompt does not fit" in a 400 (ours, vLLM, OpenAI)."""
+PREDICTION_HOSTS = ("api.openai.com",)
+"""Other servers known to take `prediction` (ours are recognised by their model list)."""
+FENCED = re.compile(r"^(`{3,})[^`\n]*\n(?:.*?\n)?\1$", re.M | re.S)
+"""A fenced code block as `engine.prompt_format.fence` writes it: how requests show code."""
 
 
 class RemoteUnavailable(RuntimeError):
@@ -51,6 +63,8 @@ class RemoteModel:
     """Model name to request; None asks the server (`GET /v1/models`) on first use."""
     device: str = "remote"
     dtype: str = "remote"
+    prediction: str = Settings.prediction
+    """When turns send the code being rewritten as `prediction` (the setting's modes)."""
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
@@ -58,6 +72,7 @@ class RemoteModel:
             self.url += "/v1"
         self.client = httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
         self._lock = threading.Lock()
+        self._listed: list[dict[str, Any]] | None = None
 
     @property
     def path(self) -> str:
@@ -65,17 +80,35 @@ class RemoteModel:
 
     def model_name(self) -> str:
         """The model to ask for: the configured one, else the server's first."""
+        if self.model is None:
+            self.model = str(self._models()[0]["id"])
+        return self.model
+
+    def takes_prediction(self) -> bool:
+        """Whether turns send `prediction`: `on` always, `off` never, `auto` to our own
+        servers (a model `owned_by` copyspec) and to those of `PREDICTION_HOSTS`."""
+        if self.prediction != "auto":
+            return self.prediction == "on"
+        if urlsplit(self.url).hostname in PREDICTION_HOSTS:
+            return True
+        return any(entry.get("owned_by") == OWNER for entry in self._models())
+
+    def _models(self) -> list[dict[str, Any]]:
+        """The server's model list (GET /v1/models), asked once."""
         with self._lock:
-            if self.model is None:
+            if self._listed is None:
                 try:
                     response = self.client.get(f"{self.url}/models")
                     response.raise_for_status()
-                    self.model = response.json()["data"][0]["id"]
-                except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+                    listed = response.json()["data"]
+                    if not listed or not all(isinstance(e, dict) and "id" in e for e in listed):
+                        raise ValueError(f"no model in {listed!r}")
+                    self._listed = listed
+                except (httpx.HTTPError, KeyError, TypeError, ValueError) as error:
                     raise RemoteUnavailable(
                         f"the server at {self.url} lists no model: {error}"
                     ) from None
-            return self.model
+            return self._listed
 
     def close(self) -> None:
         self.client.close()
@@ -129,6 +162,9 @@ class RemoteSession:
             body.update(top_p=sampling.top_p, top_k=sampling.top_k, seed=sampling.seed)
         if stop_strings:
             body["stop"] = list(stop_strings)
+        predicted = predicted_answer(messages) if self.lm.takes_prediction() else None
+        if predicted:
+            body[PREDICTION] = {"type": "content", "content": predicted}
         stop = stop_event or threading.Event()
         for attempt in range(RETRIES + 1):
             turn = StreamedTurn(on_text)
@@ -173,6 +209,17 @@ class RemoteSession:
                     turn.feed(event)
             finally:
                 done.set()
+
+
+def predicted_answer(messages: Sequence[dict[str, str]]) -> str | None:
+    """What the answer will mostly repeat: the code block the last message shows (an edit
+    request), else the previous answer (a follow-up or a fix rewrites that); None when the
+    conversation shows no code yet."""
+    shown = FENCED.search(messages[-1]["content"])
+    if shown:
+        return shown.group(0)
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    return answers[-1] if answers else None
 
 
 def close_on_stop(stop: threading.Event, done: threading.Event, response: httpx.Response) -> None:
@@ -267,6 +314,9 @@ class StreamedTurn:
         self.stats.reused_tokens = cached
         self.stats.prefill_tokens = prompt - cached
         self.stats.cache_reused = cached > 0
+        details = usage.get("completion_tokens_details") or {}
+        for name in ("accepted_prediction_tokens", "rejected_prediction_tokens"):
+            setattr(self.stats, name, int(details.get(name) or 0))
 
     def finish(self) -> TurnStats:
         """The turn's stats: the server's own when it sent them, else what was counted."""

@@ -17,6 +17,10 @@ from engine.config import DTYPES, MAX_NEW_TOKENS, SpecConfig, device_name
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MODEL_KEYS = ("model", "device", "dtype", "trustRemoteCode", "draftModel", "threads", "server")
 """Settings whose change needs the model loaded again (threads are set when it loads)."""
+REMOTE_KEYS = ("prediction",)
+"""Settings the remote model carries: with `server` set, a change makes it again (no weights
+to load)."""
+PREDICTION_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class Settings:
     server: str | None = None
     """URL of an OpenAI-compatible chat-completions server (a `copyspec serve` pool, vLLM);
     None runs the model in this process."""
+    prediction: str = "auto"
+    """When a remote turn sends the code being rewritten as OpenAI's Predicted Outputs field
+    `prediction`: `auto` to servers known to take it (`copyspec serve`, api.openai.com), `on`
+    to any server, `off` never. It speeds the answer up and never changes it."""
 
     def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """A copy with the valid values of `raw` applied, and one message per bad value."""
@@ -68,8 +76,10 @@ class Settings:
         return dataclasses.replace(self, **changes), problems
 
     def needs_reload(self, other: Settings) -> bool:
-        """Whether going from `self` to `other` changes which model is loaded or where."""
-        return any(getattr(self, _snake(k)) != getattr(other, _snake(k)) for k in MODEL_KEYS)
+        """Whether going from `self` to `other` changes which model is loaded or where, or
+        how the remote one is asked."""
+        keys = MODEL_KEYS + REMOTE_KEYS if other.server else MODEL_KEYS
+        return any(getattr(self, _snake(k)) != getattr(other, _snake(k)) for k in keys)
 
 
 def _snake(key: str) -> str:
@@ -146,4 +156,5 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "load_timeout": _positive_number,
     "log_level": _choice(LOG_LEVELS, str.upper),
     "server": _optional_url,
+    "prediction": _choice(PREDICTION_MODES, str.lower),
 }

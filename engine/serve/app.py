@@ -36,7 +36,7 @@ async def dispatch(engine: ServeEngine, request: Request) -> Response:
         return await chat_completions(engine, request)
     if path == "/v1/models":
         return JSONResponse({"object": "list", "data": [
-            {"id": engine.model_name, "object": "model", "owned_by": "copyspec"}
+            {"id": engine.model_name, "object": "model", "owned_by": protocol.OWNER}
         ]})
     if path == "/health":
         return JSONResponse(engine.health())
@@ -52,13 +52,15 @@ async def chat_completions(engine: ServeEngine, request: Request) -> Response:
     except json.JSONDecodeError as error:
         return _error(f"the request body is not JSON: {error}", 400)
     except protocol.BadRequest as error:
-        return _error(str(error), 400)
+        return _bad_request(error)
     session_id = request.headers.get(SESSION_HEADER) or uuid.uuid4().hex
     turn = engine.turn(session_id, chat)
     # The first event comes after the prefill: a prompt too long for the window still gets a
     # plain HTTP 400 rather than an error inside a 200 stream.
     try:
         first = await anext(turn)
+    except protocol.BadRequest as error:  # a prediction over the cap: seen once tokenized
+        return _bad_request(error)
     except (PromptTooLongError, ValueError) as error:
         return _error(str(error), 400)
     except Exception as error:
@@ -127,11 +129,19 @@ def _copyspec(end: TurnEnd) -> dict[str, Any]:
 def _usage(end: TurnEnd) -> dict[str, Any]:
     stats: TurnStats = end.result.stats
     prompt = len(end.result.prompt_ids)
-    return protocol.usage(prompt, stats.new_tokens, stats.reused_tokens)
+    return protocol.usage(prompt, stats.new_tokens, stats.reused_tokens,
+                          stats.accepted_prediction_tokens, stats.rejected_prediction_tokens)
 
 
 def _error(message: str, status: int, kind: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse(protocol.error_body(message, kind, status), status)
+
+
+def _bad_request(error: protocol.BadRequest) -> JSONResponse:
+    """HTTP 400; a bad field is named as OpenAI names it (`param`, and a null `code`)."""
+    if error.param is None:
+        return _error(str(error), 400)
+    return JSONResponse(protocol.error_body(str(error), code=None, param=error.param), 400)
 
 
 def build_app(engine: ServeEngine) -> Starlette:

@@ -105,9 +105,11 @@ class ServeEngine:
             stats.cancelled, stats.stop_reason = True, "cancelled"
             return TurnResult("", [], stats), 0
         session = self.cache.get(session_id)
+        prediction = session.predicted(chat.prediction)  # refused before the session changes
         try:
             answered = session.answer(
-                chat.messages, chat.max_tokens, chat.sampling, chat.stop, stop, on_text, stats
+                chat.messages, chat.max_tokens, chat.sampling, chat.stop, stop, on_text, stats,
+                prediction,
             )
         except Exception:
             self.cache.drop(session_id)

@@ -19,6 +19,7 @@ from engine.config import SamplingConfig, SpecConfig
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
 from engine.sequence import SequenceState
+from engine.serve.protocol import PREDICTION, BadRequest
 from engine.session import TurnResult, turn_rules
 from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn
@@ -47,6 +48,18 @@ class ServedSession:
             return [*self.ids, *rest["input_ids"]], len(self.ids)
         return self.lm.tokenizer(text, add_special_tokens=False)["input_ids"], 0
 
+    def predicted(self, text: str | None) -> list[int]:
+        """The token ids of a request's predicted output. One longer than the model's context
+        window is refused: no answer could use the rest of it."""
+        if not text:
+            return []
+        ids = self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        window = self.lm.context_window
+        if window is not None and len(ids) > window:
+            raise BadRequest(f"'prediction' is {len(ids)} tokens; the model takes at most "
+                             f"{window} (its window)", PREDICTION)
+        return ids
+
     def answer(
         self,
         messages: Sequence[dict[str, str]],
@@ -56,9 +69,11 @@ class ServedSession:
         stop_event: threading.Event,
         on_text: Callable[[str, TurnStats], None],
         stats: TurnStats,
+        prediction: Sequence[int] = (),
     ) -> tuple[TurnResult, int]:
         """Answer the conversation's last message, and say how many prompt ids were carried
-        over untokenized; a finished turn extends the exact history."""
+        over untokenized; a finished turn extends the exact history. The `prediction`'s ids
+        lead the copy proposer and never change the answer."""
         ids, carried = self.prompt(messages)
         stream = TextStream(self.lm.tokenizer)
         rules = turn_rules(self.lm, len(ids), max_new_tokens, stream, stop_strings, stop_event)
@@ -70,7 +85,7 @@ class ServedSession:
 
         tokens, stats = run_turn(
             self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state,
-            stats,
+            stats, prediction,
         )
         tail = stream.finish()
         if tail:

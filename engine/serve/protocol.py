@@ -1,8 +1,9 @@
 """The OpenAI chat-completions wire format: request parsing and streamed chunk encoding.
 
 Only what a chat client sends is read (messages, max_tokens, temperature, top_p, top_k, seed,
-stop, stream, stream_options); anything else is ignored, as OpenAI-compatible servers do.
-Our own figures ride in a `copyspec` field of the finishing chunk, which other clients ignore.
+stop, stream, stream_options, prediction); anything else is ignored, as OpenAI-compatible
+servers do. Our own figures ride in a `copyspec` field of the finishing chunk, which other
+clients ignore; our model list says `owned_by: copyspec`, which is how clients recognise us.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from engine.config import SamplingConfig
 
 DEFAULT_MAX_TOKENS = 512
 ROLES = ("system", "user", "assistant")
+OWNER = "copyspec"
+"""`owned_by` of our models in GET /v1/models: clients that see it know the server is ours."""
+PREDICTION = "prediction"
 
 
 class BadRequest(ValueError):
-    """A request the service cannot serve as sent; answered with HTTP 400 and this message."""
+    """A request the service cannot serve as sent; answered with HTTP 400 and this message,
+    naming the request field at fault as OpenAI's `param` when there is one."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     stream: bool = False
     include_usage: bool = False
+    prediction: str | None = None
+    """OpenAI's Predicted Outputs: text the answer is expected to resemble, as one string."""
 
 
 def parse_request(body: Any) -> ChatRequest:
@@ -70,7 +81,50 @@ def parse_request(body: Any) -> ChatRequest:
         stop=tuple(stop),
         stream=bool(body.get("stream", False)),
         include_usage=bool(isinstance(options, Mapping) and options.get("include_usage")),
+        prediction=_prediction(body.get(PREDICTION)),
     )
+
+
+def _prediction(raw: Any) -> str | None:
+    """`{type: "content", content: string | [{type: "text", text: string}, ...]}` as OpenAI
+    documents it, its text parts joined; None when the request has none."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise BadRequest("'prediction' must be an object {\"type\": \"content\", "
+                         f"\"content\": ...}}, got {_kind(raw)}", PREDICTION)
+    if raw.get("type") != "content":
+        raise BadRequest(f"'prediction.type' must be 'content', got {raw.get('type')!r}",
+                         PREDICTION)
+    content = raw.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise BadRequest("'prediction.content' must be a string or a list of text parts, got "
+                         f"{_kind(content)}", PREDICTION)
+    texts = []
+    for i, part in enumerate(content):
+        where = f"prediction.content[{i}]"
+        if not isinstance(part, Mapping):
+            raise BadRequest(f"'{where}' must be a text part {{\"type\": \"text\", \"text\": "
+                             f"string}}, got {_kind(part)}", PREDICTION)
+        if part.get("type") != "text":
+            raise BadRequest(f"'{where}' is a part of type {part.get('type')!r}: a prediction "
+                             "takes text parts only", PREDICTION)
+        if not isinstance(part.get("text"), str):
+            raise BadRequest(f"'{where}.text' must be a string, got {_kind(part.get('text'))}",
+                             PREDICTION)
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type, as the error messages name it."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _message(raw: Any, index: int) -> dict[str, str]:
@@ -154,9 +208,12 @@ def sse(payload: dict[str, Any] | str) -> bytes:
 DONE = sse("[DONE]")
 
 
-def error_body(message: str, kind: str = "invalid_request_error", code: int = 400) -> dict:
-    """OpenAI's error shape, which vLLM also answers with."""
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+def error_body(
+    message: str, kind: str = "invalid_request_error", code: int | None = 400,
+    param: str | None = None,
+) -> dict:
+    """OpenAI's error shape, which vLLM also answers with (its `code` the HTTP status)."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def finish_reason(stop_reason: str) -> str:
@@ -164,11 +221,20 @@ def finish_reason(stop_reason: str) -> str:
     return "length" if stop_reason == "length" else "stop"
 
 
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
-    """OpenAI usage, with cached prompt tokens where vLLM reports its prefix-cache hits."""
+def usage(
+    prompt_tokens: int, completion_tokens: int, cached_tokens: int, accepted_prediction: int,
+    rejected_prediction: int,
+) -> dict[str, Any]:
+    """OpenAI usage, with cached prompt tokens where vLLM reports its prefix-cache hits, and
+    the predicted output's tokens that were verified and kept, or thrown away (docs/
+    predicted-outputs.md: unlike OpenAI's, our completion_tokens leave the rejected ones out)."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "completion_tokens_details": {
+            "accepted_prediction_tokens": accepted_prediction,
+            "rejected_prediction_tokens": rejected_prediction,
+        },
     }

@@ -1,0 +1,348 @@
+"""OpenAI Predicted Outputs end to end, on the built-in model: the engine's side source (the
+answer never changes; a perfect prediction is copied whole; counts stay exact at a stop), a
+real `copyspec serve --replicas 0` driven by the official `openai` SDK and by raw HTTP (same
+answers with and without a prediction, usage figures, OpenAI's error bodies), and the LSP's
+remote client sending the region as `prediction` to our server when the setting says so."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import pytest_asyncio
+
+from copyspec_lsp.remote import RemoteModel, predicted_answer
+from copyspec_lsp.settings import Settings
+from engine.chat import render_ids
+from engine.config import SamplingConfig, SpecConfig
+from engine.decode import StopRules
+from engine.detokenize import TextStream
+from engine.loading import LoadedModel, load_model
+from engine.paths import default_model_path
+from engine.prompt_format import SYSTEM_PROMPT, edit_request, fence
+from engine.sequence import SequenceState
+from engine.stats import TurnStats
+from engine.turn import run_turn
+
+from lsp_fixtures import free_port, rng, server_command, start_editor
+from pool_fixtures import serve_command, spawn, stop, wait_healthy
+
+pytestmark = pytest.mark.timeout(120)
+
+CODE = ("def mean(values):\n    total = 0\n    for value in values:\n        total += value\n"
+        "    return total / len(values)")
+EDITS = [
+    (CODE, "Rename `total` to `acc`."),
+    ("def add(a, b):\n    total = a + b\n    return total", "Add type hints."),
+    ("class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
+     "        self.items.append(item)", "Add a pop method."),
+]
+UNRELATED = "class Foo:\n    pass\n" * 5
+
+
+@pytest.fixture(scope="module")
+def lm() -> LoadedModel:
+    return load_model(None, "cpu")
+
+
+def prompt(lm: LoadedModel, code: str, instruction: str) -> list[int]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": edit_request(code, instruction)}]
+    return render_ids(lm.tokenizer, messages)
+
+
+def turn(
+    lm: LoadedModel, ids: list[int], prediction: list[int] | tuple[()] = (),
+    spec: SpecConfig | None = None, stops: tuple[str, ...] = (),
+    sampling: SamplingConfig | None = None,
+) -> tuple[list[int], TurnStats]:
+    spec = spec or SpecConfig("copy")
+    state = SequenceState(lm.model, spec.gamma, spec.policy)
+    rules = StopRules(lm.eos_token_ids, 160, stop_strings=stops,
+                      decode_text=TextStream(lm.tokenizer).decode)
+    return run_turn(state, ids, lm, spec, rules, sampling, prediction=prediction)
+
+
+def tokens(lm: LoadedModel, text: str) -> list[int]:
+    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# the engine: a side source that never changes the answer
+
+
+@pytest.mark.parametrize("policy", ["resync", "recent"])
+def test_the_greedy_answer_is_the_same_with_any_prediction(lm: LoadedModel, policy: str) -> None:
+    spec = SpecConfig("copy", policy=policy)
+    for code, instruction in EDITS:
+        ids = prompt(lm, code, instruction)
+        plain, _ = turn(lm, ids, spec=spec)
+        for guess in (fence(code), UNRELATED):
+            predicted, stats = turn(lm, ids, tokens(lm, guess), spec)
+            assert predicted == plain, (policy, instruction, guess[:20])
+            assert stats.accepted_prediction_tokens <= stats.new_tokens - 1
+            assert stats.accepted_prediction_tokens <= stats.copied_tokens
+            assert stats.rejected_prediction_tokens >= 0
+        # an unrelated prediction is tried first and thrown away
+        assert stats.rejected_prediction_tokens > 0
+
+
+def test_a_perfect_prediction_is_copied_whole(lm: LoadedModel) -> None:
+    """The answer's own ids as the prediction: every pass copies from it and keeps it all,
+    so each pass adds one token of the model's own (the last one, EOS, included)."""
+    ids = prompt(lm, CODE, "Rename `total` to `acc`.")
+    plain, plain_stats = turn(lm, ids)
+    spoken = [t for t in plain if t not in lm.eos_token_ids]
+    predicted, stats = turn(lm, ids, spoken)
+    assert predicted == plain
+    assert stats.rejected_prediction_tokens == 0
+    assert stats.accepted_prediction_tokens == stats.new_tokens - stats.forward_passes
+    assert stats.forward_passes < plain_stats.forward_passes
+
+
+def test_tokens_past_a_stop_count_as_rejected(lm: LoadedModel) -> None:
+    """A stop string cuts the last pass's accepted copy: what the output lost of it was
+    thrown away, and the output itself is still all prediction."""
+    ids = prompt(lm, CODE, "Rename `total` to `acc`.")
+    plain, _ = turn(lm, ids)
+    spoken = [t for t in plain if t not in lm.eos_token_ids]
+    stops = ("values)",)
+    expected, _ = turn(lm, ids, stops=stops)
+    predicted, stats = turn(lm, ids, spoken, stops=stops)
+    assert predicted == expected and len(expected) < len(spoken)
+    verified = stats.accepted_prediction_tokens + stats.rejected_prediction_tokens
+    assert stats.accepted_prediction_tokens == stats.new_tokens, "every output token was copied"
+    assert verified > stats.new_tokens, "the pass went on past the stop"
+
+
+def test_sampling_with_a_prediction_keeps_its_counts_within_the_output(lm: LoadedModel) -> None:
+    ids = prompt(lm, CODE, "Rename `total` to `acc`.")
+    sampling = SamplingConfig(temperature=0.7, seed=3)
+    _, stats = turn(lm, ids, tokens(lm, fence(CODE)), sampling=sampling)
+    assert 0 < stats.accepted_prediction_tokens <= stats.new_tokens - 1
+
+
+# `copyspec serve`: the OpenAI SDK and raw HTTP
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.getbasetemp() / "serve-predicted.log"
+    port = free_port()
+    process = spawn(serve_command(port, "--replicas", "0"), log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log, 90)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def sdk(service: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{service}/v1", api_key="unused", max_retries=0)
+
+
+def ask(code: str, instruction: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": edit_request(code, instruction)}]
+
+
+def details(usage: Any) -> tuple[int, int]:
+    found = usage.completion_tokens_details
+    return found.accepted_prediction_tokens, found.rejected_prediction_tokens
+
+
+@pytest.mark.slow
+def test_the_sdk_gets_the_same_answer_and_the_prediction_figures(sdk: openai.OpenAI) -> None:
+    messages = ask(CODE, "Rename `total` to `acc`.")
+    plain = sdk.chat.completions.create(model="default", messages=messages, max_tokens=120)
+    assert details(plain.usage) == (0, 0)
+    answer = plain.choices[0].message.content
+    # the answer as the prediction: nearly all of it is copied (tokenizing the text back may
+    # split a token differently than the model wrote it, so not quite all)
+    perfect = sdk.chat.completions.create(
+        model="default", messages=messages, max_tokens=120,
+        prediction={"type": "content", "content": answer})
+    assert perfect.choices[0].message.content == answer
+    assert perfect.usage.completion_tokens == plain.usage.completion_tokens
+    accepted, rejected = details(perfect.usage)
+    completion = perfect.usage.completion_tokens
+    assert completion // 2 < accepted <= completion - 1 and rejected >= 0
+    passes = perfect.model_extra["copyspec"]["stats"]["forward_passes"]
+    assert passes < plain.model_extra["copyspec"]["stats"]["forward_passes"]
+    assert accepted + passes <= completion, "one token of each pass is the model's own"
+    # the code being rewritten, sent as text parts and streamed with usage
+    stream = sdk.chat.completions.create(
+        model="default", messages=messages, max_tokens=120, stream=True,
+        stream_options={"include_usage": True},
+        prediction={"type": "content", "content": [
+            {"type": "text", "text": "```python\n"}, {"type": "text", "text": CODE + "\n```"}]})
+    pieces, usage = [], None
+    for chunk in stream:
+        pieces.extend(choice.delta.content or "" for choice in chunk.choices)
+        usage = chunk.usage or usage
+    assert "".join(pieces) == answer
+    assert usage is not None and usage.completion_tokens == completion
+    streamed = details(usage)
+    as_string = sdk.chat.completions.create(
+        model="default", messages=messages, max_tokens=120,
+        prediction={"type": "content", "content": fence(CODE)})
+    assert details(as_string.usage) == streamed, "parts are joined; counts are deterministic"
+    assert streamed[0] > 0
+
+
+@pytest.mark.slow
+def test_an_unrelated_prediction_is_rejected_and_changes_nothing(sdk: openai.OpenAI) -> None:
+    messages = ask(*EDITS[1])
+    plain = sdk.chat.completions.create(model="default", messages=messages, max_tokens=80)
+    wrong = sdk.chat.completions.create(
+        model="default", messages=messages, max_tokens=80,
+        prediction={"type": "content", "content": UNRELATED})
+    assert wrong.choices[0].message.content == plain.choices[0].message.content
+    accepted, rejected = details(wrong.usage)
+    assert rejected > 0 and accepted <= wrong.usage.completion_tokens - 1
+
+
+OVER_THE_WINDOW = " ".join(f"w{i}" for i in range(3000))
+"""Over 2,048 tokens: more than the built-in model's window."""
+BAD = [
+    ("not an object", "the code", "'prediction' must be an object"),
+    ("wrong type", {"type": "text", "content": "x"}, "'prediction.type' must be 'content'"),
+    ("no content", {"type": "content"}, "got null"),
+    ("number content", {"type": "content", "content": 7}, "a string or a list of text parts"),
+    ("bare string part", {"type": "content", "content": ["x"]}, "must be a text part"),
+    ("image part", {"type": "content", "content": [{"type": "image_url", "image_url": {}}]},
+     "a part of type 'image_url'"),
+    ("text not a string", {"type": "content", "content": [{"type": "text", "text": 5}]},
+     "'prediction.content[0].text' must be a string"),
+    ("over the window", {"type": "content", "content": OVER_THE_WINDOW}, "at most 2048"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_bad_predictions_get_openais_error_body(service: str, stream: bool) -> None:
+    for name, prediction, words in BAD:
+        body = {"model": "default", "messages": ask(*EDITS[1]), "max_tokens": 8,
+                "stream": stream, "prediction": prediction}
+        response = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 400, (name, response.text)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, name
+        assert (error["type"], error["param"], error["code"]) == (
+            "invalid_request_error", "prediction", None), name
+        assert words in error["message"], (name, error["message"])
+    # after all these the service still answers, and a null prediction is no prediction
+    body = {"model": "default", "messages": ask(*EDITS[1]), "max_tokens": 8, "prediction": None}
+    answer = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=60).json()
+    assert answer["usage"]["completion_tokens_details"] == {
+        "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+
+
+@pytest.mark.slow
+def test_the_sdk_raises_bad_request_naming_the_param(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.chat.completions.create(
+            model="default", messages=ask(*EDITS[1]), max_tokens=8,
+            prediction={"type": "content", "content": [{"type": "image_url"}]})
+    assert raised.value.status_code == 400 and raised.value.param == "prediction"
+    assert "text parts only" in raised.value.message
+
+
+# the LSP's remote client
+
+
+def test_the_client_finds_the_code_being_rewritten() -> None:
+    first = [{"role": "system", "content": SYSTEM_PROMPT},
+             {"role": "user", "content": edit_request(CODE, "Use ``` fences\nin docs")}]
+    assert predicted_answer(first) == fence(CODE)
+    follow = [*first, {"role": "assistant", "content": "```python\nnew\n```"},
+              {"role": "user", "content": "That fails with: E1\nPlease fix it."}]
+    assert predicted_answer(follow) == "```python\nnew\n```", "a follow-up rewrites the answer"
+    assert predicted_answer([{"role": "user", "content": "hello"}]) is None
+
+
+def test_the_prediction_setting_is_validated_and_reloads_only_a_remote_model() -> None:
+    settings, problems = Settings().update({"prediction": "ON"})
+    assert settings.prediction == "on" and not problems
+    settings, problems = Settings(prediction="off").update({"prediction": "sometimes"})
+    assert settings.prediction == Settings().prediction == "auto"
+    assert len(problems) == 1 and "'sometimes' is not one of auto, on, off" in problems[0]
+    assert not Settings().needs_reload(Settings(prediction="off"))
+    remote = Settings(server="http://h:1")
+    assert remote.needs_reload(Settings(server="http://h:1", prediction="off"))
+
+
+@pytest.fixture
+def other_server() -> Iterator[str]:
+    """A server that is not ours (vLLM's model list, `owned_by: vllm`); it answers nothing
+    else, so a client that posted a turn to it would fail."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = json.dumps({"object": "list", "data": [
+                {"id": "Qwen/Qwen2.5-Coder-0.5B", "object": "model", "owned_by": "vllm"}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.slow
+def test_auto_sends_the_prediction_to_servers_known_to_take_it(
+    service: str, other_server: str
+) -> None:
+    assert RemoteModel(service).takes_prediction(), "ours: owned_by copyspec"
+    assert not RemoteModel(other_server).takes_prediction()
+    assert RemoteModel(other_server, prediction="on").takes_prediction()
+    assert not RemoteModel(service, prediction="off").takes_prediction()
+    # OpenAI's host is known without asking it anything (nothing listens there in the tests)
+    assert RemoteModel("https://api.openai.com/v1").takes_prediction()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def editors(service: str) -> Any:
+    model = default_model_path()
+    found = []
+    for mode in ("auto", "off"):
+        editor = await start_editor(server_command(model), options={
+            "server": service, "maxNewTokens": 80, "prediction": mode})
+        await editor.wait_ready()
+        found.append(editor)
+    yield found
+    for editor in found:
+        await editor.close()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_the_lsp_sends_the_region_to_our_server_unless_told_not_to(editors) -> None:
+    uri = "file:///predicted.py"
+    results = []
+    for editor in editors:
+        editor.open(uri, CODE + "\n")
+        results.append(await editor.request("copyspec/refine", {
+            "textDocument": {"uri": uri}, "range": rng((0, 0), (5, 0)),
+            "instruction": "Rename `total` to `acc`.", "apply": "none"}))
+    auto, off = results
+    assert auto["text"] == off["text"], "the prediction never changes the answer"
+    assert auto["stats"]["accepted_prediction_tokens"] > 0, "auto: our server took the region"
+    assert (off["stats"]["accepted_prediction_tokens"],
+            off["stats"]["rejected_prediction_tokens"]) == (0, 0)
+    assert auto["stats"]["forward_passes"] <= off["stats"]["forward_passes"]
