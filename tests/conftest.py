@@ -6,20 +6,24 @@ was measured 20x slower (52 ms against 2.5 ms), so tests and the servers they st
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"
 # Every server a test starts honours the stream gate (copyspec_lsp/gate.py); it stays open
-# unless a test closes it with lsp_fixtures.held_stream().
+# unless a test closes it with lsp_fixtures.held_stream(). A fresh folder per session, gone
+# at its end: no run sees a gate an earlier one left closed.
 os.environ["COPYSPEC_TEST_GATE"] = str(Path(tempfile.mkdtemp(prefix="copyspec-gate-")) / "closed")
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+atexit.register(shutil.rmtree, Path(os.environ["COPYSPEC_TEST_GATE"]).parent, ignore_errors=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -39,17 +39,29 @@ def tiny_model(base: Path, mixing: float = 0.1, seed: int = 0) -> Path:
     return directory
 
 
+def close_gate() -> None:
+    """Close the test gate (copyspec_lsp/gate.py): from now on every streaming answer of every
+    server this session started holds after its latest edit."""
+    Path(os.environ[GATE_VARIABLE]).touch()
+
+
+def open_gate() -> None:
+    """Open the test gate: held answers go on. Safe to call from an edit hook (the server
+    looks at the gate only after the edit is answered, so exactly the rest streams)."""
+    Path(os.environ[GATE_VARIABLE]).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def held_stream() -> Iterator[None]:
     """Every streaming answer holds after its latest edit until the block ends (a cancel still
     stops it): the real server's test gate (copyspec_lsp/gate.py), so a test that acts
-    mid-stream never races the engine, however fast the machine."""
-    gate = Path(os.environ[GATE_VARIABLE])
-    gate.touch()
+    mid-stream never races the engine, however fast the machine. The gate is open again
+    after the block, even when the test failed inside it or opened it itself."""
+    close_gate()
     try:
         yield
     finally:
-        gate.unlink(missing_ok=True)
+        open_gate()
 
 
 def server_command(model: Path, *extra: str) -> list[str]:
