@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +17,15 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequ
 
 from copyspec_lsp.positions import count_units
 
-from lsp_fixtures import Editor, held_stream, rng, server_command, start_editor, tiny_model
+from lsp_fixtures import (
+    Editor,
+    held_stream,
+    open_gate,
+    rng,
+    server_command,
+    start_editor,
+    tiny_model,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -24,9 +33,13 @@ PY_DOC = (
     "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n\n\n"
     "class Box:\n    def size(self):\n        return 1\n"
 )
-LONG = 400
+MAX_NEW = 48
+"""The module server's maxNewTokens. Runs that must still be going when a test acts hold on
+the test gate (`held_stream`), not on a long budget: a cancelled run stops well short of it."""
 SERVER_CANCELLED = types.LSPErrorCodes.ServerCancelled.value  # the server stopped it, not the user
-"""maxNewTokens for runs that must still be going when a cancel arrives."""
+HELD = 60
+"""Seconds a test waits on a request the gate holds (its first edit, its end once the test
+acted): a server that ignores the action fails the test here, not at the suite's timeout."""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -34,7 +47,7 @@ async def editor(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.getbasetemp()
     root = tmp_path_factory.mktemp("workspace")
     command = server_command(tiny_model(base), "--log-file", str(root / "server.log"))
-    client = await start_editor(command, options={"gamma": 0, "maxNewTokens": 48}, root=root)
+    client = await start_editor(command, options={"gamma": 0, "maxNewTokens": MAX_NEW}, root=root)
     client.root = root
     await client.wait_ready()
     yield client
@@ -43,6 +56,33 @@ async def editor(tmp_path_factory: pytest.TempPathFactory):
 
 def refine_params(uri: str, where: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"textDocument": {"uri": uri}, "range": where, "instruction": "rename total", **extra}
+
+
+async def until(happened: Callable[[], bool], what: str, running: asyncio.Future[Any]) -> None:
+    """Wait for something the server does while `running` is unanswered (the gate holds it):
+    fails at once if the request ended first, else after HELD seconds."""
+    deadline = asyncio.get_running_loop().time() + HELD
+    while not happened():
+        if running.done():
+            raise AssertionError(f"the request ended before {what}: {running.result()!r}")
+        assert asyncio.get_running_loop().time() < deadline, f"no {what} in {HELD} s"
+        await asyncio.sleep(0.01)
+
+
+def edits_to(editor: Editor, uri: str) -> int:
+    """How many edits the server has sent for `uri` so far."""
+    return sum(1 for e in editor.edits if uri in (e.edit.changes or {}))
+
+
+async def settle(editor: Editor) -> dict[str, Any]:
+    """Wait until the engine has no job left, then one more round trip: whatever a stopped
+    request could still have sent has arrived by then. Returns the last status."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while (await editor.status())["queue"]:
+        assert loop.time() < deadline, "the engine never went idle"
+        await asyncio.sleep(0.02)
+    return await editor.status()
 
 
 def text_at(editor: Editor, uri: str, where: dict[str, Any]) -> str:
@@ -75,6 +115,42 @@ async def test_streamed_edits_rebuild_the_final_text(editor: Editor) -> None:
     assert chunks[-1]["text"] == result["text"]
     assert "".join(c["delta"] for c in chunks) == result["text"]
     assert result["stats"]["new_tokens"] > 0 and "forward_passes" in result["stats"]
+
+
+async def test_the_gate_holds_a_stream_until_it_opens(editor: Editor) -> None:
+    """The test gate (copyspec_lsp/gate.py) that every mid-stream test relies on. Closed, a
+    request stops after its first edit: no further edit or chunk, no answer, its job still on
+    the engine, through round trips that last longer than the whole request took ungated (a
+    broken gate lets it finish within that). Opened, it completes with the same answer as
+    the ungated run: holding loses nothing."""
+    free_uri, uri = "file:///gate-free.py", "file:///gate.py"
+    for each in (free_uri, uri):
+        editor.open(each, PY_DOC)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    free = await editor.request("copyspec/refine", refine_params(free_uri, rng((4, 0), (4, 0))))
+    took = loop.time() - started
+
+    def chunks() -> int:
+        return sum(1 for c in editor.chunks if c["uri"] == uri)
+
+    with held_stream():
+        running = asyncio.ensure_future(
+            editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+        )
+        await until(lambda: edits_to(editor, uri) > 0, "first edit", running)
+        seen, held_since, round_trips = chunks(), loop.time(), 0
+        while round_trips < 5 or loop.time() - held_since < 2 * took:
+            status = await editor.status()
+            round_trips += 1
+            assert not running.done(), "the request was answered through a closed gate"
+            assert edits_to(editor, uri) == 1, "a second edit went through a closed gate"
+            assert chunks() == seen, "the model went on behind a closed gate"
+            assert status["queue"] == 1, "the request's turn is still on the engine"
+    result = await asyncio.wait_for(running, HELD)
+    assert result["text"] == free["text"], "greedy: the held answer is the whole answer"
+    assert result["stats"]["new_tokens"] == free["stats"]["new_tokens"]
+    assert edits_to(editor, uri) >= 2 and editor.docs[uri] == editor.docs[free_uri]
 
 
 async def test_apply_none_and_final(editor: Editor) -> None:
@@ -110,7 +186,8 @@ async def test_follow_up_turn_copies_from_the_session(editor: Editor) -> None:
 
 
 async def cancelled_mid_stream(editor: Editor, uri: str, cancel) -> None:
-    """Start a long refinement, cancel it from the first streamed edit, check nothing follows."""
+    """Start a refinement held open by the test gate, cancel it from the first streamed edit,
+    check that the model stopped short and that nothing follows."""
     editor.open(uri, PY_DOC)
     fired: list[int] = []
 
@@ -122,18 +199,16 @@ async def cancelled_mid_stream(editor: Editor, uri: str, cancel) -> None:
     editor.on_edit = on_edit
     try:
         with held_stream(), pytest.raises(JsonRpcRequestCancelled):
-            await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
-                                                                  maxNewTokens=LONG), msg_id=uri)
+            await asyncio.wait_for(editor.request(
+                "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))), msg_id=uri), HELD)
     finally:
         editor.on_edit = None
     assert fired, "no edit was streamed before the answer ended"
-    count = sum(1 for e in editor.edits if uri in (e.edit.changes or {}))
-    await asyncio.sleep(0.3)
-    assert sum(1 for e in editor.edits if uri in (e.edit.changes or {})) == count
-    while (status := await editor.status())["queue"]:
-        await asyncio.sleep(0.02)
+    count = edits_to(editor, uri)
+    status = await settle(editor)
+    assert edits_to(editor, uri) == count, "an edit followed the cancel"
     assert status["lastStats"]["cancelled"], status["lastStats"]
-    assert status["lastStats"]["new_tokens"] < LONG
+    assert status["lastStats"]["new_tokens"] < MAX_NEW
 
 
 async def test_cancel_request_stops_the_model(editor: Editor) -> None:
@@ -155,18 +230,19 @@ async def test_progress_cancel_stops_the_model(editor: Editor) -> None:
 async def test_cancel_command_stops_an_execute_command_job(editor: Editor) -> None:
     uri = "file:///command.py"
     editor.open(uri, PY_DOC)
-    args = {"uri": uri, "range": rng((4, 0), (4, 0)), "instruction": "x", "maxNewTokens": LONG}
-    running = asyncio.ensure_future(editor.workspace_execute_command_async(
-        types.ExecuteCommandParams("copyspec.refine", [args])
-    ))
-    while not any(c["uri"] == uri for c in editor.chunks):
-        await asyncio.sleep(0.01)
-    answer = await editor.workspace_execute_command_async(
-        types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
-    )
-    assert plain_dict(answer) == {"cancelled": 1}
-    with pytest.raises(JsonRpcRequestCancelled, match=r"copyspec\.cancel"):
-        await running
+    args = {"uri": uri, "range": rng((4, 0), (4, 0)), "instruction": "x"}
+    with held_stream():  # the job is still running when copyspec.cancel arrives
+        running = asyncio.ensure_future(editor.workspace_execute_command_async(
+            types.ExecuteCommandParams("copyspec.refine", [args])
+        ))
+        await until(lambda: any(c["uri"] == uri for c in editor.chunks), "chunk", running)
+        answer = await editor.workspace_execute_command_async(
+            types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
+        )
+        assert plain_dict(answer) == {"cancelled": 1}
+        with pytest.raises(JsonRpcRequestCancelled, match=r"copyspec\.cancel"):
+            await asyncio.wait_for(running, HELD)
+    assert (await settle(editor))["lastStats"]["cancelled"], "the model stopped mid-answer"
 
 
 async def test_commands_run_the_same_jobs(editor: Editor) -> None:
@@ -184,27 +260,30 @@ async def test_commands_run_the_same_jobs(editor: Editor) -> None:
 
 
 async def test_cancel_does_not_wait_for_an_unanswered_edit(editor: Editor) -> None:
+    """The editor never answers the first edit; the gate holds the model meanwhile, so the
+    cancel finds both the edit and the model's turn unfinished."""
     uri = "file:///stuck.py"
     editor.open(uri, PY_DOC)
     editor.hold_edits = asyncio.Event()
     try:
         before = len(editor.edits)
-        running = asyncio.ensure_future(editor.request(
-            "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=LONG)
-        ))
-        while len(editor.edits) == before:
-            await asyncio.sleep(0.01)
-        answer = await editor.workspace_execute_command_async(
-            types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
-        )
-        assert plain_dict(answer) == {"cancelled": 1}
-        with pytest.raises(JsonRpcRequestCancelled):
-            await asyncio.wait_for(running, 10)
+        with held_stream():
+            running = asyncio.ensure_future(editor.request(
+                "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)))
+            ))
+            await until(lambda: len(editor.edits) > before, "edit", running)
+            answer = await editor.workspace_execute_command_async(
+                types.ExecuteCommandParams("copyspec.cancel", [{"uri": uri}])
+            )
+            assert plain_dict(answer) == {"cancelled": 1}
+            with pytest.raises(JsonRpcRequestCancelled):
+                await asyncio.wait_for(running, 10)
     finally:
         editor.hold_edits.set()
         editor.hold_edits = None
-    await asyncio.sleep(0.2)
+    status = await settle(editor)  # the late answer to the edit has been handled too
     assert len(editor.edits) == before + 1, "no edit after the cancel was answered"
+    assert status["lastStats"]["cancelled"], "the model stopped mid-answer"
 
 
 def plain_dict(value: Any) -> Any:
@@ -218,13 +297,19 @@ async def test_requests_queue_and_report_their_place(editor: Editor) -> None:
     for uri in uris:
         editor.open(uri, PY_DOC)
     reports_before = len(editor.progress)
-    results = await asyncio.gather(*(
-        editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=60))
-        for uri in uris
-    ))
+
+    def messages() -> list[str]:
+        return [p.value.get("message", "") for p in editor.progress[reports_before:]]
+
+    with held_stream():  # the first job holds the engine, so the second one has to queue
+        running = [asyncio.ensure_future(editor.request(
+            "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=60)
+        )) for uri in uris]
+        queued = asyncio.gather(*running)
+        await until(lambda: any(m.startswith("queued: 1 ahead") for m in messages()),
+                    "report of the second job's place in the queue", queued)
+    results = await asyncio.wait_for(queued, HELD)
     assert [editor.docs[u].count(r["text"]) for u, r in zip(uris, results, strict=True)] == [1, 1]
-    messages = [p.value.get("message", "") for p in editor.progress[reports_before:]]
-    assert any(m.startswith("queued: 1 ahead") for m in messages), messages
     every = [p.value.get("message", "") for p in editor.progress]
     assert any(re.fullmatch(r"\d+ tok/s · \d+% copied", m) for m in every), every
 
@@ -232,37 +317,43 @@ async def test_requests_queue_and_report_their_place(editor: Editor) -> None:
 async def test_new_refine_of_the_same_region_cancels_the_old_one(editor: Editor) -> None:
     uri = "file:///supersede.py"
     editor.open(uri, PY_DOC)
-    old = asyncio.ensure_future(editor.request(
-        "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=LONG, apply="none")
-    ))
-    while not any(c["uri"] == uri for c in editor.chunks):
-        await asyncio.sleep(0.01)
-    new = await editor.request("copyspec/refine", refine_params(uri, rng((5, 0), (5, 0)),
-                                                                apply="none"))
-    with pytest.raises(JsonRpcException, match="superseded") as stopped:
-        await old
+    with held_stream():  # the old answer is still streaming when the new request arrives
+        old = asyncio.ensure_future(editor.request(
+            "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), apply="none")
+        ))
+        await until(lambda: any(c["uri"] == uri for c in editor.chunks), "chunk", old)
+        new = asyncio.ensure_future(editor.request(
+            "copyspec/refine", refine_params(uri, rng((5, 0), (5, 0)), apply="none")
+        ))
+        with pytest.raises(JsonRpcException, match="superseded") as stopped:
+            await asyncio.wait_for(old, HELD)
     assert stopped.value.code == SERVER_CANCELLED
-    assert new["text"]
+    assert (await asyncio.wait_for(new, HELD))["text"]
 
 
 async def test_typing_outside_the_region_moves_it(editor: Editor) -> None:
+    """The user types above and below the region at the first edit, while the gate holds the
+    model there; then the rest streams into the moved region."""
     uri = "file:///outside.py"
     editor.open(uri, PY_DOC)
-    typed: list[bool] = []
+    typed: list[int] = []
 
     def on_edit(client: Editor, edited: str) -> None:
         if edited == uri and not typed:
-            typed.append(True)
+            typed.append(edits_to(client, uri))
             client.change(uri, types.Range(types.Position(0, 0), types.Position(0, 0)), "# hi\n")
             end = len(client.docs[uri].splitlines())
             client.change(uri, types.Range(types.Position(end, 0), types.Position(end, 0)), "x=1\n")
+            open_gate()  # the rest of the answer streams after the typing
 
     editor.on_edit = on_edit
     try:
-        result = await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0))))
+        with held_stream():
+            result = await asyncio.wait_for(editor.request(
+                "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)))), HELD)
     finally:
         editor.on_edit = None
-    assert typed
+    assert typed and edits_to(editor, uri) > typed[0], "no edit came after the typing"
     assert editor.docs[uri].startswith("# hi\nimport os\n") and editor.docs[uri].endswith("x=1\n")
     assert result["range"]["start"]["line"] == 4
     assert text_at(editor, uri, result["range"]) == result["text"]
@@ -282,14 +373,15 @@ async def test_typing_inside_the_region_cancels_and_keeps_the_users_text(editor:
 
     editor.on_edit = on_edit
     try:
-        with pytest.raises(JsonRpcException, match="edited") as stopped:
-            await editor.request("copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)),
-                                                                  maxNewTokens=LONG))
+        with held_stream(), pytest.raises(JsonRpcException, match="edited") as stopped:
+            await asyncio.wait_for(editor.request(
+                "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)))), HELD)
         assert stopped.value.code == SERVER_CANCELLED
     finally:
         editor.on_edit = None
-    await asyncio.sleep(0.2)
+    status = await settle(editor)
     assert typed and editor.docs[uri] == typed[0] and "USER" in editor.docs[uri]
+    assert status["lastStats"]["cancelled"], "the model stopped mid-answer"
 
 
 @pytest.mark.parametrize(
