@@ -4,13 +4,16 @@ another document."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from lsprotocol import types
 
 from copyspec_lsp.params import CONVERTER
 from copyspec_lsp.positions import LineIndex
 
-from raw_rpc import RawServer, rng, start
+from lsp_fixtures import held_stream
+from raw_rpc import UNCLEAR, RawServer, rng, start
 
 # slow lane: each test starts the real server in a subprocess (seconds of torch import)
 pytestmark = pytest.mark.slow
@@ -54,35 +57,55 @@ def test_fix_command_runs_the_fix_loop(server: RawServer) -> None:
     assert region_text(server, uri, result["range"]) == result["text"]
 
 
+def queue_length(server: RawServer) -> int:
+    """Jobs on the engine thread: the running one and those waiting behind it."""
+    return server.call("copyspec/status")["result"]["queue"]
+
+
 @pytest.mark.timeout(300)
 def test_did_close_while_streaming_stops_the_request(server: RawServer) -> None:
     uri = "file:///close.py"
     server.open(uri, DOC)
-    server.notify("workspace/didChangeConfiguration", {"settings": {"maxNewTokens": 400}})
     index = len(server.seen)
-    msg_id = server.request("copyspec/refine", params(uri))
-    server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
-    server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
-    answer = server.response(msg_id, 30)
+    with held_stream():  # the answer is still streaming when the document closes
+        msg_id = server.request("copyspec/refine", params(uri))
+        server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
+        server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        answer = server.response(msg_id, 30)
     assert answer["error"]["code"] == SERVER_CANCELLED, answer
-    server.notify("workspace/didChangeConfiguration", {"settings": {"maxNewTokens": 24}})
 
 
 @pytest.mark.timeout(300)
 def test_reload_with_a_job_queued_fails_it_clearly(server: RawServer) -> None:
+    """A settings change that reloads the model while one job runs and another waits: the
+    running one finishes on the model it started with, the waiting one fails with a message
+    that says the model was reloaded (not a traceback, not a hang), and the reloaded model
+    answers the next request. The gate holds the running job until both are in place."""
     uri = "file:///reload.py"
     server.open(uri, DOC)
-    server.notify("workspace/didChangeConfiguration", {"settings": {"maxNewTokens": 400}})
     index = len(server.seen)
-    running = server.request("copyspec/refine", params(uri, apply="none"))
-    server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
-    queued = server.request("copyspec/refine", {**params(uri, apply="none"),
-                                                "range": rng((0, 0), (0, 9))})
-    server.notify("workspace/didChangeConfiguration", {"settings": {"threads": 1,
-                                                                    "maxNewTokens": 24}})
-    for msg_id in (running, queued):
-        answer = server.response(msg_id, 120)
-        assert "result" in answer or "reloaded" in answer["error"]["message"], answer
+    with held_stream():
+        running = server.request("copyspec/refine", params(uri, apply="none"))
+        server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
+        queued = server.request("copyspec/refine", {**params(uri, apply="none"),
+                                                    "range": rng((0, 0), (0, 9))})
+        deadline = time.monotonic() + 60
+        while queue_length(server) < 2:
+            assert time.monotonic() < deadline, "the second job never queued"
+            time.sleep(0.02)
+        try:
+            # the server runs with --threads 1: a different count is what reloads the model
+            server.notify("workspace/didChangeConfiguration", {"settings": {"threads": 2}})
+            assert server.call("copyspec/status")["result"]["state"] == "loading"
+            assert not server.responses(running) and not server.responses(queued)
+        finally:
+            server.notify("workspace/didChangeConfiguration", {"settings": {"threads": 1}})
+    finished = server.response(running, 120)
+    assert "result" in finished, finished
+    failed = server.response(queued, 120)
+    message = failed.get("error", {}).get("message", "")
+    assert "reloaded" in message, failed
+    assert not UNCLEAR.search(message), message
     server.wait_ready()
     assert "result" in server.call("copyspec/refine", params(uri, apply="none"), timeout=120)
 
