@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from lsp_fixtures import held_stream
 from raw_rpc import RawServer, rng, start
 
 # slow lane: the test starts the real server in a subprocess (seconds of torch import)
@@ -24,6 +25,9 @@ BOUND = 0.1
 SEED = 3
 KEY = "@"
 """What the user types: a character the document does not hold."""
+HELD_STATUS = 10
+"""Status requests while the answer is held after its first edit (its echo in a 10 MB buffer
+is handled meanwhile), before the rest streams."""
 
 
 def big_document() -> tuple[str, dict[str, object]]:
@@ -65,9 +69,15 @@ def test_keystrokes_and_a_streamed_answer_in_a_big_document(server: RawServer) -
         line = rand.randrange(lines - 10)
         server.change(uri, rng((line, 0), (line, 0)), KEY)
         typing.append(status_latency(server))
-    request = server.request("copyspec/refine", {
-        "textDocument": {"uri": uri}, "range": region, "instruction": "rename total"})
+    index = len(server.seen)
     streaming = []
+    with held_stream():  # measured mid-answer however fast the model is: the gate holds it
+        request = server.request("copyspec/refine", {
+            "textDocument": {"uri": uri}, "range": region, "instruction": "rename total"})
+        server.wait(lambda m: m.get("method") == "workspace/applyEdit", 120, after=index)
+        for _ in range(HELD_STATUS):
+            streaming.append(status_latency(server))
+        assert not server.responses(request), "the answer went through a closed gate"
     while not server.responses(request):
         streaming.append(status_latency(server))
     answer = server.response(request)

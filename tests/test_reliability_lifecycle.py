@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from lsp_fixtures import held_stream
 from raw_rpc import RawServer, rng, start
 
 # slow lane: each test starts the real server in a subprocess (seconds of torch import)
@@ -20,6 +21,9 @@ URI = "file:///life.py"
 DOC = "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n"
 REGION = rng((3, 0), (5, 16))
 SERVER_CANCELLED = -32802
+MAX_NEW = 48
+"""Enough for a streamed answer; a test that must act while it streams holds it open with the
+test gate (`held_stream`), never with a long budget."""
 
 
 def refine(uri: str = URI, **extra: object) -> dict[str, object]:
@@ -58,19 +62,22 @@ def test_before_initialize_and_exit_without_shutdown(tmp_path_factory) -> None:
 
 @pytest.mark.timeout(300)
 def test_stdin_closing_mid_stream_exits_0_quickly(tmp_path_factory) -> None:
+    """The gate holds the answer open, so stdin closes while the model's turn is running."""
     server = start(tmp_path_factory.getbasetemp())
     try:
-        server.initialize({"maxNewTokens": 400, "gamma": 0})
+        server.initialize({"maxNewTokens": MAX_NEW, "gamma": 0})
         server.wait_ready()
         server.open(URI, DOC)
         index = len(server.seen)
-        server.request("copyspec/refine", refine())
-        server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
-        started = time.monotonic()
-        assert server.proc.stdin is not None
-        server.proc.stdin.close()
-        code = server.exit_code(10)
-        took = time.monotonic() - started
+        with held_stream():
+            msg_id = server.request("copyspec/refine", refine())
+            server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
+            assert not server.responses(msg_id)
+            started = time.monotonic()
+            assert server.proc.stdin is not None
+            server.proc.stdin.close()
+            code = server.exit_code(10)
+            took = time.monotonic() - started
         print(f"stdin closed mid-stream: exit {code} after {took:.2f} s")
         assert code == 0 and took < 2.0
     finally:
@@ -81,7 +88,7 @@ def test_stdin_closing_mid_stream_exits_0_quickly(tmp_path_factory) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.getbasetemp()
     raw = start(base, log_file=base / "lifecycle.log")
-    raw.initialize({"maxNewTokens": 400, "gamma": 0})
+    raw.initialize({"maxNewTokens": MAX_NEW, "gamma": 0})
     raw.wait_ready()
     raw.open(URI, DOC)
     yield raw
@@ -103,21 +110,24 @@ def settle(server: RawServer) -> None:
 def test_cancel_stops_every_route_and_nothing_follows(server: RawServer, route: str) -> None:
     uri = f"file:///cancel-{route}.py"
     server.open(uri, DOC)  # fresh: the streamed edits of another test change the text
-    if route == "executeCommand":
-        msg_id = server.request("workspace/executeCommand",
-                                {"command": "copyspec.refine", "arguments": [refine(uri)]})
-    else:
-        msg_id = server.request("copyspec/refine", refine(uri))
     index = len(server.seen)
-    server.wait(lambda m: m.get("method") == "workspace/applyEdit", 120, after=index)
-    server.notify("$/cancelRequest", {"id": msg_id})
-    answer = server.response(msg_id)
+    with held_stream():  # the answer is still streaming when the cancel arrives
+        if route == "executeCommand":
+            msg_id = server.request("workspace/executeCommand",
+                                    {"command": "copyspec.refine", "arguments": [refine(uri)]})
+        else:
+            msg_id = server.request("copyspec/refine", refine(uri))
+        server.wait(lambda m: m.get("method") == "workspace/applyEdit", 120, after=index)
+        server.notify("$/cancelRequest", {"id": msg_id})
+        answer = server.response(msg_id)
     assert answer["error"]["code"] == -32800, answer
     answered_at = server.seen.index(answer)
     settle(server)
     after = [m.get("method") for m in server.seen[answered_at:]]
     assert "workspace/applyEdit" not in after and "copyspec/chunk" not in after, after
     assert len(server.responses(msg_id)) == 1
+    stats = server.call("copyspec/status")["result"]["lastStats"]
+    assert stats["cancelled"] and stats["new_tokens"] < MAX_NEW, stats
 
 
 @pytest.mark.timeout(300)
@@ -151,17 +161,19 @@ def test_bad_file_names_are_reported_as_such(server: RawServer) -> None:
 
 @pytest.mark.timeout(300)
 def test_shutdown_answers_running_work_32802(server: RawServer) -> None:
-    """Last in this module: it shuts the module's server down."""
+    """Last in this module: it shuts the module's server down. The gate holds the answer
+    open, so the shutdown finds it streaming."""
     server.notify("workspace/didChangeConfiguration", {"settings": {"copyspec": {
-        "checkCommand": None, "maxNewTokens": 400}}})
+        "checkCommand": None, "maxNewTokens": MAX_NEW}}})
     other = URI.replace("life", "other")
     server.open(other, DOC)
     index = len(server.seen)
-    streaming = server.request("copyspec/refine", refine(other))
-    server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
-    shutdown = server.request("shutdown")
-    assert server.response(shutdown, 30).get("result", "missing") is None
-    answer = server.response(streaming, 10)
+    with held_stream():
+        streaming = server.request("copyspec/refine", refine(other))
+        server.wait(lambda m: m.get("method") == "copyspec/chunk", 120, after=index)
+        shutdown = server.request("shutdown")
+        assert server.response(shutdown, 30).get("result", "missing") is None
+        answer = server.response(streaming, 10)
     assert answer["error"]["code"] == SERVER_CANCELLED, answer
     refused = server.call("copyspec/status")
     assert refused["error"]["code"] == -32600
