@@ -1,6 +1,13 @@
 // Starts the real `copyspec-lsp --stdio` on a tiny model and talks to it with vscode-jsonrpc,
 // the library vscode-languageclient is built on. `s.open`/`s.change` play the part of VS Code's
 // document sync: every change to a synced document is sent as an incremental didChange.
+//
+// The server runs with COPYSPEC_TEST_GATE naming a file in its own temp dir: the real server's
+// test-only gate (copyspec_lsp/gate.py). While `s.hold()` keeps that file in place, a streaming
+// request holds after each streamed edit the editor is up to date with (and after its final
+// edit, before answering) until `s.release()`, a cancel, or typing inside its region. Tests that
+// act mid-stream use it so that the tiny model, which copies thousands of tokens a second,
+// cannot finish first; nothing else about the server or its answers is faked.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -40,7 +47,10 @@ function buildTinyModel(server) {
 async function startServer({ versioned = true } = {}) {
   const server = findServer();
   const dir = buildTinyModel(server);
-  const proc = spawn(server, ['--stdio'], { cwd: dir, stdio: ['pipe', 'pipe', 'inherit'] });
+  const gate = path.join(dir, 'gate');
+  const proc = spawn(server, ['--stdio'], {
+    cwd: dir, env: { ...process.env, COPYSPEC_TEST_GATE: gate }, stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const conn = rpc.createMessageConnection(new rpc.StreamMessageReader(proc.stdout), new rpc.StreamMessageWriter(proc.stdin));
   const s = {
     proc, conn, dir, model: path.join(dir, 'model'), docs: new Map(), edits: [], chunks: [], progress: [], messages: [], sent: [],
@@ -51,15 +61,61 @@ async function startServer({ versioned = true } = {}) {
     beforeApply: undefined,
   };
 
+  /** Closes the gate: streams hold after their next up-to-date edit (see the top of this file). */
+  s.hold = () => fs.writeFileSync(gate, '');
+  s.holding = () => fs.existsSync(gate);
+  let stepping;
+  /** Opens the gate: held streams go on and stay free until the next `hold`. A `step` still
+   * waiting for its edit is given up (it rejects), so it cannot close the gate later. */
+  s.release = () => {
+    fs.rmSync(gate, { force: true });
+    const step = stepping;
+    stepping = undefined;
+    step?.fail(new Error('released before the stepped edit came'));
+  };
+  /**
+   * Lets a held stream go on for exactly one more applyEdit: opens the gate and closes it again
+   * when the next applyEdit arrives, before `beforeApply` runs and before it is answered (the
+   * server looks at the gate only once the answer and its didChange are in). So the stream holds
+   * again after that edit, or after the edits that compute it again if it is refused. Resolves
+   * with that edit's params once it is answered; rejects after `ms` without one.
+   */
+  s.step = (ms = 60000) => {
+    if (!s.holding()) throw new Error('step() needs a held stream (hold() first)');
+    if (stepping) throw new Error('step() while a step is under way');
+    const answered = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stepping = undefined;
+        fs.rmSync(gate, { force: true });
+        reject(new Error(`step: no applyEdit within ${ms} ms`));
+      }, ms);
+      stepping = {
+        done: (p) => { clearTimeout(timer); resolve(p); },
+        fail: (e) => { clearTimeout(timer); reject(new Error(`step: ${e.message}`)); },
+      };
+    });
+    fs.rmSync(gate, { force: true });
+    return answered;
+  };
+  /** Holds streams for the rest of test `t` (released when it ends, pass or fail). */
+  s.holdFor = (t) => {
+    s.hold();
+    t.after(() => s.release());
+  };
+
   // Server → client requests and notifications, as VS Code would answer them.
   // Edits go to the Controller when one is listening (it edits the stub documents, whose
   // changes come back through s.change), else straight into our copies of the documents.
   let applyEdit;
   conn.onRequest('workspace/applyEdit', async (p) => {
     s.edits.push(p);
+    const stepped = stepping;
+    stepping = undefined;
+    if (stepped) s.hold();
     s.beforeApply?.(p);
     const answer = applyEdit ? await applyEdit(p) : s.applyToCopies(p.edit);
     s.answers.push({ edit: p, answer });
+    stepped?.done(p);
     return answer;
   });
   conn.onRequest('window/workDoneProgress/create', () => null);
@@ -129,6 +185,7 @@ async function startServer({ versioned = true } = {}) {
   conn.sendNotification('initialized', {});
 
   s.stop = async () => {
+    s.release();
     try {
       await Promise.race([conn.sendRequest('shutdown'), new Promise((r) => setTimeout(r, 5000))]);
       conn.sendNotification('exit');
@@ -150,4 +207,18 @@ async function waitFor(cond, ms, what) {
   }
 }
 
-module.exports = { startServer, waitFor };
+/** `promise`, or a failure naming `what` if it has not settled after `ms` (a held stream that
+ * nothing stops would otherwise hang its test). */
+async function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+module.exports = { startServer, waitFor, within };

@@ -153,7 +153,7 @@ const vscode = {
       try {
         return await task({ report: (v) => ui.progress.push(v.message) }, cts.token);
       } finally {
-        ui.progressCancel = undefined;
+        if (ui.progressCancel === cts) ui.progressCancel = undefined; // not a newer one's
       }
     },
   },
