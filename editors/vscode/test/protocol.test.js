@@ -1,13 +1,16 @@
 // Protocol and end-to-end tests against the REAL Python server (tiny model, CPU).
 // The first tests speak raw LSP with vscode-jsonrpc; the rest drive the extension's Controller,
 // with only the VS Code window faked (./vscode-stub.js). Tests share one server, in order.
+// Tests that act mid-stream hold the stream open with the server's test gate (s.holdFor, s.step
+// in ./server.js): the real server honours it, so they act at a moment that cannot pass by,
+// however fast the tiny model finishes.
 'use strict';
 const { stub, Range, Position, Selection, workspace } = require('./vscode-stub');
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { CancellationTokenSource, ResponseError } = require('vscode-jsonrpc');
 const { Controller } = require('../out/controller');
-const { startServer, waitFor } = require('./server');
+const { startServer, waitFor, within } = require('./server');
 
 const SOURCE = 'def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n';
 const REGION = { start: { line: 0, character: 0 }, end: { line: 1, character: 16 } };
@@ -116,6 +119,8 @@ function controllerFor(uri, text, selection, maxNewTokens) {
 }
 
 const selectRegion = () => new Selection(new Position(0, 0), new Position(1, 16));
+/** Under a hold: once the stream's first edit is applied and answered, the server holds it. */
+const firstEdit = () => waitFor(() => s.answers.length >= 1, 60000, 'the first streamed edit to be answered');
 const lastRequest = (method) => s.sent.filter((r) => r.method === method).pop();
 const textAt = (doc, r) => doc.getText(new Range(r.start.line, r.start.character, r.end.line, r.end.character));
 
@@ -169,18 +174,23 @@ test('Cancel from the progress notification stops the stream; one undo restores 
   stub.ui.inputs.push('rewrite it');
   stub.ui.shown.length = 0;
   s.edits.length = 0;
+  s.answers.length = 0;
+  s.holdFor(t); // the stream holds after its first edit until the cancel
   const run = controller.refineSelection();
-  await waitFor(() => s.edits.length >= 2, 60000, 'two streamed edits');
+  await firstEdit();
+  assert.notEqual(doc.text, SOURCE, 'the first edit streamed into the region');
   const requests = s.sent.length;
   stub.ui.inputs.push('a second request');
-  await controller.refineSelection();
+  await within(controller.refineSelection(), 10000, 'the second request to be turned down');
   assert.equal(s.sent.length, requests, 'no second request while one streams into the file');
   assert.ok(stub.ui.shown.some((m) => /already running/.test(m)), `shown: ${stub.ui.shown}`);
   stub.ui.progressCancel.cancel();
-  await run;
+  await within(run, 60000, 'the request to end');
+  s.release(); // a stream the cancel did not stop would go on now
   assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
   const text = doc.text;
   await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(s.edits.length, 1, 'no edit after the cancel');
   assert.equal(doc.text, text, 'the buffer changed after the cancel');
   assert.equal(doc.text, SOURCE, 'the cancel put the original back');
   assert.equal(doc.undoStack.length, 1);
@@ -194,12 +204,19 @@ test('With cancelKeepsPartial the partial answer stays after a cancel', async (t
   stub.settings.cancelKeepsPartial = true;
   t.after(() => { delete stub.settings.cancelKeepsPartial; dispose(); });
   stub.ui.inputs.push('rewrite it');
+  stub.ui.shown.length = 0;
   s.edits.length = 0;
+  s.answers.length = 0;
+  s.holdFor(t); // the stream holds after its first edit until the cancel
   const run = controller.refineSelection();
-  await waitFor(() => s.edits.length >= 2, 60000, 'two streamed edits');
+  await firstEdit();
+  const partial = doc.text;
+  assert.notEqual(partial, SOURCE, 'the first edit streamed into the region');
   stub.ui.progressCancel.cancel();
-  await run;
-  assert.notEqual(doc.text, SOURCE, 'the partial answer was kept');
+  await within(run, 60000, 'the request to end');
+  s.release();
+  assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
+  assert.equal(doc.text, partial, 'the partial answer was kept as it was');
   doc.undo();
   assert.equal(doc.text, SOURCE, 'one undo still restores the original');
 });
@@ -210,14 +227,19 @@ test('While streaming, the pending rest of the original is decorated below the s
   t.after(dispose);
   stub.ui.inputs.push('add type hints');
   s.pending.length = 0;
-  const seen = [];
-  const listener = workspace.onDidChangeTextDocument(() => setImmediate(() => seen.push(new Map(stub.decorations))));
-  t.after(() => listener.dispose());
-  await controller.refineSelection();
+  s.edits.length = 0;
+  s.answers.length = 0;
+  stub.decorations.clear(); // only this stream's decorations count
+  const pendingRest = () => [...stub.decorations.values()].some((texts) => texts.length && texts[0].includes('return w * h'));
+  s.holdFor(t); // looked at while the stream holds after its first edit
+  const run = controller.refineSelection();
+  await firstEdit();
+  assert.notEqual(doc.text, SOURCE, 'the first edit streamed into the region');
   const announced = s.pending.filter((p) => p.uri === uri && p.range);
   assert.ok(announced.length > 0, 'the server announced pending lines');
-  const shown = seen.flatMap((m) => [...m.values()]).filter((texts) => texts.length && texts[0].includes('return w * h'));
-  assert.ok(shown.length > 0, 'the original rest was decorated while streaming');
+  assert.ok(pendingRest(), `the original rest is decorated while streaming: ${JSON.stringify([...stub.decorations.values()])}`);
+  s.release();
+  await within(run, 60000, 'the request to end');
   assert.ok([...stub.decorations.values()].every((texts) => texts.length === 0), 'no decoration left at the end');
 });
 
@@ -269,14 +291,19 @@ test('Typing inside the region mid-stream: the server cancels and the typing sur
   stub.ui.inputs.push('rewrite it');
   stub.ui.shown.length = 0;
   s.edits.length = 0;
+  s.answers.length = 0;
+  s.holdFor(t); // the stream holds after its first edit; only the typing can stop it
   const run = controller.refineSelection();
-  await waitFor(() => s.edits.length >= 2 && doc.text.length > SOURCE.length - 31, 60000, 'streamed text in the region');
+  await firstEdit();
+  assert.notEqual(doc.text, SOURCE, 'the first edit streamed into the region');
   const typed = doc.text.slice(0, 1) + 'MINE' + doc.text.slice(1);
   doc.type(new Range(0, 1, 0, 1), 'MINE'); // inside the streamed text
-  await run;
+  await within(run, 60000, 'the request to end');
+  s.release(); // a stream the typing did not stop would go on now
   assert.ok(stub.ui.shown.some((m) => /CopySpec: .*(edited|changed|did not apply)/.test(m)), `shown: ${stub.ui.shown}`);
   assert.equal(doc.text, typed, 'the typing is intact and nothing was written after it');
   await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(s.edits.length, 1, 'no edit after the typing');
   assert.equal(doc.text, typed, 'no edit after the cancel');
 });
 
@@ -301,9 +328,16 @@ test('An edit made stale by typing is refused untouched; the server computes it 
   s.edits.length = 0;
   s.answers.length = 0;
   const typed = typeAboveWhenEdit(doc, 2, '# mine\n');
-  await controller.refineSelection();
+  // Held after its first edit, the stream is let on for one more, which meets the typing; it
+  // holds again once that edit is computed again and applied, and then runs to its end.
+  s.holdFor(t);
+  const run = controller.refineSelection();
+  await firstEdit();
+  await s.step();
+  s.release();
+  await within(run, 60000, 'the request to end');
 
-  assert.notEqual(typed.at, undefined, `the stream had fewer than 2 edits: ${s.edits.length}`);
+  assert.equal(typed.at, 1, `the typing came with the second edit: ${s.edits.length} edits`);
   const refused = s.answers.filter((a) => !a.answer.applied);
   assert.equal(refused.length, 1, `answers: ${JSON.stringify(s.answers.map((a) => a.answer))}`);
   assert.equal(refused[0].edit, s.edits[typed.at], 'the edit that arrived after the typing was refused');
@@ -334,21 +368,22 @@ test('Cancel after a stale edit was refused and computed again restores the orig
   s.edits.length = 0;
   s.answers.length = 0;
   const typed = typeAboveWhenEdit(doc, 2, '# mine\n');
-  // Cancel when the edit after the recomputed one arrives (the final one at the latest): the
-  // server is surely mid-request then, and the last applied edit is the recomputed one.
-  const type = s.beforeApply;
-  let streamed;
-  s.beforeApply = (p) => {
-    type(p);
-    if (typed.at === undefined || s.edits.length !== typed.at + 3) return;
-    streamed = doc.text;
-    stub.ui.progressCancel.cancel();
-  };
-  await controller.refineSelection();
-  assert.notEqual(typed.at, undefined, `the stream had fewer than 2 edits: ${s.edits.length}`);
-  assert.deepEqual(s.answers.slice(typed.at, typed.at + 3).map((a) => a.answer.applied), [false, true, false],
-    'refused as stale, computed again and applied, refused after the cancel');
-  assert.match(s.answers[typed.at + 2].answer.failureReason, /cancelled/);
+  // Held after its first edit, the stream is let on for one more, which meets the typing; the
+  // server computes it again and holds once that is applied: the cancel comes then, so the last
+  // applied edit is surely the recomputed one.
+  s.holdFor(t);
+  const run = controller.refineSelection();
+  await firstEdit();
+  await s.step();
+  await waitFor(() => s.answers.length >= 3, 60000, 'the refused edit to be computed again and answered');
+  const streamed = doc.text;
+  stub.ui.progressCancel.cancel();
+  await within(run, 60000, 'the request to end');
+  s.release();
+  assert.equal(typed.at, 1, `the typing came with the second edit: ${s.edits.length} edits`);
+  assert.deepEqual(s.answers.map((a) => a.answer.applied), [true, false, true],
+    'applied, refused as stale, computed again and applied; nothing after the cancel');
+  assert.match(s.answers[1].answer.failureReason, /version/);
   assert.ok(streamed.startsWith('# mine\n') && streamed !== '# mine\n' + SOURCE, `streamed text in the region: ${JSON.stringify(streamed)}`);
   assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
   assert.equal(doc.text, '# mine\n' + SOURCE, 'the original is back below the typing');

@@ -1,12 +1,13 @@
 // The extension against the real server when the client does NOT advertise
 // workspace.workspaceEdit.documentChanges: the streamed edits are then plain `changes` edits,
 // still minimal, and the extension applies them as given (a server without versioning).
+// Only the VS Code window is faked (./vscode-stub.js); the server and the controller are real.
 'use strict';
 const { stub, Position, Selection, workspace } = require('./vscode-stub');
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Controller } = require('../out/controller');
-const { startServer, waitFor } = require('./server');
+const { startServer, waitFor, within } = require('./server');
 
 const SOURCE = 'def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n';
 
@@ -54,15 +55,24 @@ test('Without documentChanges a cancel mid-stream still puts the original back',
   const { doc, controller, dispose } = controllerFor(uri, 900);
   t.after(() => { s.beforeApply = undefined; dispose(); });
   stub.ui.inputs.push('rewrite it');
+  stub.ui.shown.length = 0;
   s.edits.length = 0;
-  let streamed;
-  s.beforeApply = () => { // cancel when the third edit arrives: the server is surely mid-request
-    if (s.edits.length !== 3) return;
-    streamed = doc.text;
-    stub.ui.progressCancel.cancel();
-  };
-  await controller.refineSelection();
-  assert.ok(streamed !== undefined && streamed !== SOURCE, `streamed text in the region: ${s.edits.length} edits`);
+  s.answers.length = 0;
+  // The server's test gate (see ./server.js) holds the stream after its first edit; it is let on
+  // for one more, and the cancel comes as that edit reaches the editor: mid-request, with an
+  // edit in flight, however fast the model.
+  s.holdFor(t);
+  const run = controller.refineSelection();
+  await waitFor(() => s.answers.length >= 1, 60000, 'the first streamed edit to be answered');
+  const streamed = doc.text;
+  s.beforeApply = () => stub.ui.progressCancel.cancel();
+  await s.step();
+  await within(run, 60000, 'the request to end');
+  s.release();
+  assert.notEqual(streamed, SOURCE, 'the first edit streamed into the region');
+  assert.deepEqual(s.answers.map((a) => a.answer.applied), [true, false], 'the edit in flight at the cancel was refused');
+  assert.match(s.answers[1].answer.failureReason, /cancelled/);
+  assert.ok(stub.ui.shown.includes('CopySpec: cancelled'), `shown: ${stub.ui.shown}`);
   assert.equal(doc.text, SOURCE, 'the original is back');
   assert.equal(s.text(uri), SOURCE);
 });
