@@ -28,13 +28,14 @@ class Settings:
     """Everything a user can configure; field names are the camelCase keys in snake_case."""
 
     model: str | None = None
-    """Local model directory or cached HF id; None means the built-in model."""
+    """Local model directory, GGUF file or cached HF id; None means the built-in model."""
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
     """Run Python code shipped with the model: off unless the user has read that code."""
     draft_model: str | None = None
-    """A small model sharing the tokenizer: drafts tokens when there is nothing to copy."""
+    """A small model (directory, GGUF file or cached HF id) sharing the tokenizer: drafts
+    tokens when there is nothing to copy."""
     threads: int | None = None
     """torch CPU threads; None: 1 for a small model on the CPU, else one per core."""
     gamma: int = SpecConfig.gamma

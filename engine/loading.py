@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+import transformers
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, dequantize
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
 from engine.config import DTYPES, SMALL_MODEL_PARAMETERS, device_name
-from engine.paths import ModelLoadError, default_model_path, locate_model
+from engine.gguf_file import GGUFError, read_header
+from engine.paths import GGUF_KIND, ModelLoadError, default_model_path, locate_model
 
 REMOTE_CODE_WARNING = (
     "trust_remote_code is on: the model's own Python code runs with your permissions; "
@@ -115,7 +121,8 @@ def load_model(
     max_memory: Mapping[int | str, int | str] | None = None,
     offload_folder: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
-    """Load a causal LM and tokenizer from a local directory or the local HF cache, offline.
+    """Load a causal LM and tokenizer from a local directory, a GGUF file (dequantized to
+    `dtype`) or the local HF cache, offline.
 
     `device="auto"` places the model with accelerate's device_map when there is a GPU or a
     `max_memory` budget: layers fill the GPUs, then the CPU, then `offload_folder` on disk,
@@ -124,6 +131,10 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     location, where = locate_model(target)
+    source: dict[str, str] = {"pretrained_model_name_or_path": location}
+    model_options: dict[str, Any] = {}
+    if where == GGUF_KIND:
+        source, model_options = gguf_source(location)
     quiet_transformers()
     if trust_remote_code:
         log.warning(REMOTE_CODE_WARNING)
@@ -132,13 +143,14 @@ def load_model(
                  "offload_folder": str(offload_folder) if offload_folder else None}
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            location, local_files_only=True, trust_remote_code=trust_remote_code
+            **source, local_files_only=True, trust_remote_code=trust_remote_code
         )
         model = AutoModelForCausalLM.from_pretrained(
-            location,
+            **source,
             local_files_only=True,
             trust_remote_code=trust_remote_code,
             dtype=torch_dtype,
+            **model_options,
             **(placement if placed else {}),
         )
     except Exception as error:  # transformers raises many types; the user needs one clear one
@@ -151,6 +163,60 @@ def load_model(
         model.to(torch_device)
     model.eval()
     return LoadedModel(model, tokenizer, location, torch_device, torch_dtype)
+
+
+def gguf_source(path: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """`from_pretrained`'s arguments for a GGUF file once it is known to be readable (for the
+    tokenizer and the model, then for the model alone): transformers takes it as a folder and
+    a file name in it, and reads the tokenizer and config from its metadata."""
+    check_gguf(path)
+    # Its GGUF converter draws a bare tqdm bar that ignores `disable_progress_bar`: pointed at
+    # the library's own tqdm, which obeys it. Imported here: the module takes ~1 s to import.
+    from transformers import modeling_gguf_pytorch_utils
+
+    modeling_gguf_pytorch_utils.tqdm = transformers_logging.tqdm
+    source = {"pretrained_model_name_or_path": os.path.dirname(path),
+              "gguf_file": os.path.basename(path)}
+    # The weights are dequantized to the asked dtype, as transformers 4.x always does. Where
+    # 5.x could keep them packed (GgufConfig, with the `kernels` package), it multiplies up to
+    # 8 rows with one kernel and more with another, so a verify pass would round differently
+    # from one-token decoding and speculation would no longer give greedy's tokens.
+    packed = getattr(transformers, "GgufConfig", None)
+    return source, {"quantization_config": packed(dequantize=True)} if packed else {}
+
+
+def check_gguf(path: str) -> None:
+    """Refuse, with the reason, a GGUF file that transformers' reader would trip over without
+    saying why: tensor data cut short (a numpy reshape error) or a quantization type the gguf
+    package cannot dequantize (an error midway through converting the weights)."""
+    try:
+        header = read_header(path)
+        end = header.data_end(GGML_QUANT_SIZES)
+    except GGUFError as error:
+        raise ModelLoadError(f"GGUF file {path!r}: {error}") from None
+    if end > header.size:
+        raise ModelLoadError(f"GGUF file {path!r}: it is truncated: {header.size:,} bytes, but "
+                             f"its tensor data ends at byte {end:,}")
+    unreadable = sorted({GGMLQuantizationType(t.ggml_type).name for t in header.tensors
+                         if not dequantizes(t.ggml_type)})
+    if unreadable:
+        raise ModelLoadError(
+            f"GGUF file {path!r}: it holds tensors quantized as {', '.join(unreadable)}, which "
+            "transformers cannot dequantize; choose another quantization of the model "
+            "(Q4_K_M, Q8_0, F16 and most others load)"
+        )
+
+
+@functools.cache
+def dequantizes(ggml_type: int) -> bool:
+    """Whether the gguf package, which transformers reads GGUF weights with, can dequantize
+    this ggml type: asked of the package itself, one zero block, not from a list kept here."""
+    block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)][1]
+    try:
+        dequantize(np.zeros((1, block_bytes), dtype=np.uint8), GGMLQuantizationType(ggml_type))
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _first_line(error: Exception) -> str:

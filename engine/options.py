@@ -81,8 +81,9 @@ def device(text: str) -> str:
 
 
 def model_location(text: str) -> str:
-    """A `--model`/`--draft-model` value that can be a model: an existing model directory, or
-    an HF id present in the local cache. Returned as given."""
+    """A `--model`/`--draft-model` value that can be a model: an existing model directory, a
+    GGUF file with a complete header, or an HF id present in the local cache. Returned as
+    given."""
     try:
         locate_model(text)
     except ModelLoadError as error:
@@ -108,12 +109,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --draft-model, --device, --dtype and --threads."""
     parser.add_argument(
         "--model", type=model_location,
-        help="local model directory or cached HF id (default: the built-in demo model)",
+        help="local model directory, GGUF file (dequantized to --dtype) or cached HF id "
+        "(default: the built-in demo model)",
     )
     parser.add_argument(
         "--draft-model", type=model_location,
-        help="draft model sharing the target's tokenizer, for the draft methods (default: the "
-        "built-in draft when the target is the built-in model)",
+        help="draft model (directory, GGUF file or cached HF id) sharing the target's "
+        "tokenizer, for the draft methods (default: the built-in draft when the target is the "
+        "built-in model)",
     )
     parser.add_argument("--device", type=device, default="auto",
                         help=f"one of {', '.join(DEVICES)} (default auto)")

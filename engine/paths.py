@@ -1,4 +1,5 @@
-"""Where models are: the built-in ones, and what `--model X` names, checked without torch.
+"""Where models are: the built-in ones, and what `--model X` names (a model directory, a GGUF
+file or a cached HF id), checked without torch.
 
 Kept free of torch and transformers so the command lines can refuse a bad path in well under a
 second, before anything slow is imported.
@@ -11,7 +12,10 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from engine.gguf_file import GGUFError, has_magic, read_header
+
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+GGUF_KIND = "GGUF file"
 
 
 class ModelLoadError(RuntimeError):
@@ -37,19 +41,40 @@ def hub_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "huggingface" / "hub"
 
 
+def gguf_kind(target: str, path: Path) -> str:
+    """GGUF_KIND when `path` is a GGUF file whose header is complete (any name: Ollama's blobs
+    have no extension); ModelLoadError naming `target` and what is wrong otherwise."""
+    try:
+        if not has_magic(path):
+            raise ModelLoadError(
+                f"model path {target!r} is a file but not a GGUF file (it does not start with "
+                "the GGUF magic bytes); a model is a Hugging Face model directory or a GGUF file"
+            )
+        read_header(path)
+    except GGUFError as error:
+        raise ModelLoadError(f"GGUF file {target!r}: {error}") from None
+    except OSError as error:
+        raise ModelLoadError(f"cannot read {target!r}: {error.strerror or error}") from None
+    return GGUF_KIND
+
+
 def locate_model(target: str) -> tuple[str, str]:
-    """The location to load `target` from and what kind it is ("directory" or a cache entry);
-    raises ModelLoadError naming the path when it cannot be a model."""
+    """The location to load `target` from and what kind it is ("directory", GGUF_KIND or a
+    cache entry); raises ModelLoadError naming the path when it cannot be a model."""
     expanded = Path(target).expanduser()
     if expanded.is_dir():
         if not (expanded / "config.json").is_file():
+            ggufs = sorted(expanded.glob("*.gguf"))
             raise ModelLoadError(
                 f"model directory {target!r} has no config.json (expected a Hugging Face model "
                 "directory: config.json, weights and tokenizer files)"
+                + (f"; it holds GGUF files: name one, e.g. {str(ggufs[0])!r}" if ggufs else "")
             )
         return str(expanded), "directory"
+    if expanded.is_file():
+        return str(expanded), gguf_kind(target, expanded)
     if expanded.exists():
-        raise ModelLoadError(f"model path {target!r} is a file, not a model directory")
+        raise ModelLoadError(f"model path {target!r} is neither a model directory nor a file")
     if HUB_ID.fullmatch(target):
         entry = hub_cache() / f"models--{target.replace('/', '--')}"
         if entry.is_dir():
@@ -58,4 +83,4 @@ def locate_model(target: str) -> tuple[str, str]:
             f"model {target!r} is not a directory and not in the local Hugging Face cache "
             f"({entry.parent}); nothing is downloaded"
         )
-    raise ModelLoadError(f"model path {target!r} does not exist (no such directory)")
+    raise ModelLoadError(f"model path {target!r} does not exist (no such directory or file)")

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from copyspec_lsp.__main__ import build_parser, settings_from
+from engine.cli import build_parser as build_copyspec_parser
+
+from gguf_files import cut, write_gguf
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,8 +65,22 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     chat.write_text("[1, 2]", encoding="utf-8")
     broken = root / "broken.json"
     broken.write_text("[", encoding="utf-8")
+    not_gguf = root / "x.gguf"
+    not_gguf.write_text("not a model\n", encoding="utf-8")
+    downloads = root / "downloads"
+    downloads.mkdir()
+    good = write_gguf(downloads / "model.gguf")
+    size = good.stat().st_size
     return {"latin1": str(latin1), "empty": str(empty), "chat": str(chat),
-            "broken": str(broken), "missing": str(root / "missing.txt")}
+            "broken": str(broken), "missing": str(root / "missing.txt"),
+            "not_gguf": str(not_gguf), "gguf_dir": str(downloads), "good_gguf": str(good),
+            "cut_header": str(cut(good, root / "cut-header.gguf", 60)),
+            "cut_data": str(cut(good, root / "cut-data.gguf", size // 2))}
+
+
+NOT_GGUF = "is a file but not a GGUF file (it does not start with the GGUF magic bytes)"
+CUT_HEADER = "GGUF file '{cut_header}': it is truncated: its header runs past the end"
+CUT_DATA = "GGUF file '{cut_data}': it is truncated: "
 
 
 GENERATE = [
@@ -75,6 +92,11 @@ GENERATE = [
     (["--prompt", "x", "--model", "/no/such/dir"], "does not exist"),
     (["--prompt", "x", "--model", "nobody/no-such-model"], "not in the local Hugging Face cache"),
     (["--prompt", "x", "--draft-model", "{empty}"], "has no config.json"),
+    (["--prompt", "x", "--model", "{not_gguf}"], NOT_GGUF),
+    (["--prompt", "x", "--model", "{cut_header}"], CUT_HEADER),
+    (["--prompt", "x", "--draft-model", "{cut_data}"], CUT_DATA),
+    (["--prompt", "x", "--model", "{gguf_dir}"], "it holds GGUF files: name one, e.g. "
+     "'{good_gguf}'"),
     (["--prompt", "x", "--max-new-tokens", "0"], "--max-new-tokens: must be at least 1"),
     (["--prompt", "x", "--threads", "0"], "--threads: must be at least 1"),
     (["--prompt", "x", "--threads", "two"], "expected a whole number"),
@@ -96,6 +118,11 @@ BENCH = [
     (["--tasks", "{chat}", "--repeats", "0"], "--repeats: must be at least 1"),
     (["--tasks", "{chat}", "--max-new-tokens", "0"], "--max-new-tokens: must be at least 1"),
     (["--tasks", "{chat}", "--model", "{empty}"], "has no config.json"),
+    (["--tasks", "{chat}", "--model", "{cut_data}"], CUT_DATA),
+]
+SERVE = [
+    (["--model", "{not_gguf}"], NOT_GGUF),
+    (["--draft-model", "{cut_header}"], CUT_HEADER),
 ]
 LSP = [
     (["--port", "99999"], "a TCP port is 1 to 65535, got 99999"),
@@ -107,11 +134,14 @@ LSP = [
     (["--block", "0"], "--block: must be at least 1"),
     (["--model", "{empty}"], "has no config.json"),
     (["--draft-model", "/no/such/dir"], "does not exist"),
+    (["--model", "{not_gguf}"], NOT_GGUF),
+    (["--draft-model", "{cut_data}"], CUT_DATA),
     (["--log-level", "loud"], "invalid choice"),
 ]
 CASES = (
     [("copyspec", ["generate", *args], message) for args, message in GENERATE]
     + [("copyspec", ["bench", *args], message) for args, message in BENCH]
+    + [("copyspec", ["serve", *args], message) for args, message in SERVE]
     + [("copyspec-lsp", args, message) for args, message in LSP]
 )
 
@@ -175,3 +205,32 @@ def test_bench_without_its_extra_says_what_to_install(files: dict[str, str]) -> 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (
         "copyspec: error: copyspec bench needs rich: pip install 'copyspec-lsp[bench]'")
+
+
+def test_a_gguf_file_is_a_model_to_every_command_line(files: dict[str, str]) -> None:
+    """Accepted as given by `--model` and `--draft-model` of every tool (no torch yet)."""
+    good = files["good_gguf"]
+    copyspec = build_copyspec_parser()
+    for command in (["generate", "--prompt", "x"], ["bench", "--tasks", files["chat"]],
+                    ["serve"]):
+        args = copyspec.parse_args([*command, "--model", good, "--draft-model", good])
+        assert (args.model, args.draft_model) == (good, good)
+    parser = build_parser()
+    settings = settings_from(parser.parse_args(["--model", good, "--draft-model", good]), parser)
+    assert (settings.model, settings.draft_model) == (good, good)
+
+
+@pytest.mark.slow  # it imports torch and transformers: ~5 s
+def test_a_gguf_file_transformers_cannot_read_gets_one_line_once_loading(
+    tmp_path: Path
+) -> None:
+    """Past the early checks (the header is fine), loading refuses the architecture: still one
+    line naming the file, no traceback, exit status 2."""
+    model = write_gguf(tmp_path / "rwkv.gguf", architecture="rwkv7")
+    done, _ = run("copyspec", "generate", "--prompt", "x", "--model", str(model))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert [line for line in lines if line != "TORCH WAS IMPORTED"] == [
+        f"copyspec: error: could not load a causal LM from GGUF file {str(model)!r}: GGUF model "
+        "with architecture rwkv7 is not supported yet."
+    ]

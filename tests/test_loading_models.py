@@ -1,6 +1,7 @@
 """Loading real-world model directories: device strings, accelerate placement with disk
-offload, remote code (off by default) whose forward predates `logits_to_keep`, and the
-server's `trustRemoteCode` setting."""
+offload, remote code (off by default) whose forward predates `logits_to_keep`, the server's
+`trustRemoteCode` setting, and GGUF files transformers cannot read (tests/test_real_weights.py
+loads a real one)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from gguf import GGMLQuantizationType
 
 from copyspec_lsp.model import load_notices
 from copyspec_lsp.settings import Settings
 from engine.config import SpecConfig, device_name
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, ModelLoadError, load_model
+from engine.paths import GGUF_KIND, locate_model
 from engine.sequence import SequenceState
 from engine.turn import generate_ids
 
 from architectures import tiny
+from gguf_files import cut, write_gguf
 
 PROMPT = "def add(a, b):\n    return a + b\n" * 3 + "def add("
 
@@ -128,3 +132,45 @@ def test_trust_remote_code_setting_is_off_by_default_and_warned_about() -> None:
     assert load_notices(lm, Settings()) == []
     notices = load_notices(tiny("lfm2"), Settings())
     assert len(notices) == 1 and "recurrent" in notices[0]
+
+
+@pytest.mark.timeout(30)
+def test_a_gguf_file_is_located_by_its_magic_under_any_name(tmp_path: Path) -> None:
+    """Ollama keeps its GGUF files as blobs named by digest, without an extension."""
+    good = write_gguf(tmp_path / "model.gguf")
+    blob = tmp_path / "sha256-0123abcd"
+    blob.write_bytes(good.read_bytes())
+    for path in (good, blob):
+        assert locate_model(str(path)) == (str(path), GGUF_KIND)
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(ModelLoadError, match="is a file but not a GGUF file"):
+        locate_model(str(tmp_path / "notes.txt"))
+
+
+UNREADABLE = {
+    "architecture": ({"architecture": "rwkv7"}, None,
+                     "GGUF model with architecture rwkv7 is not supported"),
+    "quantization": ({"quantization": GGMLQuantizationType.Q8_1}, None,
+                     "it holds tensors quantized as Q8_1, which transformers cannot dequantize"),
+    "last tensor cut": ({}, -8, "it is truncated: "),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_gguf_files_transformers_cannot_read_get_one_line_naming_them(
+    case: str, tmp_path: Path
+) -> None:
+    """These pass the command lines' early header check; loading refuses them with the reason
+    (the truncation and the quantization before transformers reads anything)."""
+    options, keep, reason = UNREADABLE[case]
+    path = write_gguf(tmp_path / "model.gguf", **options)
+    if keep is not None:
+        size = path.stat().st_size
+        path = cut(path, tmp_path / "cut.gguf", keep)
+        reason += f"{size + keep:,} bytes, but its tensor data ends at byte {size:,}"
+    assert locate_model(str(path))[1] == GGUF_KIND
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(path, device="cpu")
+    message = str(refused.value)
+    assert "\n" not in message and repr(str(path)) in message and reason in message, message
