@@ -4,7 +4,9 @@
 # headless chromium (suite.js) against the real copyspec-lsp and its built-in model, and stops
 # everything it started by process group. Exit 0 = every scenario passed.
 #   bash editors/vscode/e2e/run.sh [--update-images]   (--update-images: refresh docs/images/)
-# Screenshots go to $E2E_ARTIFACTS (default: the temp dir, printed); failures add error shots.
+# Screenshots go to $E2E_ARTIFACTS (default: a new folder per run, printed); failures add error
+# shots. Nothing of an earlier run is read: profile, workspace, logs, caches and the test gate
+# (COPYSPEC_TEST_GATE, see suite.js) live in a per-run temp dir; only the installed rig is shared.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -17,8 +19,19 @@ PYTHON=$(command -v python || command -v python3) || { echo "e2e FAILED: no pyth
 "$PYTHON" -c "import copyspec_lsp" 2>/dev/null || [ -d "$REPO/copyspec_lsp" ] || { echo "e2e FAILED: copyspec_lsp not importable" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e.XXXXXX")
-ART=${E2E_ARTIFACTS:-${TMPDIR:-/tmp}/copyspec-e2e-shots}  # kept: screenshots of a failure
-mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg} "$ART"
+# Kept after the run (screenshots of a failure): a new folder each run, or the one named, with
+# the shots an earlier run left there removed (--update-images must never copy a stale one).
+if [ -n "${E2E_ARTIFACTS:-}" ]; then
+  ART=$E2E_ARTIFACTS
+  mkdir -p "$ART" && rm -f "$ART"/streaming-diff.png "$ART"/preview.png "$ART"/error-*.png
+else
+  ART=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e-shots.XXXXXX")
+fi
+mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache}
+# The server's test gate: while this file exists a stream holds after each edit (suite.js
+# closes it around the mid-stream scenarios). Exported so code-server's extension host, and so
+# the server it starts, inherit it; the server wrapper below names it too.
+export COPYSPEC_TEST_GATE=$TMP/gate
 PGID=""
 cleanup() {
   if [ -n "$PGID" ]; then
@@ -42,6 +55,7 @@ step "build and package the extension"
 cat > "$TMP/bin/copyspec-lsp" <<SH
 #!/bin/sh
 export PYTHONPATH="$REPO\${PYTHONPATH:+:\$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export COPYSPEC_TEST_GATE="$COPYSPEC_TEST_GATE"
 exec "$PYTHON" -m copyspec_lsp "\$@"
 SH
 chmod +x "$TMP/bin/copyspec-lsp"
@@ -72,7 +86,7 @@ cat > "$TMP/data/User/settings.json" <<JSON
 JSON
 CS=("$CACHE/cs/node_modules/.bin/code-server" --config "$TMP/cs-config.yaml" --user-data-dir "$TMP/data"
     --extensions-dir "$TMP/exts")
-export XDG_CONFIG_HOME=$TMP/xdg XDG_DATA_HOME=$TMP/xdg
+export XDG_CONFIG_HOME=$TMP/xdg XDG_DATA_HOME=$TMP/xdg XDG_CACHE_HOME=$TMP/cache
 step "install the extension into the temp profile"
 "${CS[@]}" --install-extension "$TMP/copyspec.vsix" --force >/dev/null
 
@@ -88,7 +102,7 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || { cat "$TMP/logs/code
 
 step "drive it (suite.js)"
 RC=0
-E2E_URL="http://127.0.0.1:$PORT/" E2E_WS="$TMP/ws" E2E_SHOTS="$ART" E2E_DATA="$TMP/data" \
+E2E_URL="http://127.0.0.1:$PORT/" E2E_WS="$TMP/ws" E2E_SHOTS="$ART" E2E_DATA="$TMP/data" E2E_GATE="$COPYSPEC_TEST_GATE" \
   PLAYWRIGHT_CORE="$CACHE/driver/node_modules/playwright-core" \
   node "$HERE/suite.js" || RC=$?
 if [ "$RC" != 0 ]; then
@@ -100,8 +114,8 @@ if [ "$RC" != 0 ]; then
   tail -30 "$TMP/logs/server.log" 2>/dev/null || true
   echo "e2e FAILED (screenshots in $ART)" >&2
 elif [ "${1:-}" = "--update-images" ]; then
-  cp "$ART/streaming-diff.png" "$ART/preview.png" "$REPO/docs/images/"
+  cp "$ART/streaming-diff.png" "$ART/preview.png" "$REPO/docs/images/"  # taken by this run
   step "docs/images updated"
 fi
-step "done (exit $RC)"
+step "done (exit $RC); screenshots in $ART"
 exit "$RC"

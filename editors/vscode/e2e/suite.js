@@ -2,6 +2,12 @@
 // Debian chromium with playwright-core, against the real copyspec-lsp and its built-in model.
 // Each scenario acts as a user would (palette, Ctrl+., keys, typing) and checks what the
 // editor shows and what lands on disk. Exit 0 = all passed; a failure saves a screenshot.
+//
+// Scenarios that act mid-stream (Escape, typing while it streams, the streaming-diff shot) close
+// the server's test gate first: run.sh starts the server with COPYSPEC_TEST_GATE=$E2E_GATE, and
+// while that file exists the real server holds a stream after each edit the editor is up to date
+// with (copyspec_lsp/gate.py). So the stream is surely still running when they act, however fast
+// the model; they open the gate once they have acted. Nothing else is faked.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -10,6 +16,7 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 const WS = process.env.E2E_WS;
 const SHOTS = process.env.E2E_SHOTS;
 const DATA = process.env.E2E_DATA;
+const GATE = process.env.E2E_GATE;
 const URL = process.env.E2E_URL + '?folder=' + encodeURIComponent(WS);
 const FILE = path.join(WS, 'sample.py');
 const SHORT = 'def count_items(items):\n    x = 0\n    x += len(items)\n    return x\n';
@@ -159,6 +166,40 @@ function refusals() {
   return `${lines.length} (${lines.length - byVs} by the version check, ${byVs} by VS Code)`;
 }
 
+/** Closes the gate: the next stream holds after its first edit (until `release`). */
+const hold = () => fs.writeFileSync(GATE, '');
+const release = () => fs.rmSync(GATE, { force: true });
+/** Runs `fn` with the gate closed, and opens it afterwards whatever happens. */
+async function held(fn) {
+  hold();
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
+/** Whether a running copyspec_lsp was started with the gate (its /proc environ names it). */
+function serverHasGate() {
+  const wanted = `COPYSPEC_TEST_GATE=${GATE}`;
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).some((pid) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return cmd.includes('copyspec_lsp') && fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(wanted);
+    } catch {
+      return false; // gone, or not ours
+    }
+  });
+}
+
+/** Waits for the first streamed edit of a held stream: the text is no longer `before`. */
+async function firstEdit(page, before) {
+  return until('the first streamed edit', async () => {
+    const t = await editorText(page);
+    return t && t.trimEnd() !== before.trimEnd() ? t : null;
+  }, 120000);
+}
+
 const scenarios = [];
 const scenario = (name, fn) => scenarios.push({ name, fn });
 
@@ -177,16 +218,19 @@ scenario('refine from the palette: streaming diff, exact result, one undo', asyn
   await load(page, LONG);
   await page.keyboard.press('Control+A');
   await recordStates(page);
-  await palette(page, 'CopySpec: Refine Selection');
-  await answer(page, 'how should the selection change', 'rename x0 to first');
-  // Mid-stream: new text above, the original's rest (its last line) still below it, dimmed.
   const lastLine = LONG.trimEnd().split('\n').pop();
-  const mid = await until('a streamed state with the original rest in view', async () => {
-    const t = await editorText(page);
-    return t && t.trimEnd() !== LONG.trimEnd() && t.includes(lastLine) && t.split('\n').length > 3 ? t : null;
-  }, 120000);
-  await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
-  const status = (await statusItems(page)).join(' ');
+  // Mid-stream, held after the first edit: new text above, the original's rest (its last line)
+  // still below it, dimmed, and the progress figures in the status bar and the notification.
+  const { mid, status } = await held(async () => {
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'rename x0 to first');
+    const text = await firstEdit(page, LONG);
+    if (!text.includes(lastLine) || text.split('\n').length <= 3) throw new Error('no original rest in view: ' + JSON.stringify(text));
+    await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
+    await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
+    await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
+    return { mid: text, status: (await statusItems(page)).join(' ') };
+  });
   const done = await outcome(page);
   if (!/done/.test(done)) throw new Error('outcome: ' + done);
   const seen = await states(page);
@@ -254,11 +298,13 @@ scenario('refine from the code action (Ctrl+.) asks for the instruction', async 
 scenario('cancel mid-stream (Escape) restores the original', async (page) => {
   await load(page, LONG);
   await page.keyboard.press('Control+A');
-  await palette(page, 'CopySpec: Refine Selection');
-  await answer(page, 'how should the selection change', 'add a comment to every line');
-  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
-  await page.keyboard.press('Escape');
-  const done = await until('the cancel', async () => (await statusItems(page)).find((s) => /CopySpec: cancelled/.test(s)), 30000);
+  const done = await held(async () => { // held after its first edit: only the Escape stops it
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'add a comment to every line');
+    await firstEdit(page, LONG);
+    await page.keyboard.press('Escape');
+    return until('the cancel', async () => (await statusItems(page)).find((s) => /CopySpec: cancelled/.test(s)), 30000);
+  });
   if (!/cancelled/.test(done)) throw new Error('outcome: ' + done);
   const text = await save(page);
   if (text !== LONG) throw new Error('not restored: ' + JSON.stringify(text));
@@ -268,13 +314,15 @@ scenario('cancel mid-stream (Escape) restores the original', async (page) => {
 scenario('typing inside the region while it streams stops it and keeps the typing', async (page) => {
   await load(page, LONG);
   await page.keyboard.press('Control+A');
-  await palette(page, 'CopySpec: Refine Selection');
-  await answer(page, 'how should the selection change', 'add a comment to every line');
-  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
-  // Type at the end of the region's second line (keys, not a click: the stream is fast).
-  for (const k of ['Control+Home', 'ArrowDown', 'End']) await page.keyboard.press(k);
-  await page.keyboard.type(' # mine');
-  const done = await until('the stop', async () => (await toasts(page)).find((t) => /CopySpec/.test(t) && /edited|changed|apply/.test(t)), 60000);
+  const done = await held(async () => { // held after its first edit: only the typing stops it
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'add a comment to every line');
+    await firstEdit(page, LONG);
+    // Type at the end of the region's second line.
+    for (const k of ['Control+Home', 'ArrowDown', 'End']) await page.keyboard.press(k);
+    await page.keyboard.type(' # mine');
+    return until('the stop', async () => (await toasts(page)).find((t) => /CopySpec/.test(t) && /edited|changed|apply/.test(t)), 60000);
+  });
   const text = await save(page);
   if (!text.includes('# mine')) throw new Error('the typing was lost: ' + JSON.stringify(text));
   await clearToasts(page);
@@ -284,16 +332,18 @@ scenario('typing inside the region while it streams stops it and keeps the typin
 scenario('typing above the region while it streams: the answer still lands, below the typing, and undo keeps the typing', async (page) => {
   await load(page, LONG);
   await selectLines(page, 1, 13); // the body: the region starts on line 1
-  await palette(page, 'CopySpec: Refine Selection');
-  await answer(page, 'how should the selection change', 'add a comment to every line');
-  await until('the first streamed edit', async () => (await editorText(page) || '').trimEnd() !== LONG.trimEnd() || null, 120000);
-  // Keys at the end of line 0, outside the region: an edit the server computed before it saw
-  // them is stale, and either the extension (version check) or VS Code itself (the renderer
-  // was ahead of the extension host) refuses it; the server computes it again once the user
-  // pauses. Whether one was in flight is up to timing here (the count is reported); the
-  // protocol tests make it happen every time.
-  for (const k of ['Control+Home', 'End']) await page.keyboard.press(k);
-  await page.keyboard.type(' # top');
+  await held(async () => { // held after its first edit while the keys go in
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', 'add a comment to every line');
+    await firstEdit(page, LONG);
+    // Keys at the end of line 0, outside the region, while the stream is held: the rest of it
+    // is computed against the text with them. (An edit already in flight when keys arrive is
+    // stale and refused, by the extension's version check or by VS Code itself, and computed
+    // again; the count is reported. The protocol tests make that happen every time.)
+    for (const k of ['Control+Home', 'End']) await page.keyboard.press(k);
+    await page.keyboard.type(' # top');
+    await until('the typing in the editor', async () => (await editorText(page) || '').startsWith('def total(items): # top') || null, 10000);
+  });
   const done = await outcome(page);
   if (!/done/.test(done)) throw new Error('outcome: ' + done);
   const text = await save(page);
@@ -410,6 +460,9 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
     const ready = await until('the model', async () => (await statusItems(page)).find((s) => /\((ready|error)\)/.test(s)), 180000);
     if (/error/.test(ready)) throw new Error('server: ' + ready);
     log('ready:', ready);
+    if (!GATE) throw new Error('E2E_GATE is not set (run.sh sets it)');
+    release();
+    if (!serverHasGate()) throw new Error(`the server was not started with COPYSPEC_TEST_GATE=${GATE}`);
     const only = process.env.E2E_ONLY && new RegExp(process.env.E2E_ONLY);
     for (const { name, fn } of scenarios) {
       if (only && !only.test(name)) continue;
@@ -421,6 +474,7 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
         failures.push(name);
         log(`FAIL ${name}: ${e.stack || e}`);
         await page.screenshot({ path: path.join(SHOTS, `error-${failures.length}.png`) }).catch(() => {});
+        release();
         await page.keyboard.press('Escape').catch(() => {});
         await palette(page, 'CopySpec: Cancel').catch(() => {});
         await clearToasts(page).catch(() => {});
