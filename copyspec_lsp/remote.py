@@ -16,8 +16,10 @@ never changes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -223,9 +225,16 @@ def predicted_answer(messages: Sequence[dict[str, str]]) -> str | None:
 
 
 def close_on_stop(stop: threading.Event, done: threading.Event, response: httpx.Response) -> None:
-    """Close `response` once `stop` is set, unless the turn ended first."""
+    """Close `response` once `stop` is set, unless the turn ended first. Closing alone does not
+    wake a read blocked in another thread while the server sends nothing (a long prefill, a busy
+    replica), so the socket is shut down first: the blocked read then ends at once."""
     while not done.is_set():
         if stop.wait(0.02):
+            stream = response.extensions.get("network_stream")
+            connection = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(connection, socket.socket):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
             response.close()
             return
 

@@ -207,10 +207,6 @@ def test_cancel_closes_the_stream(replay) -> None:
     assert session.messages == [], "a cancelled turn is not history"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "copyspec_lsp/remote.py: close_on_stop closes the response from another thread, which "
-    "does not wake the read blocked in iter_lines; the cancel waits for the server's next "
-    "byte (up to READ_TIMEOUT, 300 s, while a server is quiet)"))
 def test_cancel_closes_a_quiet_stream_at_once(replay) -> None:
     """A cancel while the server sends nothing (a long prefill, a busy replica) must still end
     the turn: the server holds its stream after the first text and never resumes it, so
