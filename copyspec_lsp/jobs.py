@@ -19,11 +19,13 @@ from copyspec_lsp.check import CheckResult, run_check_command
 from copyspec_lsp.documents import Document, Region, line_break
 from copyspec_lsp.edits import BufferWriter
 from copyspec_lsp.gate import Pacer
+from copyspec_lsp.hunks import region_hunks
 from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
 from copyspec_lsp.progress import Progress, live_figures
 from copyspec_lsp.remote import RemoteUnavailable, open_session
 from copyspec_lsp.requests import Request, RequestError
+from copyspec_lsp.scripted import ScriptedTurn, scripted_answer
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine import prompt_format
@@ -66,6 +68,8 @@ class RequestRunner:
     turns: list[Turn] = field(default_factory=list)
     stopped_early: str = ""
     """Why the fix loop ended before a check passed or maxTurns was reached."""
+    original: str = ""
+    """The region's text before the first turn: what the result's hunks compare against."""
 
     async def run(self) -> dict[str, Any]:
         service, params = self.service, self.params
@@ -171,7 +175,7 @@ class RequestRunner:
     ) -> bool:
         """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
         region = request.region
-        original = document.text[region.start : region.end]
+        original = self.original = document.text[region.start : region.end]
         code, indent = prompt_format.dedent(LINE_BREAKS.sub("\n", original))
         if conversation.history and conversation.last_code == code:
             message = instruction
@@ -311,6 +315,10 @@ class RequestRunner:
         if self.params.apply == "none":  # what a previewing client replaces on Accept
             replaced = document.lines.range(region.start, region.end, self.encoding)
             result["replacedRange"] = self.service.converter.unstructure(replaced)
+        in_document = self.original if self.params.apply == "none" else final
+        hunks = region_hunks(document.lines, region.start, region.start + len(in_document),
+                             self.original, final)
+        result["hunks"] = [hunk.to_dict() for hunk in hunks]
         if self.fix:
             result["turns"] = [turn.to_dict() for turn in self.turns]
             result["ok"] = ok
@@ -357,6 +365,8 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
             lm, call.spec, prompt_format.SYSTEM_PROMPT, call.model.draft, conversation.id
         )
     engine = conversation.engine
+    script = scripted_answer()  # test-only (scripted.py): None outside tests
+    speaker = engine if script is None else ScriptedTurn(engine, script)
     pieces: list[str] = []
 
     def on_text(delta: str, stats: TurnStats) -> None:
@@ -369,7 +379,7 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     try:
         while True:
             try:
-                result = engine.send(
+                result = speaker.send(
                     call.message, call.max_new_tokens, stop_event=job.stop, on_text=on_text
                 )
                 break
