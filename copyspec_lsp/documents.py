@@ -6,6 +6,10 @@ the user made it). The echo of the server's own streamed edit is recognised as s
 region's text after the change equals the text that edit put there. So is the same edit
 applied at its old range after the user typed (a client that ignores versions): it is marked
 misplaced, and the region keeps its place until the writer has put the overwritten text back.
+
+A change that does not fit the server's copy (a range outside it, a version older than its
+own) means the copy no longer matches the editor's: the document is then dropped as out of
+sync until the client sends its whole text again (didOpen, or a full-text didChange).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 
 from lsprotocol import types
 
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.positions import LineIndex, PositionError
 
 
 @dataclass(eq=False)
@@ -97,6 +101,11 @@ class UnknownDocument(KeyError):
         return f"{self.args[0]} is not open"
 
 
+class ChangeRejected(ValueError):
+    """A change that does not fit the document as the server has it: applied, it would leave
+    the server's text other than the editor's. The message says why, for a person."""
+
+
 @dataclass
 class Document:
     """One open text document, as the server sees it now."""
@@ -122,26 +131,62 @@ class Documents:
     def __init__(self) -> None:
         self.encoding = "utf-16"
         self._open: dict[str, Document] = {}
+        self._out_of_sync: dict[str, tuple[str, str]] = {}
+        """Documents dropped as out of sync: uri → (why, language id)."""
 
     def open(self, item: types.TextDocumentItem) -> None:
+        self._out_of_sync.pop(item.uri, None)
         self._open[item.uri] = Document(item.uri, item.language_id, item.version,
                                         LineIndex(item.text))
 
     def close(self, uri: str) -> None:
+        self._out_of_sync.pop(uri, None)
         document = self._open.pop(uri, None)
         for region in document.regions if document else []:
             region.follow(document.text, 0, len(document.text), "")
 
     def get(self, uri: str) -> Document | None:
+        """The open document; None when it is not open or is out of sync."""
         return self._open.get(uri)
 
-    def change(self, params: types.DidChangeTextDocumentParams) -> None:
-        """Apply each change in order, moving or touching the tracked regions."""
-        document = self._open.get(params.text_document.uri)
+    def out_of_sync(self, uri: str) -> str | None:
+        """Why `uri` was dropped as out of sync; None when it was not."""
+        lost = self._out_of_sync.get(uri)
+        return lost[0] if lost else None
+
+    def drop_out_of_sync(self, uri: str, why: str) -> bool:
+        """Forget the text of `uri`, which no longer matches the editor's, until a didOpen or
+        a full-text didChange; False when it was not open."""
+        document = self._open.get(uri)
         if document is None:
-            raise UnknownDocument(params.text_document.uri)
-        document.version = params.text_document.version
-        for change in params.content_changes:
+            return False
+        self.close(uri)
+        self._out_of_sync[uri] = (why, document.language_id)
+        return True
+
+    def change(self, params: types.DidChangeTextDocumentParams) -> None:
+        """Apply each change in order, moving or touching the tracked regions. A document out
+        of sync takes only a full text (and the changes after it); ChangeRejected for a change
+        that does not fit."""
+        uri, version = params.text_document.uri, params.text_document.version
+        changes = list(params.content_changes)
+        whole = [i for i, change in enumerate(changes)
+                 if isinstance(change, types.TextDocumentContentChangeWholeDocument)]
+        if uri in self._out_of_sync:
+            if not whole:
+                return
+            language_id = self._out_of_sync.pop(uri)[1]
+            self._open[uri] = Document(uri, language_id, version,
+                                       LineIndex(changes[whole[-1]].text))
+            changes = changes[whole[-1] + 1 :]
+        document = self._open.get(uri)
+        if document is None:
+            raise UnknownDocument(uri)
+        if version < document.version and not whole:
+            raise ChangeRejected(f"a change came with version {version}, older than the "
+                                 f"document's version {document.version}")
+        document.version = version
+        for change in changes:
             before = document.text
             where = None
             if isinstance(change, types.TextDocumentContentChangeWholeDocument):
@@ -149,7 +194,10 @@ class Documents:
                 start, end = 0, len(before)
             else:
                 where = change.range
-                start, end = document.lines.offsets(where, self.encoding)
+                try:
+                    start, end = document.lines.offsets(where, self.encoding)
+                except PositionError as error:
+                    raise ChangeRejected(f"a change did not fit the document: {error}") from None
                 document.lines = document.lines.replaced(start, end, change.text)
             echoes = [region.follow(before, start, end, change.text, where)
                       for region in list(document.regions)]

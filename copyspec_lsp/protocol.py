@@ -5,6 +5,10 @@ What changes against `pygls.protocol.LanguageServerProtocol` (2.1.1), all in thi
 - every message is checked before pygls sees it: a request always gets exactly one answer,
   -32600 for an invalid message, -32602 for params that do not fit the method, -32002 before
   `initialize`, and a second `initialize` or a request after `shutdown` is refused;
+- any JSON number is an id (1.5 too); an invalid id (true, an object, an array, null) gets
+  -32600 with `"id": null`, which every error without an id carries;
+- a notification that cannot be handled is logged and handed to `on_refused` (a lost
+  didChange leaves its document out of sync);
 - the futures pygls keeps per notification (and per step of its builtin handlers) are dropped
   once done, and `$/cancelRequest` also reaches requests pygls cannot cancel itself
   (`workspace/executeCommand`), through `on_cancel`;
@@ -16,7 +20,9 @@ What changes against `pygls.protocol.LanguageServerProtocol` (2.1.1), all in thi
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -40,7 +46,18 @@ on keys that are not identifiers)."""
 
 
 def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    """JSON-RPC ids are strings and numbers (whole or not); JSON has no NaN or infinity."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return json.dumps(value)  # true, false, null, NaN, Infinity
 
 
 class CopySpecProtocol(LanguageServerProtocol):
@@ -51,6 +68,9 @@ class CopySpecProtocol(LanguageServerProtocol):
         self.on_cancel: Callable[[Any], None] | None = None
         """Called with the id of every `$/cancelRequest`, before pygls handles it."""
         self.initialize_seen = False
+        self.on_refused: Callable[[str, Any], None] | None = None
+        """Called with the method and raw params of every notification that is not handled
+        because it is malformed."""
 
     # incoming messages
 
@@ -63,15 +83,13 @@ class CopySpecProtocol(LanguageServerProtocol):
         msg_id, method = data.get("id"), data.get("method")
         is_request = "method" in data and "id" in data
         if "id" in data and not (_valid_id(msg_id) or (msg_id is None and "method" not in data)):
-            self.reply_error(None, JsonRpcInvalidRequest("invalid message: id must be a number "
-                                                         "or a string"))
+            self.reply_error(None, JsonRpcInvalidRequest(
+                f"invalid message: id must be a number or a string, not {_json_kind(msg_id)}"
+            ))
             return
         problem = self._message_problem(data)
         if problem:
-            if is_request or "method" not in data:
-                self.reply_error(msg_id if is_request else None, JsonRpcInvalidRequest(problem))
-            else:
-                log.warning("ignored notification: %s", problem)
+            self.refuse(data, JsonRpcInvalidRequest(problem))
             return
         if "method" not in data:  # a response to one of the server's requests
             self._handle_structured(self.structure_message(data))
@@ -86,11 +104,9 @@ class CopySpecProtocol(LanguageServerProtocol):
         try:
             message = self._structure(data, is_request)
         except Exception as error:
-            reason = f"params do not fit {method}: {_first_line(error)}"
-            if is_request:
-                self.reply_error(msg_id, JsonRpcInvalidParams(reason))
-            else:
-                log.warning("ignored notification: %s", reason)
+            self.refuse(data, JsonRpcInvalidParams(
+                f"params do not fit {method}: {_first_line(error)}"
+            ))
             return
         if method == types.INITIALIZE:
             self.initialize_seen = True
@@ -136,10 +152,31 @@ class CopySpecProtocol(LanguageServerProtocol):
         except JsonRpcException as error:
             log.warning("message not handled: %s", error)
 
+    def refuse(self, data: dict[str, Any], error: JsonRpcException) -> None:
+        """Answer a message that is not handled because of `error`: a request under its own
+        id; a notification only in the log (and to `on_refused`); anything else with id
+        null. `data` is what could be read of the message."""
+        method, msg_id = data.get("method"), data.get("id")
+        if isinstance(method, str) and "id" not in data:
+            log.warning("ignored notification %s: %s", method, error.message)
+            if self.on_refused is not None:
+                self.on_refused(method, data.get("params"))
+        elif "method" in data and _valid_id(msg_id):
+            self.reply_error(msg_id, error)
+        else:
+            self.reply_error(None, error)
+
     def reply_error(self, msg_id: Any, error: JsonRpcException) -> None:
         """Answer `msg_id` (None: an id that could not be read) with `error`."""
         log.info("answered %s with %s: %s", msg_id, error.code, error.message)
         self._send_response(msg_id, error=error.to_response_error())
+
+    def _send_data(self, data: Any) -> None:
+        """pygls' own, but an error without an id says `"id": null`, as JSON-RPC asks
+        (lsprotocol leaves the key out, and a client cannot tell the message is an answer)."""
+        if isinstance(data, types.ResponseErrorMessage) and data.id is None:
+            data = {**self._converter.unstructure(data), "id": None}
+        super()._send_data(data)
 
     # pygls' bookkeeping
 

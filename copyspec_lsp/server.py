@@ -56,6 +56,7 @@ def build_server(settings: Settings) -> CopySpecServer:
     server = CopySpecServer(settings)
     service = server.service
     server.protocol.on_cancel = service.cancel_by_id
+    server.protocol.on_refused = service.notification_refused
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:

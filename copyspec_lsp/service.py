@@ -22,12 +22,11 @@ from pygls.lsp.server import LanguageServer
 
 from copyspec_lsp import __version__
 from copyspec_lsp.check import CheckCommandError, kill_check_commands
-from copyspec_lsp.documents import Documents, UnknownDocument
+from copyspec_lsp.documents import ChangeRejected, Documents, UnknownDocument
 from copyspec_lsp.gate import StreamGate
-from copyspec_lsp.jobs import ModelFailed, RequestRunner
+from copyspec_lsp.jobs import ModelFailed, RequestRunner, first_lone_surrogate
 from copyspec_lsp.model import ModelHost, ModelUnavailable, load_notices
 from copyspec_lsp.params import ParamsError, parse_request, plain
-from copyspec_lsp.positions import PositionError
 from copyspec_lsp.progress import Progress
 from copyspec_lsp.remote import RemoteUnavailable
 from copyspec_lsp.requests import Request, RequestCancelled, RequestError
@@ -158,23 +157,69 @@ class Service:
 
     def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
         self.documents.open(params.text_document)
+        self._check_surrogates(params.text_document.uri, [params.text_document.text])
 
     def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        """Unknown documents and impossible ranges are the client's mistake: logged, and the
-        document is then out of step, so it is closed (its requests stop)."""
+        """A change for an unknown document is logged. One that does not fit (a range outside
+        the document, an older version) or cannot be applied leaves the document out of sync."""
+        uri = params.text_document.uri
         try:
             self.documents.change(params)
         except UnknownDocument as error:
             log.warning("didChange ignored: %s", error)
-        except PositionError as error:
-            log.warning("didChange for %s does not fit the document (%s): it is closed until "
-                        "opened again", params.text_document.uri, error)
-            self.documents.close(params.text_document.uri)
+            return
+        except ChangeRejected as error:
+            self.out_of_sync(uri, str(error))
+            return
+        except Exception:
+            log.exception("didChange for %s failed", uri)
+            self.out_of_sync(uri, "a change failed (the server's log has the details)")
+            return
+        self._check_surrogates(uri, [change.text for change in params.content_changes])
+
+    def notification_refused(self, method: str, params: Any) -> None:
+        """A didChange that could not be read is lost: its document is out of sync."""
+        document = params.get("textDocument") if isinstance(params, dict) else None
+        uri = document.get("uri") if isinstance(document, dict) else None
+        if method == types.TEXT_DOCUMENT_DID_CHANGE and isinstance(uri, str):
+            self.out_of_sync(uri, "a change could not be read")
+
+    def out_of_sync(self, uri: str, why: str) -> None:
+        """The server's copy of `uri` no longer matches the editor's: its requests stop, it is
+        dropped, and the user is told once to close and reopen it (refine and fix requests on
+        it say so too, until a didOpen or a full-text didChange)."""
+        for request in list(self.requests):
+            if request.uri == uri:
+                request.cancel(self.out_of_sync_message(uri, why), by_server=True)
+        if self.documents.drop_out_of_sync(uri, why):
+            log.warning("%s is out of sync with the editor (%s): dropped until its whole text "
+                        "comes again", uri, why)
+            self.server.window_show_message(types.ShowMessageParams(
+                types.MessageType.Warning,
+                f"CopySpec: {uri} is out of sync with the editor ({why}). Close and reopen it.",
+            ))
+
+    @staticmethod
+    def out_of_sync_message(uri: str, why: str) -> str:
+        return f"{uri} is out of sync with the editor ({why}): close and reopen it, then try again"
+
+    def _check_surrogates(self, uri: str, texts: list[str]) -> None:
+        """Log a lone surrogate a change brought: the text is kept as sent, but it cannot be
+        encoded as UTF-8, so a refine or fix of its line will be refused."""
+        if all(text.isascii() or first_lone_surrogate(text) is None for text in texts):
+            return
+        document = self.documents.get(uri)
+        where = first_lone_surrogate(document.text) if document else None
+        if document is not None and where is not None:
+            log.warning("%s has an unpaired surrogate at line %d: it cannot be encoded as UTF-8, "
+                        "so a refine or fix of that line will be refused", uri,
+                        document.lines.line_of(where) + 1)
 
     def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
-        if self.documents.get(params.text_document.uri) is None:
-            log.warning("didClose ignored: %s is not open", params.text_document.uri)
-        self.documents.close(params.text_document.uri)
+        uri = params.text_document.uri
+        if self.documents.get(uri) is None and self.documents.out_of_sync(uri) is None:
+            log.warning("didClose ignored: %s is not open", uri)
+        self.documents.close(uri)
 
     # requests
 
@@ -184,9 +229,15 @@ class Service:
         task = asyncio.current_task()
         if msg_id is not None and task is not None:
             self._tasks[msg_id] = task
+        params = None
         try:
-            return await RequestRunner(self, parse_request(raw), fix).run()
+            params = parse_request(raw)
+            return await RequestRunner(self, params, fix).run()
         except (ParamsError, RequestError, PromptTooLongError) as error:
+            # a document dropped as out of sync reads as not open: say what happened instead
+            why = self.documents.out_of_sync(params.uri) if params else None
+            if params and why:
+                raise JsonRpcInvalidParams(self.out_of_sync_message(params.uri, why)) from None
             raise JsonRpcInvalidParams(str(error)) from None
         except ModelFailed as error:
             log.warning("%s", error, exc_info=error.__cause__)
@@ -255,8 +306,8 @@ class Service:
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         """"Refine selection…" (refactor) and one "fix this error" (quickfix) per diagnostic."""
         uri = params.text_document.uri
-        if self.documents.get(uri) is None:
-            return []
+        if self.documents.get(uri) is None and self.documents.out_of_sync(uri) is None:
+            return []  # one out of sync keeps its actions: they answer what to do
         only = params.context.only
         wanted = lambda kind: not only or any(kind.value.startswith(k) for k in only)  # noqa: E731
         actions = []
