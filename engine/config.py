@@ -43,6 +43,10 @@ class SpecConfig:
     alone is valid."""
     policy: str = "resync"
     draft_block: int = 5
+    cost_aware: bool = True
+    """Cut each draft to the length worth its pass on this device, none when no length pays
+    (`engine.schedule.DraftChooser` over the measured `engine.costs` curve); False verifies
+    what the proposers choose, whatever it costs."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

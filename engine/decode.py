@@ -1,7 +1,9 @@
 """The decode loop, top to bottom: propose → verify in one forward → accept → crop → callback.
 
 Prefill happens before (`SequenceState.sync`). Each step makes at most one target forward over
-`[pending token, proposal…]` and one host sync inside the acceptance rule.
+`[pending token, proposal…]` and one host sync inside the acceptance rule. With a
+`DraftChooser`, each proposal is first cut to the length worth its pass on this device (none
+when no length pays), and every candidate is compared with what the target wrote.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from engine.proposers import Proposal, Proposer
 from engine.sampling import Sampler
+from engine.schedule import DraftChooser
 from engine.sequence import SequenceState
 from engine.stats import TurnStats
 from engine.verify import accept_greedy, accept_sampled
@@ -38,10 +41,12 @@ def decode(
     sampler: Sampler | None = None,
     on_tokens: OnTokens | None = None,
     stats: TurnStats | None = None,
+    chooser: DraftChooser | None = None,
 ) -> list[int]:
     """Generate after the pending token; returns the new tokens (EOS included when it ends).
 
-    `stats` is live: callbacks see the counts and rates of the turn so far."""
+    `stats` is live: callbacks see the counts and rates of the turn so far. Without a
+    `chooser`, each proposer's own length is verified."""
     stats = stats if stats is not None else TurnStats()
     generated: list[int] = []
     started = time.perf_counter()
@@ -53,7 +58,7 @@ def decode(
         if remaining <= 0:
             stats.stop_reason = "length"
             break
-        proposal = _first_proposal(state, proposers, remaining - 1)
+        proposal, made = _propose(state, proposers, remaining - 1, chooser)
         logits = state.step(proposal.tokens)
         stats.forward_passes += 1
         if sampler is None:
@@ -64,6 +69,9 @@ def decode(
         if proposal.proposer is not None:
             proposal.proposer.feedback(proposal, accepted)
         emitted, reason = _apply_stops([*proposal.tokens[:accepted], own], generated, rules)
+        if chooser is not None:
+            chooser.observe(made, emitted)
+            stats.held_back += not proposal.tokens and any(p.candidate for p in made)
         state.accept(emitted)
         generated.extend(emitted)
         stats.new_tokens = len(generated)
@@ -79,14 +87,25 @@ def decode(
     return generated
 
 
-def _first_proposal(state: SequenceState, proposers: Sequence[Proposer], budget: int) -> Proposal:
-    """Ask each proposer in priority order (copy before draft) and take the first non-empty."""
+def _propose(
+    state: SequenceState, proposers: Sequence[Proposer], budget: int,
+    chooser: DraftChooser | None,
+) -> tuple[Proposal, list[Proposal]]:
+    """The proposal to verify: the first non-empty one in priority order (copy before draft),
+    cut by the chooser; and every proposal made on the way, for the chooser to learn from."""
+    made: list[Proposal] = []
     if budget > 0:
         for proposer in proposers:
-            proposal = proposer.propose(state, budget)
+            limit = budget if chooser is None else chooser.limit(proposer.source, budget)
+            if limit <= 0:
+                continue
+            proposal = proposer.propose(state, limit)
+            if chooser is not None:
+                proposal = chooser.cut(proposal)
+            made.append(proposal)
             if proposal.tokens:
-                return proposal
-    return Proposal()
+                return proposal, made
+    return Proposal(), made
 
 
 def _count(stats: TurnStats, proposal: Proposal, accepted: int) -> None:
@@ -97,6 +116,7 @@ def _count(stats: TurnStats, proposal: Proposal, accepted: int) -> None:
         stats.draft_attempts += 1
         stats.drafted_tokens += accepted
     stats.draft_forward_passes += proposal.forward_passes
+    stats.proposed_tokens += len(proposal)
 
 
 def _apply_stops(

@@ -164,6 +164,8 @@ class Predicted:
     It goes first among the turn's proposers; once its pointer runs off the prediction's end
     it proposes nothing more, and the turn's own copy proposer goes on."""
 
+    source = "copy"
+
     def __init__(
         self, proposer: Proposer, prediction: Sequence[int], state: SequenceState,
         stats: TurnStats,
@@ -187,9 +189,10 @@ class Predicted:
 
     def feedback(self, proposal: Proposal, accepted: int) -> None:
         self.proposer.feedback(proposal, accepted)
-        if self._copied:
+        copied = min(self._copied, len(proposal))  # a chooser may have cut the copy short
+        if copied:
             self.stats.accepted_prediction_tokens += accepted
-            self.stats.rejected_prediction_tokens += self._copied - accepted
+            self.stats.rejected_prediction_tokens += copied - accepted
             self._last = (len(self.index.index), accepted)
 
     def settle(self) -> None:

@@ -15,6 +15,7 @@ from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
+from engine.schedule import Acceptance
 from engine.sequence import SequenceState
 from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn, speculation_notice
@@ -56,6 +57,8 @@ class Session:
             self.messages.append({"role": "system", "content": system})
         self.messages.extend(history)
         self.state = SequenceState(lm.model, self.spec.gamma, self.spec.policy)
+        self.acceptance = Acceptance()
+        """How drafts fared in this conversation, for the draft-length chooser."""
 
     def render(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of the conversation, ending with the assistant's generation prompt."""
@@ -86,7 +89,8 @@ class Session:
                 on_text(delta, stats)
 
         tokens, stats = run_turn(
-            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state, stats
+            self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state,
+            stats, acceptance=self.acceptance,
         )
         tail = stream.finish()
         if tail and on_text is not None:

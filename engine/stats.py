@@ -23,6 +23,12 @@ class TurnStats:
     draft_attempts: int = 0
     drafted_tokens: int = 0
     draft_forward_passes: int = 0
+    proposed_tokens: int = 0
+    """Tokens verified beyond each pass's own one (copied or drafted, accepted or not): the
+    width the passes paid for."""
+    held_back: int = 0
+    """Passes that verified nothing although a candidate was proposed: no length of it was
+    worth its pass on this device (`engine.schedule.DraftChooser`)."""
     accepted_prediction_tokens: int = 0
     """Tokens copied from the request's predicted output that the output kept (OpenAI's
     `usage.completion_tokens_details` field; `engine.prediction`)..."""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from engine.config import SamplingConfig, SpecConfig
+from engine.costs import curve_for
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
 from engine.prediction import Predicted
@@ -16,7 +17,7 @@ from engine.proposers import Proposer
 from engine.proposers.copy import CopyProposer, ResyncProposer
 from engine.proposers.draft import DraftProposer
 from engine.sampling import Sampler
-from engine.schedule import BlockSchedule
+from engine.schedule import Acceptance, BlockSchedule, DraftChooser
 from engine.sequence import SequenceState, recurrent
 from engine.stats import SPECULATION_OFF, SPECULATION_ON, SPECULATION_RECURRENT, TurnStats
 
@@ -92,12 +93,14 @@ def run_turn(
     draft: SequenceState | None = None,
     stats: TurnStats | None = None,
     prediction: Sequence[int] = (),
+    acceptance: Acceptance | None = None,
 ) -> tuple[list[int], TurnStats]:
     """Prefill what the caches lack of `ids`, then decode; returns new tokens and stats.
 
     A model whose cache cannot roll back decodes without proposers (`stats.speculation`).
     `prediction` (token ids the output is expected to resemble) is the copy pointer's first
-    source, never fed to the model (`engine.prediction`): the output does not change."""
+    source, never fed to the model (`engine.prediction`): the output does not change.
+    `acceptance` is what the draft-length chooser learned in earlier turns (a session's)."""
     stats = stats if stats is not None else TurnStats()
     started = time.perf_counter()
     # `sync` feeds the last prompt token too; it is not a reused token, nor a prefilled one
@@ -120,7 +123,11 @@ def run_turn(
         copier = build_proposers(replace(spec, method="copy"))[0]
         lead = Predicted(copier, prediction, state, stats)
         proposers.insert(0, lead)
-    tokens = decode(state, proposers, rules, sampler, on_tokens, stats)
+    chooser = None
+    if proposers and spec.cost_aware:
+        drafting = curve_for(draft.model) if draft is not None and spec.drafts else None
+        chooser = DraftChooser(curve_for(state.model), drafting, acceptance)
+    tokens = decode(state, proposers, rules, sampler, on_tokens, stats, chooser)
     if lead is not None:
         lead.settle()
     stats.time_to_first_token += stats.prefill_seconds

@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from engine import schedule
 from engine.cli import main
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
@@ -176,10 +177,11 @@ def test_session_keeps_the_draft_in_sync_across_turns() -> None:
 
 def test_draft_acceptance_saves_target_passes() -> None:
     """A close draft is accepted often, so the target runs far less than once per token; the
-    draft's forwards are counted separately, one per drafted token."""
+    draft's forwards are counted separately, one per drafted token. (The draft is the target's
+    size, so it never pays in seconds: the cost-aware chooser is off to count passes.)"""
     lm = loaded("llama", seed=1, mixing=0.25)
     ids = lm.tokenizer(FRESH)["input_ids"]
-    spec = SpecConfig(method="draft", draft_block=4, adaptive=False)
+    spec = SpecConfig(method="draft", draft_block=4, adaptive=False, cost_aware=False)
     tokens, stats = generate_ids(lm, ids, spec, 64, draft=perturbed(lm, 0.05))
     assert tokens == reference(lm, ids, 64)
     assert stats.draft_tau > 1.0
@@ -216,7 +218,8 @@ def test_a_draft_with_a_shorter_context_stops_at_its_window() -> None:
     short = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), lm.tokenizer, "short",
                         lm.device, lm.dtype)
     ids = lm.tokenizer(FRESH)["input_ids"]
-    tokens, stats = generate_ids(lm, ids, SpecConfig(method="draft"), 32, draft=short)
+    spec = SpecConfig(method="draft", cost_aware=False)  # a draft this size never pays
+    tokens, stats = generate_ids(lm, ids, spec, 32, draft=short)
     assert tokens == reference(lm, ids, 32)
     assert 0 < stats.draft_attempts < stats.forward_passes
 
@@ -245,7 +248,12 @@ def test_draft_methods_need_a_draft_with_the_same_vocabulary() -> None:
         Session(lm, SpecConfig(method="copy+draft"), draft=stranger)
 
 
-def test_cli_draft_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_draft_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The draft is the target's size, so drafting never pays and the chooser only probes it:
+    here on every pass, so the CLI's draft path runs."""
+    monkeypatch.setattr(schedule, "PROBE_AFTER", 0)
     lm = loaded("llama", seed=1, mixing=0.1)
     target = str(save(lm, tmp_path / "target"))
     draft = str(save(perturbed(lm, 0.1), tmp_path / "draft"))

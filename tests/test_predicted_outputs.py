@@ -78,7 +78,7 @@ def tokens(lm: LoadedModel, text: str) -> list[int]:
 
 @pytest.mark.parametrize("policy", ["resync", "recent"])
 def test_the_greedy_answer_is_the_same_with_any_prediction(lm: LoadedModel, policy: str) -> None:
-    spec = SpecConfig("copy", policy=policy)
+    spec = SpecConfig("copy", policy=policy, cost_aware=False)  # every candidate is verified
     for code, instruction in EDITS:
         ids = prompt(lm, code, instruction)
         plain, _ = turn(lm, ids, spec=spec)
@@ -113,7 +113,8 @@ def test_tokens_past_a_stop_count_as_rejected(lm: LoadedModel) -> None:
     spoken = [t for t in plain if t not in lm.eos_token_ids]
     stops = ("values)",)
     expected, _ = turn(lm, ids, stops=stops)
-    predicted, stats = turn(lm, ids, spoken, stops=stops)
+    spec = SpecConfig("copy", cost_aware=False)  # every candidate is verified
+    predicted, stats = turn(lm, ids, spoken, spec, stops=stops)
     assert predicted == expected and len(expected) < len(spoken)
     verified = stats.accepted_prediction_tokens + stats.rejected_prediction_tokens
     assert stats.accepted_prediction_tokens == stats.new_tokens, "every output token was copied"

@@ -31,6 +31,8 @@ SUBSTITUTE_BELOW = 2
 class CopyProposer:
     """Proposes the tokens that followed an earlier occurrence of the last γ tokens."""
 
+    source = "copy"
+
     def __init__(self, schedule: BlockSchedule) -> None:
         self.schedule = schedule
 
@@ -47,7 +49,14 @@ class ResyncProposer:
 
     Draft length: twice the current alignment (the tokens before the pointer that equal the
     tokens just written, or the run copied along it with halving at divergences), within
-    [min_block, max_block]; a long unchanged run earns a long draft, a fresh guess a short one."""
+    [min_block, max_block]; a long unchanged run earns a long draft, a fresh guess a short one.
+    The candidate runs on to max_block, for a chooser that weighs lengths by their cost.
+
+    It learns from the sequence itself: before each proposal it compares what was written
+    since the last one with its source, so it follows along whether its tokens were verified,
+    cut short by a chooser, or not verified at all."""
+
+    source = "copy"
 
     def __init__(self, min_block: int, max_block: int) -> None:
         self.min_block, self.max_block = min_block, max_block
@@ -60,53 +69,63 @@ class ResyncProposer:
         self._run = 0
         """Tokens copied along the current alignment, halved at each divergence: an edit
         inside a long unchanged run keeps most of the run's draft length."""
-        self._start = 0
+        self._start: int | None = None
+        """Where the last proposal copied from (None: it proposed nothing)."""
         self._seen = 0
-        self._accepted: int | None = None
 
     def propose(self, state: SequenceState, limit: int) -> Proposal:
         index = state.index
         self._follow(index)
-        start = self._choose(index)
-        self._seen, self._accepted = len(index), None
+        start, mode = self._choose(index)
+        self._seen, self._start = len(index), None
         if start is None or start >= len(index) or limit <= 0:
             return Proposal()
         self._start = start
         run = self._run if self._diverged is None or self._since == 1 else 0
         aligned = max(run, index.agreement(start, self.max_block // 2))
         k = min(limit, max(self.min_block, min(self.max_block, 2 * aligned)))
-        return Proposal(index.copy(start, k), "copy", proposer=self)
+        candidate = index.copy(start, min(limit, self.max_block))
+        return Proposal(candidate[:k], "copy", proposer=self, candidate=candidate, mode=mode,
+                        aligned=aligned)
 
     def feedback(self, proposal: Proposal, accepted: int) -> None:
-        self._accepted = accepted
+        """Nothing to do: the next `propose` reads what was written from the index."""
 
     def _follow(self, index: NgramIndex) -> None:
-        """Move the pointer over what the last pass wrote, or note where it diverged."""
+        """Move the pointer over what was written since the last proposal, or note where it
+        left the source."""
         written = len(index) - self._seen
         if written <= 0 or not self._seen:
             return
-        if self._accepted is None or (self._accepted == 0 and self._pointer is None):
-            self._since += written  # no draft, or a guess that failed: still off the source
+        if self._start is None:
+            self._since += written  # no proposal: still off the source
             return
-        source = self._start + self._accepted
-        if source < self._seen and index.tokens[source] == index.tokens[-1]:
-            self._pointer, self._diverged, self._since = source + 1, None, 0
+        matched, tokens = 0, index.tokens
+        while (matched < written and self._start + matched < self._seen
+               and tokens[self._start + matched] == tokens[self._seen + matched]):
+            matched += 1
+        if matched == written:
+            self._pointer, self._diverged, self._since = self._start + written, None, 0
             self._run += written
+        elif matched == 0 and self._pointer is None:
+            self._since += written  # a guess that failed: still off the source
         else:
-            self._pointer, self._diverged, self._since = None, source, 1
-            self._run = (self._run + self._accepted) // 2
+            self._pointer, self._diverged = None, self._start + matched
+            self._since = written - matched
+            self._run = (self._run + matched) // 2
 
-    def _choose(self, index: NgramIndex) -> int | None:
+    def _choose(self, index: NgramIndex) -> tuple[int | None, str]:
+        """Where to copy from, and how that was found."""
         if self._pointer is not None:
-            return self._pointer
+            return self._pointer, "aligned"
         if self._diverged is None:
-            return index.match(ANCHOR_CAP, ANCHOR_SCAN)
+            return index.match(ANCHOR_CAP, ANCHOR_SCAN), "match"
         anchor, agreement = index.anchor(self._diverged, ANCHOR_WINDOW, ANCHOR_CAP, ANCHOR_SCAN)
         match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
         if match is not None and index.agreement(match, ANCHOR_CAP) > agreement:
             anchor, agreement = match, index.agreement(match, ANCHOR_CAP)
         if self._since == 1 and agreement < SUBSTITUTE_BELOW:  # a substitution: skip one token
-            return self._diverged + 1
+            return self._diverged + 1, "substitute"
         if agreement >= ANCHOR_MIN:
-            return anchor
-        return self._diverged  # an insertion so far: the source may resume where it left off
+            return anchor, "anchor"
+        return self._diverged, "resume"  # an insertion so far: the source may resume here

@@ -29,6 +29,8 @@ class DraftProposer:
     `Proposal.probs` so that verification can apply the min(1, p/q) rule.
     """
 
+    source = "draft"
+
     def __init__(
         self,
         draft: SequenceState,

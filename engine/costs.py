@@ -1,0 +1,215 @@
+"""What one verify pass costs on this device, by width: the curve the draft-length chooser weighs
+a draft's expected tokens against.
+
+A pass over [pending token, draft…] costs roughly its width on a CPU and stays nearly flat to a
+few hundred tokens on a GPU, so the same draft can pay on one device and lose on another. The
+curve is measured with the real model (a few timed forwards at a handful of widths after a short
+context, about a second), interpolated in between, and kept on disk under
+`${XDG_CACHE_HOME:-~/.cache}/copyspec/costs/`, keyed by the model's files, device, dtype,
+threads and torch version. `copyspec bench costs` measures the same curve at more widths and
+contexts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import platform
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from engine.sequence import SequenceState
+
+WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Pass widths measured (the pending token plus width − 1 drafted tokens)."""
+CONTEXT = 256
+"""Cached tokens before the timed passes. A longer context makes wide passes relatively cheaper
+(the per-pass work over the cache is shared), so a short one errs towards shorter drafts."""
+BUDGET_SECONDS = 1.0
+"""Measuring stops adding repeats (and then wider widths) once this much time is spent."""
+REPEATS = 5
+"""Timed forwards per width when the budget allows; the fastest counts (interference from
+other work only ever adds time)."""
+TINY_PARAMETERS = 1_000_000
+"""Below this many parameters a forward is all overhead, width barely shows (the tests'
+90k-parameter models: width 64 within 1.6x of width 1) and timing it is noise on a busy
+machine: such a model gets the flat curve, unmeasured."""
+STORE_AFTER_SECONDS = 0.2
+"""A curve that took less than this to measure is measured again rather than stored: a tiny
+model measures in milliseconds, and tests should not write to the user's cache."""
+FORMAT = 1
+"""Bumped when the stored curve's meaning changes, so older files are measured again."""
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """Seconds per verify pass at measured widths; any width between them is interpolated
+    linearly, and past the widest the cost grows in proportion to width, as a compute-bound
+    pass does, so a width that was not timed is never taken to be cheap."""
+
+    widths: tuple[int, ...]
+    seconds: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.widths or len(self.widths) != len(self.seconds):
+            raise ValueError("a cost curve needs one cost per width, and at least one width")
+        if list(self.widths) != sorted(set(self.widths)) or self.widths[0] < 1:
+            raise ValueError(f"widths must be increasing and positive, got {self.widths}")
+        if self.seconds[0] <= 0 or list(self.seconds) != sorted(self.seconds):
+            raise ValueError(f"costs must be positive and never fall, got {self.seconds}")
+
+    @classmethod
+    def flat(cls) -> CostCurve:
+        """Every width costs one pass: what counting passes assumes."""
+        return cls((1, 1 << 30), (1.0, 1.0))
+
+    def __call__(self, width: int) -> float:
+        """Seconds of one pass of `width` tokens."""
+        widths, seconds = self.widths, self.seconds
+        if width <= widths[0]:
+            return seconds[0]
+        if width >= widths[-1]:
+            return seconds[-1] * width / widths[-1]
+        i = bisect.bisect_left(widths, width)
+        slope = (seconds[i] - seconds[i - 1]) / (widths[i] - widths[i - 1])
+        return seconds[i - 1] + slope * (width - widths[i - 1])
+
+    def relative(self) -> list[float]:
+        """Each measured width's cost over the width-1 cost."""
+        return [s / self(1) for s in self.seconds]
+
+    def to_dict(self) -> dict[str, list[float] | list[int]]:
+        return {"widths": list(self.widths), "seconds": list(self.seconds)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> CostCurve:
+        return cls(tuple(int(w) for w in data["widths"]), tuple(float(s) for s in data["seconds"]))
+
+
+@torch.inference_mode()
+def measure(model: PreTrainedModel, widths: Sequence[int] = WIDTHS,
+            budget: float = BUDGET_SECONDS, repeats: int = REPEATS) -> CostCurve:
+    """Time passes of each width after CONTEXT cached tokens, through the engine's own forward
+    (`SequenceState`: the same cache and call as decoding), rolling the cache back after each.
+
+    Widths are visited in rounds, narrowest first, so interference spreads over all of them;
+    once the budget is spent (and at least two widths are timed) it stops, and the widths not
+    timed are extrapolated in proportion to width. Each pass ends with the host sync of an
+    argmax, as the acceptance rule's does, so the time is real on any device."""
+    state = SequenceState(model)
+    vocab = min(model.config.vocab_size, model.get_input_embeddings().weight.shape[0])
+    window = getattr(model.config, "max_position_embeddings", None) or CONTEXT + max(widths)
+    widths = [w for w in widths if w < window // 2] or [1]
+    context = min(CONTEXT, window - max(widths))
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (context + max(widths),), generator=generator).tolist()
+    state.sync(ids[:context])
+    state.accept([])  # the last token is pending again, as before every decoding step
+    _time_pass(state, [])  # warm-up
+    fastest: dict[int, float] = {}
+    started = time.perf_counter()
+    for width in [w for _ in range(repeats) for w in widths]:
+        if len(fastest) >= min(2, len(widths)) and time.perf_counter() - started > budget:
+            break
+        seconds = _time_pass(state, ids[context : context + width - 1])
+        fastest[width] = min(seconds, fastest.get(width, seconds))
+    timed = sorted(fastest)
+    costs, lowest = [], float("inf")
+    for width in reversed(timed):  # a narrower pass never costs more; noise only ever adds
+        lowest = min(lowest, fastest[width])
+        costs.append(lowest)
+    return CostCurve(tuple(timed), tuple(reversed(costs)))
+
+
+def _time_pass(state: SequenceState, draft: list[int]) -> float:
+    """One pass over [pending token, draft…] and its host sync, then the draft is dropped."""
+    begin = time.perf_counter()
+    state.forward([state.tokens[-1], *draft]).argmax(dim=-1).tolist()
+    seconds = time.perf_counter() - begin
+    state.accept([])
+    return seconds
+
+
+_measured: weakref.WeakKeyDictionary[PreTrainedModel, dict[tuple[str, str, int], CostCurve]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Curves already known in this process, per model object, device, dtype and threads."""
+
+
+def curve_for(model: PreTrainedModel) -> CostCurve:
+    """The cost curve of `model` as it runs now (its device and dtype, torch's threads): flat
+    for a tiny model, else from this process's memory, else from the disk cache, else
+    measured (and stored when that took a while)."""
+    if sum(p.numel() for p in model.parameters()) < TINY_PARAMETERS:
+        return CostCurve.flat()
+    known = _measured.setdefault(model, {})
+    running = (str(model.device), str(model.dtype), torch.get_num_threads())
+    if running not in known:
+        key = cache_key(model)
+        path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        curve = _read(path, key)
+        if curve is None:
+            started = time.perf_counter()
+            curve = measure(model)
+            if time.perf_counter() - started >= STORE_AFTER_SECONDS and _fingerprint(model):
+                _write(path, key, curve)
+        known[running] = curve
+    return known[running]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "copyspec" / "costs"
+
+
+def cache_key(model: PreTrainedModel) -> str:
+    """What the curve depends on: the model (its files' sizes and times, its config and size),
+    the device (with its name), the dtype, torch's threads and version."""
+    device = model.device
+    if device.type == "cuda":
+        where = f"{device} {torch.cuda.get_device_name(device)}"
+    else:
+        where = f"{device} {platform.processor() or platform.machine()} {os.cpu_count()} cores"
+    parameters = sum(p.numel() for p in model.parameters())
+    config = hashlib.sha256(model.config.to_json_string().encode()).hexdigest()[:16]
+    return json.dumps({
+        "format": FORMAT, "model": model.name_or_path, "files": _fingerprint(model),
+        "config": config, "parameters": parameters, "device": where, "dtype": str(model.dtype),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+    }, sort_keys=True)
+
+
+def _fingerprint(model: PreTrainedModel) -> list[tuple[str, int, int]]:
+    """(name, size, mtime in ns) of the file or the directory's files the model was loaded
+    from; empty when it was not loaded from disk (such a model's curve is never stored)."""
+    location = Path(model.name_or_path or "")
+    if not model.name_or_path:
+        return []
+    files = [location] if location.is_file() else sorted(
+        p for p in location.glob("*") if p.is_file()) if location.is_dir() else []
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def _read(path: Path, key: str) -> CostCurve | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return CostCurve.from_dict(data["curve"]) if data.get("key") == key else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or from another version: measure again
+
+
+def _write(path: Path, key: str, curve: CostCurve) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"key": key, "curve": curve.to_dict()}), encoding="utf-8")
+        partial.replace(path)
+    except OSError:
+        pass  # a read-only cache costs a second per load, nothing more

@@ -1,0 +1,131 @@
+"""The forward-cost curve: measured through the engine's own forward within its budget, kept in
+memory per model, and on disk per model files, device, dtype, threads and torch version."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from engine import costs
+from engine.costs import CostCurve, curve_for, measure
+from engine.loading import LoadedModel
+
+from tiny_models import loaded, save
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    return loaded("llama", seed=2)
+
+
+def test_measure_times_every_width_of_a_tiny_model_quickly(tiny: LoadedModel) -> None:
+    """A tiny model measures every width in milliseconds, so the test lane never notices; the
+    costs never fall with width, and the cache is left as it was found."""
+    started = time.perf_counter()
+    curve = measure(tiny.model)
+    assert time.perf_counter() - started < 1.5
+    assert curve.widths == costs.WIDTHS
+    assert list(curve.seconds) == sorted(curve.seconds) and curve(1) > 0
+    assert curve(512) == pytest.approx(2 * curve(256))  # past the widest: in proportion
+
+
+def test_measure_stops_at_its_budget(tiny: LoadedModel) -> None:
+    """With no time to spare it still times two widths (a slope to extrapolate along)."""
+    curve = measure(tiny.model, budget=0.0)
+    assert curve.widths == costs.WIDTHS[:2]
+    assert curve(256) >= curve(2)
+
+
+def test_measure_keeps_within_a_short_window() -> None:
+    lm = loaded("llama", seed=2)
+    lm.model.config.max_position_embeddings = 40
+    curve = measure(lm.model)
+    assert max(curve.widths) < 20
+
+
+def test_a_tiny_model_is_not_measured(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its forward is all overhead and timing it is noise: the flat curve, so the tests'
+    choices do not depend on how busy the machine is."""
+    monkeypatch.setattr(costs, "measure", None)
+    assert curve_for(tiny.model) == CostCurve.flat()
+
+
+@pytest.fixture
+def measured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Tiny models measured and stored as bigger ones are, in a cache under tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(costs, "TINY_PARAMETERS", 0)
+    monkeypatch.setattr(costs, "STORE_AFTER_SECONDS", 0.0)
+    return tmp_path / "cache" / "copyspec" / "costs"
+
+
+def test_curves_are_kept_per_model_and_threads(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, measured: Path
+) -> None:
+    """Asked again, the same curve; with other threads, another measurement. A model built in
+    memory is never written to disk."""
+    monkeypatch.setattr(costs, "STORE_AFTER_SECONDS", 0.0)
+    calls: list[int] = []
+    real = costs.measure
+    monkeypatch.setattr(costs, "measure", lambda model: calls.append(1) or real(model))
+    first = curve_for(tiny.model)
+    assert curve_for(tiny.model) is first and len(calls) == 1
+    try:
+        torch.set_num_threads(2)
+        curve_for(tiny.model)
+    finally:
+        torch.set_num_threads(1)
+    assert len(calls) == 2
+    assert not measured.exists()
+
+
+def test_a_model_on_disk_reads_its_curve_back(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, measured: Path, tmp_path: Path
+) -> None:
+    """Stored under $XDG_CACHE_HOME/copyspec/costs, read back by a fresh load of the same files
+    without measuring; changed weights (another size or time) are measured again."""
+    directory = save(tiny, tmp_path / "model")
+    stored = curve_for(AutoModelForCausalLM.from_pretrained(directory))
+    files = list(measured.glob("*.json"))
+    assert len(files) == 1
+    assert CostCurve.from_dict(json.loads(files[0].read_text())["curve"]) == stored
+
+    def refuse(model: object) -> CostCurve:
+        raise AssertionError("measured although the curve was stored")
+
+    monkeypatch.setattr(costs, "measure", refuse)
+    assert curve_for(AutoModelForCausalLM.from_pretrained(directory)) == stored
+    weights = next(directory.glob("*.safetensors"))
+    later = weights.stat().st_mtime_ns + 10**9
+    os.utime(weights, ns=(later, later))
+    with pytest.raises(AssertionError, match="measured"):
+        curve_for(AutoModelForCausalLM.from_pretrained(directory))
+
+
+def test_a_damaged_cache_file_is_measured_again(
+    tiny: LoadedModel, measured: Path, tmp_path: Path
+) -> None:
+    directory = save(tiny, tmp_path / "model")
+    curve_for(AutoModelForCausalLM.from_pretrained(directory))
+    for path in measured.glob("*.json"):
+        path.write_text("{not json")
+    assert curve_for(AutoModelForCausalLM.from_pretrained(directory)).widths == costs.WIDTHS
+
+
+def test_a_curve_needs_sane_points() -> None:
+    with pytest.raises(ValueError, match="one cost per width"):
+        CostCurve((1, 2), (1.0,))
+    with pytest.raises(ValueError, match="increasing"):
+        CostCurve((2, 1), (1.0, 2.0))
+    with pytest.raises(ValueError, match="positive"):
+        CostCurve((1,), (0.0,))
