@@ -15,12 +15,15 @@
 // not-yet-rewritten rest stays in the buffer below the streamed text, dimmed (StreamView);
 // cancelling puts the original back (copyspec.cancelKeepsPartial keeps the partial answer).
 // With copyspec.applyMode "preview" the answer streams into an inline diff (PreviewView)
-// and only Accept edits the buffer.
+// and nothing edits the buffer. Either way, the finished answer's hunks (sent with the result)
+// are then offered for review one by one (Review): accept or reject each, or all.
 import * as vscode from 'vscode';
 import {
-  Change, Range, SessionStore, Stats, Status, TextEdit, WorkspaceEdit, endOf, formatStats, formatStatus,
+  Change, Range, SessionStore, Stats, Status, TextEdit, WorkspaceEdit, formatStats, formatStatus,
   singleDocumentEdit, staleReason, statusBarText, trackRange,
 } from './logic';
+import { WireHunk } from './hunks';
+import { Review } from './review';
 import { PreviewView, StreamView } from './views';
 
 export interface Rpc {
@@ -36,6 +39,8 @@ interface JobResult {
   session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean;
   /** With apply "none": the range the answer would replace. */
   replacedRange?: Range;
+  /** The answer against the original, as whole-row hunks (copyspec_lsp/hunks.py). */
+  hunks?: WireHunk[];
 }
 /** `copyspec/pending`, sent before each streamed edit: `range` is where the original's pending
  * lines stand once the edit is applied; `before` / `after` the whole region before and after. */
@@ -98,6 +103,7 @@ export class Controller implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly stream = new StreamView();
   readonly preview = new PreviewView();
+  readonly review = new Review();
 
   constructor(private readonly rpc: Rpc, private readonly statusBar: vscode.StatusBarItem,
               private readonly log: vscode.OutputChannel) {
@@ -108,11 +114,11 @@ export class Controller implements vscode.Disposable {
       vscode.workspace.onDidChangeTextDocument((e) => {
         const uri = e.document.uri.toString();
         const changes = e.contentChanges.map((c): Change => ({ range: toLsp(c.range), text: c.text }));
-        this.sessions.change(uri, changes);
+        this.sessions.change(uri, changes, this.review.isEditing(uri));
         this.followRegion(uri, e.document, changes);
-        this.followPreview(uri, changes);
+        this.review.change(uri, changes);
       }),
-      this.stream, this.preview,
+      this.stream, this.preview, this.review,
     );
   }
 
@@ -138,30 +144,31 @@ export class Controller implements vscode.Disposable {
     await this.run(editor, 'copyspec/fix', arg.range, { diagnostics: arg.diagnostics ?? [] });
   }
 
-  /** Puts the previewed answer into the buffer: one edit, one undo step. */
-  async accept(): Promise<void> {
-    const state = this.preview.current;
-    if (!state?.done) {
-      void vscode.window.showInformationMessage('CopySpec: no finished preview to accept.');
-      return;
-    }
-    const editor = this.editorFor(state.uri);
-    if (!editor) return;
-    this.preview.clear();
-    const ok = await editor.edit((b) => b.replace(state.range, state.text), { undoStopBefore: true, undoStopAfter: true });
-    if (!ok) {
-      void vscode.window.showErrorMessage('CopySpec: the editor rejected the edit.');
-      return;
-    }
-    const start = toLsp(state.range.start);
-    if (state.session) this.sessions.set(state.uri, state.session, { start, end: endOf(start, state.text) });
+  /** Accepts the hunk `id` of `uri` (a code lens), else the hunk at the cursor. */
+  acceptHunk(uri?: string, id?: number): Promise<void> {
+    return this.review.accept(this.reviewed(uri), id);
   }
 
-  reject(): void {
-    if (!this.preview.current) return;
-    const running = this.jobs.get(this.preview.current.uri);
-    if (running?.preview) running.cts.cancel();
-    this.preview.clear();
+  /** Rejects the hunk `id` of `uri` (a code lens), else the hunk at the cursor. */
+  rejectHunk(uri?: string, id?: number): Promise<void> {
+    return this.review.reject(this.reviewed(uri), id);
+  }
+
+  acceptAll(): Promise<void> {
+    return this.review.acceptAll(this.reviewed());
+  }
+
+  rejectAll(): Promise<void> {
+    return this.review.rejectAll(this.reviewed());
+  }
+
+  nextHunk(forward = true): void {
+    this.review.move(this.reviewed(), forward);
+  }
+
+  /** The editor of `uri`, or the active one. */
+  private reviewed(uri?: string): vscode.TextEditor | undefined {
+    return uri ? this.editorFor(uri) : this.editor();
   }
 
   async refineSelection(): Promise<void> {
@@ -253,20 +260,6 @@ export class Controller implements vscode.Disposable {
     job.region = followed(job.region, changes);
   }
 
-  /** A preview follows edits around its region and is dropped when its region is edited. */
-  private followPreview(uri: string, changes: Change[]): void {
-    const state = this.preview.current;
-    if (!state || state.uri !== uri || this.jobs.has(uri) && !state.done) return;
-    let range: Range | undefined = toLsp(state.range);
-    for (const c of changes) range = range && trackRange(range, c);
-    if (!range) {
-      this.preview.clear();
-      void vscode.window.showInformationMessage('CopySpec: the previewed lines were edited; preview dropped.');
-      return;
-    }
-    state.range = toVs(range);
-  }
-
   private setBusy(job: Job | undefined, text?: string): void {
     void vscode.commands.executeCommand('setContext', 'copyspec.streaming', job !== undefined);
     if (job) this.statusBar.text = `$(sync~spin) CopySpec: ${job.verb} · ${text ?? 'waiting for the model…'}`;
@@ -281,7 +274,7 @@ export class Controller implements vscode.Disposable {
     }
     const config = vscode.workspace.getConfiguration('copyspec');
     const preview = config.get<string>('applyMode', 'stream') === 'preview';
-    if (this.preview.current) this.preview.clear(); // a new request replaces an old preview
+    this.review.end(uri); // a new request leaves the buffer as the review left it
     const job: Job = {
       uri, editor, preview, cts: new vscode.CancellationTokenSource(), pending: [], requested: range,
       verb: method === 'copyspec/fix' ? 'fixing' : 'refining',
@@ -323,13 +316,16 @@ export class Controller implements vscode.Disposable {
       return;
     }
     if (preview) {
-      const replaced = result.replacedRange ?? result.range;
-      this.preview.show(editor, { uri, range: toVs(replaced), text: result.text, done: true, session: result.session },
-        editor.document.languageId);
+      this.preview.clear();
+      this.sessions.set(uri, result.session, result.replacedRange ?? result.range);
+      this.review.start(editor.document, result.hunks ?? [], false);
       this.log.appendLine(`${method} ${result.session} (preview): ${formatStats(result.stats)}`);
       return;
     }
     this.sessions.set(uri, result.session, result.range);
+    // Typing above the region after the server answered moved it: the hunks move with it.
+    const shift = job.region ? job.region.start.line - result.range.start.line : 0;
+    this.review.start(editor.document, result.hunks ?? [], true, shift);
     const summary = formatStats(result.stats);
     this.log.appendLine(`${method} ${result.session}: ${summary}`);
     if (result.ok === false) {
@@ -372,7 +368,7 @@ export class Controller implements vscode.Disposable {
       job.text = p.text;
       const r = job.requested;
       const lines = new vscode.Range(r.start.line, 0, Math.max(r.start.line, r.end.line), 0);
-      this.preview.show(job.editor, { uri: job.uri, range: lines, text: p.text, done: false }, job.editor.document.languageId);
+      this.preview.show(job.editor, { uri: job.uri, range: lines, text: p.text }, job.editor.document.languageId);
     }
   }
 

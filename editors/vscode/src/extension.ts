@@ -39,14 +39,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   controller = new Controller(client, statusBar, log);
 
   // UI ids live under copyspec.ui.*: the client itself registers the server's copyspec.* commands.
-  const commands: [string, () => unknown][] = [
+  const commands: [string, (...args: any[]) => unknown][] = [
     ['copyspec.ui.refineSelection', () => controller.refineSelection()],
     ['copyspec.ui.fixAtCursor', () => controller.fixAtCursor()],
     ['copyspec.ui.followUp', () => controller.followUp()],
     ['copyspec.ui.cancel', () => controller.cancel()],
     ['copyspec.ui.showStatus', () => controller.showStatus()],
-    ['copyspec.ui.accept', () => controller.accept()],
-    ['copyspec.ui.reject', () => controller.reject()],
+    ['copyspec.ui.acceptHunk', (uri?: string, id?: number) => controller.acceptHunk(uri, id)],
+    ['copyspec.ui.rejectHunk', (uri?: string, id?: number) => controller.rejectHunk(uri, id)],
+    ['copyspec.ui.acceptAll', () => controller.acceptAll()],
+    ['copyspec.ui.rejectAll', () => controller.rejectAll()],
+    ['copyspec.ui.nextHunk', () => controller.nextHunk(true)],
+    ['copyspec.ui.previousHunk', () => controller.nextHunk(false)],
     ['copyspec.ui.toggleApplyMode', async () => {
       const next = settings().get<string>('applyMode', 'stream') === 'preview' ? 'stream' : 'preview';
       await settings().update('applyMode', next, vscode.ConfigurationTarget.Global);

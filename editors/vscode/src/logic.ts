@@ -143,6 +143,21 @@ export function trackRange(region: Range, change: Change): Range | undefined {
   return { start: shift(region.start), end: shift(region.end) };
 }
 
+/** Follows `region` through a change, which may overlap it: the region grows or shrinks to
+ * take in what the change put there. */
+export function stretchRange(region: Range, change: Change): Range {
+  const outside = trackRange(region, change);
+  if (outside) return outside;
+  const { start: cs, end: ce } = change.range;
+  const newEnd = endOf(cs, change.text);
+  const start = before(cs, region.start) ? cs : region.start;
+  if (!before(ce, region.end)) return { start, end: newEnd };
+  const end = region.end.line === ce.line
+    ? { line: newEnd.line, character: newEnd.character + region.end.character - ce.character }
+    : { line: region.end.line + newEnd.line - ce.line, character: region.end.character };
+  return { start, end };
+}
+
 export function contains(r: Range, p: Position): boolean {
   return !before(p, r.start) && !before(r.end, p);
 }
@@ -164,13 +179,15 @@ export class SessionStore {
     return hit || list[list.length - 1];
   }
 
-  /** A session whose region the user edited is dropped: its last answer no longer matches. */
-  change(uri: string, changes: readonly Change[]): void {
+  /** A session whose region the user edited is dropped: its last answer no longer matches.
+   * A change of the review's own (`own`: a hunk accepted or rejected) stretches it instead. */
+  change(uri: string, changes: readonly Change[], own = false): void {
     const list = this.byUri.get(uri);
     if (!list) return;
+    const follow = own ? stretchRange : trackRange;
     const kept = list.flatMap((s) => {
       let range: Range | undefined = s.range;
-      for (const c of changes) range = range && trackRange(range, c);
+      for (const c of changes) range = range && follow(range, c);
       return range ? [{ session: s.session, range }] : [];
     });
     this.byUri.set(uri, kept);

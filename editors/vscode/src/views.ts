@@ -1,9 +1,9 @@
 // What the user sees of a running or finished answer, besides the text itself:
 // - the streaming diff: the streamed text marked as new, the original's pending rest below it
 //   dimmed (the server says where it is with `copyspec/pending`);
-// - the preview (copyspec.applyMode "preview"): the lines that would go in red, the answer in
-//   green in an inline zone below them, and Accept / Reject code lenses. Nothing of a preview
-//   is in the buffer until Accept.
+// - the streaming preview (copyspec.applyMode "preview"): the lines that would go in red, the
+//   answer so far in green in an inline zone below them. Nothing of a preview is in the buffer;
+//   once complete, its hunks are reviewed (review.ts).
 import * as vscode from 'vscode';
 
 export class StreamView implements vscode.Disposable {
@@ -35,13 +35,14 @@ export class StreamView implements vscode.Disposable {
 
 export interface PreviewState {
   uri: string;
-  /** The lines that Accept replaces (known once the server answers; the request's until then). */
+  /** The lines the answer would replace (the request's, widened to whole lines). */
   range: vscode.Range;
+  /** The answer so far. */
   text: string;
-  done: boolean;
-  session?: string;
 }
 
+/** A streaming preview: nothing of it is in the buffer. Once the answer is complete, its hunks
+ * are offered for review (Review) and this goes. */
 export class PreviewView implements vscode.Disposable, vscode.CodeLensProvider {
   private readonly removed = vscode.window.createTextEditorDecorationType({
     isWholeLine: true,
@@ -58,19 +59,12 @@ export class PreviewView implements vscode.Disposable, vscode.CodeLensProvider {
     this.registration = vscode.languages.registerCodeLensProvider({ scheme: '*' }, this);
   }
 
-  get current(): PreviewState | undefined {
-    return this.state;
-  }
-
   show(editor: vscode.TextEditor, state: PreviewState, languageId: string): void {
     this.state = state;
     editor.setDecorations(this.removed, [state.range]);
     const fence = '`'.repeat(Math.max(3, ...[...state.text.matchAll(/`+/g)].map((m) => m[0].length + 1)));
     const body = new vscode.MarkdownString(`${fence}${languageId}\n${state.text}\n${fence}`);
-    const comment: vscode.Comment = {
-      body, mode: vscode.CommentMode.Preview,
-      author: { name: state.done ? 'CopySpec: proposed (Accept / Reject above)' : 'CopySpec: streaming…' },
-    };
+    const comment: vscode.Comment = { body, mode: vscode.CommentMode.Preview, author: { name: 'CopySpec: streaming…' } };
     const at = new vscode.Range(state.range.end.line, 0, state.range.end.line, 0);
     if (!this.thread || this.thread.uri.toString() !== state.uri) {
       this.thread?.dispose();
@@ -82,7 +76,6 @@ export class PreviewView implements vscode.Disposable, vscode.CodeLensProvider {
       this.thread.comments = [comment];
     }
     this.thread.collapsibleState = vscode.CommentThreadCollapsibleState.Expanded;
-    void vscode.commands.executeCommand('setContext', 'copyspec.previewing', true);
     this.lensesChanged.fire();
   }
 
@@ -91,7 +84,6 @@ export class PreviewView implements vscode.Disposable, vscode.CodeLensProvider {
     this.thread?.dispose();
     this.thread = undefined;
     this.state = undefined;
-    void vscode.commands.executeCommand('setContext', 'copyspec.previewing', false);
     this.lensesChanged.fire();
   }
 
@@ -99,13 +91,7 @@ export class PreviewView implements vscode.Disposable, vscode.CodeLensProvider {
     const state = this.state;
     if (!state || document.uri.toString() !== state.uri) return [];
     const at = new vscode.Range(state.range.start, state.range.start);
-    if (!state.done) {
-      return [new vscode.CodeLens(at, { title: 'CopySpec: previewing… Cancel (Escape)', command: 'copyspec.ui.cancel' })];
-    }
-    return [
-      new vscode.CodeLens(at, { title: '$(check) Accept (Ctrl+Enter)', command: 'copyspec.ui.accept' }),
-      new vscode.CodeLens(at, { title: '$(close) Reject (Escape)', command: 'copyspec.ui.reject' }),
-    ];
+    return [new vscode.CodeLens(at, { title: 'CopySpec: previewing… Cancel (Escape)', command: 'copyspec.ui.cancel' })];
   }
 
   dispose(): void {

@@ -240,36 +240,41 @@ test('While streaming, the pending rest of the original is decorated below the s
   assert.ok(pendingRest(), `the original rest is decorated while streaming: ${JSON.stringify([...stub.decorations.values()])}`);
   s.release();
   await within(run, 60000, 'the request to end');
-  assert.ok([...stub.decorations.values()].every((texts) => texts.length === 0), 'no decoration left at the end');
+  const streamTypes = [...stub.decorations.keys()].filter((type) => !type.options.overviewRulerLane && !type.options.after);
+  assert.ok(streamTypes.every((type) => stub.decorations.get(type).length === 0), 'no stream decoration left at the end');
 });
 
-test('Preview mode: nothing reaches the buffer until Accept; Accept is one undo step', async (t) => {
+test('Preview mode: nothing reaches the buffer; its hunks are reviewed against the original; Accept all is one undo step', async (t) => {
   const uri = 'file:///tmp/ui-preview.py';
   const { doc, controller, dispose } = controllerFor(uri, SOURCE, selectRegion(), 40);
   stub.settings.applyMode = 'preview';
   t.after(() => { delete stub.settings.applyMode; dispose(); });
+  s.scriptFor(t, 'def area(w: float, h: float) -> float:\n    return w * h\n');
+  stub.decorations.clear(); // only this controller's decorations count
   stub.ui.inputs.push('add type hints');
   s.edits.length = 0;
   await controller.refineSelection();
   assert.equal(lastRequest('copyspec/refine').params.apply, 'none');
   assert.equal(s.edits.length, 0, 'no applyEdit');
   assert.equal(doc.text, SOURCE, 'buffer untouched before Accept');
-  const state = controller.preview.current;
-  assert.ok(state && state.done, 'a finished preview');
-  assert.equal(stub.context['copyspec.previewing'], true);
-  const thread = [...stub.threads][0];
-  assert.ok(thread.comments[0].body.value.includes(state.text), 'the inline zone shows the answer');
-  await controller.accept();
-  assert.equal(doc.text, replaced(SOURCE, REGION, state.text));
-  assert.equal(controller.preview.current, undefined);
-  assert.equal(stub.threads.size, 0, 'the inline zone is gone');
+  assert.equal(stub.threads.size, 0, 'the streaming zone is gone once the answer is complete');
+  assert.deepEqual(controller.review.hunks(uri).map((h) => [h.start, h.end, h.shown, h.other]),
+    [[0, 1, ['def area(w, h):'], ['def area(w: float, h: float) -> float:']]]);
+  assert.equal(stub.context['copyspec.reviewing'], true);
+  const removedType = [...stub.decorations.keys()].find((type) => type.options.overviewRulerLane && !type.options.after
+    && type.options.backgroundColor.id === 'diffEditor.removedLineBackground');
+  assert.deepEqual(stub.decorations.get(removedType), ['def area(w, h):'], 'the original line is marked removed');
+  assert.ok([...stub.beside.values()].flat().includes('+ def area(w: float, h: float) -> float:'), 'the new line is shown beside it');
+  await controller.acceptAll();
+  assert.equal(doc.text, SOURCE.replace('def area(w, h):', 'def area(w: float, h: float) -> float:'));
+  assert.equal(stub.context['copyspec.reviewing'], false);
   doc.undo();
-  assert.equal(doc.text, SOURCE, 'one undo reverts the accepted answer');
+  assert.equal(doc.text, SOURCE, 'one undo reverts the accepted hunks');
   stub.ui.inputs.push('add type hints');
   await controller.refineSelection();
-  controller.reject();
+  await controller.rejectAll();
   assert.equal(doc.text, SOURCE, 'reject leaves the buffer');
-  assert.equal(controller.preview.current, undefined);
+  assert.equal(controller.review.hunks(uri).length, 0);
 });
 
 test('The refine code action asks for the instruction; the fix action carries the diagnostic', async (t) => {

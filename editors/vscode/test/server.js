@@ -7,7 +7,11 @@
 // request holds after each streamed edit the editor is up to date with (and after its final
 // edit, before answering) until `s.release()`, a cancel, or typing inside its region. Tests that
 // act mid-stream use it so that the tiny model, which copies thousands of tokens a second,
-// cannot finish first; nothing else about the server or its answers is faked.
+// cannot finish first. It also runs with COPYSPEC_TEST_ANSWER naming another file there: the
+// test-only scripted answer (copyspec_lsp/scripted.py). While `s.script(text)` keeps that file
+// in place, every turn answers `text` instead of the tiny model's gibberish, streamed through
+// the real path (shaping, streamed edits, gate, result), so a test knows the answer's hunks.
+// Nothing else about the server or its answers is faked.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -48,8 +52,9 @@ async function startServer({ versioned = true } = {}) {
   const server = findServer();
   const dir = buildTinyModel(server);
   const gate = path.join(dir, 'gate');
+  const answer = path.join(dir, 'answer');
   const proc = spawn(server, ['--stdio'], {
-    cwd: dir, env: { ...process.env, COPYSPEC_TEST_GATE: gate }, stdio: ['pipe', 'pipe', 'inherit'],
+    cwd: dir, env: { ...process.env, COPYSPEC_TEST_GATE: gate, COPYSPEC_TEST_ANSWER: answer }, stdio: ['pipe', 'pipe', 'inherit'],
   });
   const conn = rpc.createMessageConnection(new rpc.StreamMessageReader(proc.stdout), new rpc.StreamMessageWriter(proc.stdin));
   const s = {
@@ -96,6 +101,14 @@ async function startServer({ versioned = true } = {}) {
     });
     fs.rmSync(gate, { force: true });
     return answered;
+  };
+  /** Every turn answers `text` (the model's raw answer: fenced or not) until `unscript`. */
+  s.script = (text) => fs.writeFileSync(answer, text);
+  s.unscript = () => fs.rmSync(answer, { force: true });
+  /** Scripts `text` for the rest of test `t`. */
+  s.scriptFor = (t, text) => {
+    s.script(text);
+    t.after(() => s.unscript());
   };
   /** Holds streams for the rest of test `t` (released when it ends, pass or fail). */
   s.holdFor = (t) => {

@@ -59,6 +59,12 @@ class FakeDocument {
     return new Position(before.length - 1, before[before.length - 1].length);
   }
   getText(r) { return r ? this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end)) : this.text; }
+  get lineCount() { return this.text.split('\n').length; }
+  get eol() { return 1; } // EndOfLine.LF
+  lineAt(line) {
+    const text = this.text.split('\n')[line];
+    return { text, range: new Range(line, 0, line, text.length) };
+  }
   /** One edit; `group` false joins the current undo step. */
   replace(range, text, group = true) { this.replaceAll([{ range, text }], group); }
   /**
@@ -105,6 +111,8 @@ const editors = [];
 const settings = {};
 /** Decorations per editor and type, as the last setDecorations call left them. */
 const decorations = new Map();
+/** The `after` texts per decoration type, as the last setDecorations call left them. */
+const beside = new Map();
 /** Comment threads alive now (the preview's inline diff). */
 const threads = new Set();
 const context = {};
@@ -112,6 +120,9 @@ const context = {};
 const afterEdit = { hook: undefined };
 /** File operations of the WorkspaceEdits applied so far. */
 const fileOps = [];
+const lensProviders = new Set();
+/** The code lenses every provider gives for `document` now. */
+const lenses = (document) => [...lensProviders].flatMap((p) => p.provideCodeLenses(document));
 
 const vscode = {
   Position, Range, Selection, Uri, WorkspaceEdit, CancellationTokenSource,
@@ -121,6 +132,9 @@ const vscode = {
   StatusBarAlignment: { Left: 1, Right: 2 },
   DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2, Hint: 3 },
   ThemeColor: class { constructor(id) { this.id = id; } },
+  OverviewRulerLane: { Left: 1, Center: 2, Right: 4, Full: 7 },
+  EndOfLine: { LF: 1, CRLF: 2 },
+  TextEditorRevealType: { Default: 0, InCenter: 1, InCenterIfOutsideViewport: 2, AtTop: 3 },
   MarkdownString: class { constructor(value) { this.value = value; } },
   CodeLens: class { constructor(range, command) { this.range = range; this.command = command; } },
   CommentMode: { Editing: 0, Preview: 1 },
@@ -140,6 +154,7 @@ const vscode = {
   },
   window: {
     createTextEditorDecorationType: (options) => ({ options, dispose() {} }),
+    onDidChangeVisibleTextEditors: () => ({ dispose() {} }),
     activeTextEditor: undefined,
     visibleTextEditors: editors,
     showInputBox: async () => ui.inputs.shift(),
@@ -160,6 +175,7 @@ const vscode = {
   workspace: {
     getConfiguration: () => ({ get: (key, fallback) => (key in settings ? settings[key] : fallback) }),
     onDidChangeTextDocument: changeListeners.event,
+    onDidCloseTextDocument: () => ({ dispose() {} }),
     textDocuments: documents,
     /** Text edits only (file operations are recorded in `fileOps` and applied nowhere). */
     applyEdit: async (edit) => {
@@ -173,7 +189,11 @@ const vscode = {
   },
   languages: {
     getDiagnostics: (uri) => diagnostics.get(uri.toString()) ?? [],
-    registerCodeLensProvider: () => ({ dispose() {} }),
+    /** The providers registered (the review's and the preview's code lenses). */
+    registerCodeLensProvider: (selector, provider) => {
+      lensProviders.add(provider);
+      return { dispose() { lensProviders.delete(provider); } };
+    },
   },
 };
 
@@ -183,8 +203,14 @@ function openEditor(uri, text, selection) {
   documents.push(document);
   const editor = {
     document, selection,
-    setDecorations: (type, ranges) => decorations.set(type, ranges.map((r) => document.getText(r.start.line === r.end.line && r.isEmpty
-      ? r : new Range(r.start.line, 0, r.end.line, document.text.split('\n')[r.end.line]?.length ?? 0)))),
+    // Each range (or DecorationOptions' range) is recorded as the text of its whole lines, or
+    // for an empty range, the text of its line; `after` text of DecorationOptions in `beside`.
+    setDecorations: (type, items) => {
+      const ranges = items.map((i) => i.range ?? i);
+      decorations.set(type, ranges.map((r) => document.getText(new Range(r.start.line, 0, r.end.line, document.text.split('\n')[r.end.line]?.length ?? 0))));
+      beside.set(type, items.map((i) => i.renderOptions?.after?.contentText).filter((t) => t !== undefined));
+    },
+    revealRange: () => {},
     // All ranges refer to the document before the edit, as in VS Code's edit builder.
     edit: async (build, { undoStopBefore = true } = {}) => {
       const replacements = [];
@@ -211,4 +237,4 @@ Module._resolveFilename = function (request, ...rest) {
   return request === 'vscode' ? __filename : resolve.call(this, request, ...rest);
 };
 
-module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, threads, context, fileOps, afterEdit } });
+module.exports = Object.assign(vscode, { stub: { ui, openEditor, diagnostics, statusBarItem, outputChannel, settings, decorations, beside, threads, context, fileOps, afterEdit, lenses } });
