@@ -35,8 +35,27 @@ function H.step()
   end
 end
 
+-- The server's test-only scripted answer (copyspec_lsp/scripted.py; run.sh sets
+-- COPYSPEC_TEST_ANSWER): while the file exists, every turn answers its text instead of the tiny
+-- model's gibberish, streamed through the real path. What tests fake with it: the model's words,
+-- so that they know where the answer's hunks are.
+H.answer = os.getenv('COPYSPEC_TEST_ANSWER')
+
+--- Every turn from now on answers `text` (the model's raw reply: fenced or not), until H.unscript.
+function H.script(text)
+  assert(H.answer, 'COPYSPEC_TEST_ANSWER is not set: run the tests with editors/nvim/tests/run.sh')
+  assert(vim.fn.writefile(vim.split(text, '\n', { plain = true }), H.answer, 'b') == 0, 'could not write ' .. H.answer)
+end
+
+function H.unscript()
+  if H.answer then
+    os.remove(H.answer)
+  end
+end
+
 local function fail(msg)
   H.release() -- never leave a server held behind
+  H.unscript()
   io.stderr:write('FAIL ' .. msg .. '\n')
   vim.cmd('cquit 1')
 end

@@ -19,6 +19,10 @@ chmod 700 "$XDG_RUNTIME_DIR"
 # holds after each edit, so a test acts mid-stream however fast the machine (helpers.lua:
 # H.hold / H.release / H.step). No test starts with it closed.
 export COPYSPEC_TEST_GATE="$work/gate"
+# The test-only scripted answer (copyspec_lsp/scripted.py): while this file exists, every turn
+# answers its text instead of the tiny model's gibberish, through the real streaming path, so a
+# test knows the answer's hunks (helpers.lua: H.script / H.unscript).
+export COPYSPEC_TEST_ANSWER="$work/answer"
 
 find_tool() { # name, override
   if [[ -n "$2" ]]; then echo "$2"; return; fi
@@ -52,7 +56,7 @@ failed=0
 for t in "${tests[@]}"; do
   echo "== $(basename "$t")"
   start=$SECONDS
-  rm -f "$COPYSPEC_TEST_GATE" # even if an earlier script died holding it
+  rm -f "$COPYSPEC_TEST_GATE" "$COPYSPEC_TEST_ANSWER" # even if an earlier script died holding them
   # Each script quits by itself; the timeout only catches a hang.
   if timeout -k 5 180 "$nvim" --headless --clean -u NONE -i NONE --cmd "set rtp^=$root/editors/nvim" \
       -c "luafile $t" </dev/null; then

@@ -1,4 +1,4 @@
--- The streaming diff, cancel-restores, the preview mode (Accept/Reject), the code actions'
+-- The streaming diff, cancel-restores, the streaming preview, the code actions'
 -- commands and a quiet lsp.log, against the real server (tiny model: gibberish answers, so the
 -- assertions are structural).
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
@@ -77,36 +77,38 @@ H.run({
     H.release()
   end },
 
-  { 'preview: nothing changes until accept; accept is one undo step; reject leaves it', function()
+  { 'preview: the answer streams as virtual lines; nothing reaches the buffer; then its hunks are reviewed', function()
     copyspec.config.apply_mode = 'preview'
     local buf = H.open('preview.py', ORIGINAL)
     local edits = H.edits
-    local done = H.run_job('1,4CopySpecRefine rename w to width')
+    H.done = nil
+    H.hold() -- a preview sends no edits: the gate holds it after each step it has shown
+    vim.cmd('1,4CopySpecRefine rename w to width')
+    local streaming
+    H.wait(function()
+      for _, m in ipairs(vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, { details = true })) do
+        streaming = streaming or m[4].virt_lines
+      end
+      return streaming ~= nil
+    end, 90000, 'the streaming preview')
+    H.eq(4, #vim.tbl_filter(function(m)
+      return m[4].line_hl_group == 'CopySpecRemoved'
+    end, vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, { details = true })), 'the lines it would replace are red')
+    H.eq('CopySpec: streaming the preview…', streaming[#streaming][1][1], 'the answer so far below them')
+    H.release()
+    local done = H.wait_done(90000, 'the preview to finish')
     assert(not done.err, vim.inspect(done.err))
     H.eq(edits, H.edits, 'no edit reached the buffer')
-    H.eq(ORIGINAL, H.lines(buf), 'buffer before accept')
+    H.eq(ORIGINAL, H.lines(buf), 'buffer untouched')
     H.eq({ start = { line = 0, character = 0 }, ['end'] = { line = 3, character = 16 } }, done.result.replacedRange, 'replacedRange')
-    local marks = vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, { details = true })
-    local removed, added = 0, nil
-    for _, m in ipairs(marks) do
-      removed = removed + (m[4].line_hl_group == 'CopySpecRemoved' and 1 or 0)
-      added = added or m[4].virt_lines
-    end
-    H.eq(4, removed, 'the replaced lines are marked red')
-    H.eq(done.result.text, table.concat(vim.tbl_map(function(l)
-      return l[1][1]
-    end, vim.list_slice(added, 1, #added - 1)), '\n'), 'the answer as green virtual lines')
-    assert(vim.fn.maparg('ga', 'n') ~= '', 'accept key mapped while the preview shows')
-    vim.api.nvim_feedkeys('ga', 'x', false)
-    local lines = H.lines(buf)
-    H.eq(table.concat(lines, '\n'), done.result.text .. '\n\nprint(area(1, 2))', 'accepted text')
-    H.eq('', vim.fn.maparg('ga', 'n'), 'accept key gone')
+    H.eq({}, vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, {}), 'the streaming preview is gone')
+    assert(#done.result.hunks > 0, 'the gibberish answer differs from the original')
+    assert(vim.fn.maparg('gA', 'n') ~= '', 'the review keys are mapped')
+    vim.api.nvim_feedkeys('gA', 'x', false)
+    H.eq(done.result.text .. '\n\nprint(area(1, 2))', table.concat(H.lines(buf), '\n'), 'accept all puts the answer in')
+    H.eq('', vim.fn.maparg('gA', 'n'), 'the review is over')
     vim.cmd('silent undo')
-    H.eq(ORIGINAL, H.lines(buf), 'one undo after accept')
-    H.run_job('1,4CopySpecRefine rename w to width')
-    copyspec.reject(buf)
-    H.eq(ORIGINAL, H.lines(buf), 'after reject')
-    H.eq({}, vim.api.nvim_buf_get_extmarks(buf, diff_ns, 0, -1, {}), 'no marks after reject')
+    H.eq(ORIGINAL, H.lines(buf), 'one undo after accept all')
     copyspec.config.apply_mode = 'stream'
   end },
 

@@ -10,15 +10,16 @@
 -- While it streams, the original's not-yet-rewritten rest stays below the streamed text,
 -- highlighted as pending (the server says where with copyspec/pending); a cancel puts the
 -- original back unless cancel_keeps_partial. With apply_mode = 'preview' the answer streams
--- into an inline diff (old lines red, new ones green as virtual lines) and only Accept edits.
+-- into an inline diff (old lines red, new ones green as virtual lines) and nothing edits the
+-- buffer. Either way the finished answer's hunks (sent with the result) are then offered for
+-- review one by one (review.lua): accept or reject each, or all.
 local M = {}
+local review = require('copyspec.review')
 
 local ns = vim.api.nvim_create_namespace('copyspec')
 local diff_ns = vim.api.nvim_create_namespace('copyspec_diff')
 vim.api.nvim_set_hl(0, 'CopySpecStreamed', { default = true, link = 'DiffAdd' })
 vim.api.nvim_set_hl(0, 'CopySpecPending', { default = true, link = 'DiffDelete' })
-vim.api.nvim_set_hl(0, 'CopySpecRemoved', { default = true, link = 'DiffDelete' })
-vim.api.nvim_set_hl(0, 'CopySpecAdded', { default = true, link = 'DiffAdd' })
 local REQUEST_CANCELLED = -32800 -- the user's own cancel
 local SERVER_CANCELLED = -32802 -- the server stopped it; the message says why
 
@@ -31,7 +32,8 @@ M.config = {
   max_new_tokens = nil, -- per request; nil: the server's default
   apply_mode = 'stream', -- 'stream': into the buffer; 'preview': inline diff, Accept/Reject
   cancel_keeps_partial = false, -- on cancel keep the partial answer instead of the original
-  preview_keys = { accept = 'ga', reject = '<Esc>' }, -- buffer-local while a preview is shown
+  -- Buffer-local while hunks are offered for review (false drops one).
+  review_keys = { accept = 'ga', reject = 'gx', accept_all = 'gA', reject_all = 'gX', next = ']h', prev = '[h' },
   -- Keeps Hugging Face libraries from drawing progress bars or warning into lsp.log.
   cmd_env = { HF_HUB_DISABLE_PROGRESS_BARS = '1', TRANSFORMERS_VERBOSITY = 'error', TQDM_DISABLE = '1',
     PYTHONWARNINGS = 'ignore::FutureWarning' },
@@ -150,13 +152,12 @@ local function finish(bufnr, job, err, result, enc)
   if M.jobs[bufnr] == job then
     M.jobs[bufnr] = nil
   end
+  local region_row = region_now(bufnr, job) -- where the region stands now (typing moves it)
   if job.mark then
     pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, job.mark)
   end
   vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
-  if job.preview and (err or not result) then
-    M.previews[bufnr] = nil
-  elseif not job.preview and (job.cancelled or (err and err.code == REQUEST_CANCELLED)) then
+  if not job.preview and (job.cancelled or (err and err.code == REQUEST_CANCELLED)) then
     restore(bufnr, job)
   end
   if job.region then
@@ -176,19 +177,23 @@ local function finish(bufnr, job, err, result, enc)
     end
     return
   end
+  local keys = M.config.review_keys or {}
+  local how = ('%s accepts a hunk, %s rejects it (:CopySpecAccept / :CopySpecReject)'):format(
+    keys.accept or '-', keys.reject or '-')
   if job.preview then
-    local r = result.replacedRange or result.range
-    local srow, scol = to_byte(bufnr, r.start, enc)
-    local erow, ecol = to_byte(bufnr, r['end'], enc)
-    preview_show(bufnr, { srow = srow, scol = scol, erow = erow, ecol = ecol, text = result.text, done = true,
-      session = result.session })
-    return notify('preview ready: ' .. M.config.preview_keys.accept .. ' accepts, '
-      .. M.config.preview_keys.reject .. ' rejects (:CopySpecAccept / :CopySpecReject)')
+    remember_session(bufnr, result.session, result.replacedRange or result.range, enc)
+    review.start(bufnr, result.hunks, false, 0)
+    return notify(('preview ready: %d hunks; %s'):format(#(result.hunks or {}), how))
   end
   remember_session(bufnr, result.session, result.range, enc)
+  -- Typing above the region after the server answered moved it: the hunks move with it.
+  review.start(bufnr, result.hunks, true, region_row and region_row - result.range.start.line or 0)
   local summary = M.format_stats(result.stats)
   if result.turns and result.ok == false then
     summary = ('check still fails after %d turns; %s'):format(#result.turns, summary)
+  end
+  if review.reviews[bufnr] then
+    summary = ('%s; %d hunks: %s'):format(summary, #review.reviews[bufnr].hunks, how)
   end
   notify((result.stats and result.stats.cancelled) and 'cancelled' or ('done: ' .. summary))
 end
@@ -204,9 +209,7 @@ function M.start(bufnr, method, range, extra)
     return notify('a request is already running in this buffer (:CopySpecCancel first)', vim.log.levels.WARN)
   end
   local preview = M.config.apply_mode == 'preview'
-  if M.previews[bufnr] then
-    M.reject(bufnr) -- a new request replaces the old preview
-  end
+  review.stop(bufnr) -- a new request leaves the buffer as the review left it
   local params = vim.tbl_extend('force', {
     textDocument = { uri = vim.uri_from_bufnr(bufnr) },
     range = range,
@@ -379,8 +382,7 @@ local function on_chunk(_, params, ctx)
   show_progress(bufnr, job, M.format_stats(params.stats))
   if job.preview then
     local last = job.requested[2]
-    preview_show(bufnr, { srow = job.requested[1], scol = 0, erow = last, ecol = #line_text(bufnr, last),
-      text = params.text, done = false })
+    preview_show(bufnr, { srow = job.requested[1], erow = last, text = params.text })
   end
 end
 
@@ -553,16 +555,11 @@ local function on_request_event(ev)
   end
 end
 
---- Shown previews per buffer: { mark (extmark over the replaced text), text, done, session }.
-M.previews = {}
-
--- The inline diff: the replaced lines red, the answer green as virtual lines below them.
+-- The streaming preview: the lines the answer would replace red, the answer so far green as
+-- virtual lines below them. Nothing of it is in the buffer; the finished answer's hunks are
+-- reviewed (review.lua).
 preview_show = function(bufnr, p)
-  local old = M.previews[bufnr]
   vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
-  p.mark = vim.api.nvim_buf_set_extmark(bufnr, ns, p.srow, p.scol, {
-    id = old and old.mark, end_row = p.erow, end_col = p.ecol, right_gravity = false, end_right_gravity = true,
-  })
   for row = p.srow, p.erow do
     vim.api.nvim_buf_set_extmark(bufnr, diff_ns, row, 0, { line_hl_group = 'CopySpecRemoved' })
   end
@@ -570,60 +567,27 @@ preview_show = function(bufnr, p)
   for _, line in ipairs(vim.split(p.text, '\n', { plain = true })) do
     virt[#virt + 1] = { { line, 'CopySpecAdded' } }
   end
-  local keys = M.config.preview_keys
-  virt[#virt + 1] = { { p.done and ('CopySpec: %s accept · %s reject'):format(keys.accept, keys.reject)
-    or 'CopySpec: streaming the preview…', 'Comment' } }
+  virt[#virt + 1] = { { 'CopySpec: streaming the preview…', 'Comment' } }
   vim.api.nvim_buf_set_extmark(bufnr, diff_ns, p.erow, 0, { virt_lines = virt })
-  M.previews[bufnr] = p
-  if p.done and not (old and old.done) then
-    vim.keymap.set('n', keys.accept, function() M.accept(bufnr) end, { buffer = bufnr, desc = 'CopySpec: accept' })
-    vim.keymap.set('n', keys.reject, function() M.reject(bufnr) end, { buffer = bufnr, desc = 'CopySpec: reject' })
-  end
 end
 
-local function preview_close(bufnr)
-  local p = M.previews[bufnr]
-  M.previews[bufnr] = nil
-  vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
-  if p and p.done then
-    pcall(vim.keymap.del, 'n', M.config.preview_keys.accept, { buffer = bufnr })
-    pcall(vim.keymap.del, 'n', M.config.preview_keys.reject, { buffer = bufnr })
-  end
-  return p
-end
-
---- :CopySpecAccept: puts the previewed answer into the buffer (one undo step).
+--- :CopySpecAccept: accepts the hunk at the cursor (a streamed one stays, a previewed one goes in).
 function M.accept(bufnr)
-  bufnr = bufnr or vim.api.nvim_get_current_buf()
-  local p = M.previews[bufnr]
-  if not p or not p.done then
-    return notify('no finished preview to accept', vim.log.levels.WARN)
-  end
-  preview_close(bufnr)
-  local m = vim.api.nvim_buf_get_extmark_by_id(bufnr, ns, p.mark, { details = true })
-  vim.api.nvim_buf_del_extmark(bufnr, ns, p.mark)
-  local lines = vim.split(p.text, '\n', { plain = true })
-  vim.api.nvim_buf_set_text(bufnr, m[1], m[2], m[3].end_row, m[3].end_col, lines)
-  local client = get_client(bufnr)
-  if client and p.session then
-    local enc = client.offset_encoding
-    local last = m[1] + #lines - 1
-    remember_session(bufnr, p.session, { start = to_lsp(bufnr, m[1], m[2], enc),
-      ['end'] = to_lsp(bufnr, last, (#lines == 1 and m[2] or 0) + #lines[#lines], enc) }, enc)
-  end
+  review.act(bufnr or vim.api.nvim_get_current_buf(), true)
 end
 
---- :CopySpecReject: drops the preview (and stops it if it is still streaming).
+--- :CopySpecReject: rejects the hunk at the cursor (a streamed one gets its original lines back).
 function M.reject(bufnr)
-  bufnr = bufnr or vim.api.nvim_get_current_buf()
-  local p = preview_close(bufnr)
-  if p and p.mark then
-    pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, p.mark)
-  end
-  local job = M.jobs[bufnr]
-  if job and job.preview then
-    M.cancel(bufnr)
-  end
+  review.act(bufnr or vim.api.nvim_get_current_buf(), false)
+end
+
+--- :CopySpecAcceptAll / :CopySpecRejectAll: every hunk left, in one undo step.
+function M.accept_all(bufnr)
+  review.act_all(bufnr or vim.api.nvim_get_current_buf(), true)
+end
+
+function M.reject_all(bufnr)
+  review.act_all(bufnr or vim.api.nvim_get_current_buf(), false)
 end
 
 -- Code actions name the server's commands: the refine one asks for the instruction here,
@@ -651,6 +615,7 @@ end
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', M.config, opts or {})
   local cfg = M.config
+  review.keys = cfg.review_keys or {}
   vim.lsp.config('copyspec', {
     cmd = cfg.cmd,
     filetypes = cfg.filetypes,
@@ -685,6 +650,18 @@ function M.setup(opts)
   end)
   command('CopySpecReject', function()
     M.reject()
+  end)
+  command('CopySpecAcceptAll', function()
+    M.accept_all()
+  end)
+  command('CopySpecRejectAll', function()
+    M.reject_all()
+  end)
+  command('CopySpecNextHunk', function()
+    review.move(vim.api.nvim_get_current_buf(), true)
+  end)
+  command('CopySpecPrevHunk', function()
+    review.move(vim.api.nvim_get_current_buf(), false)
   end)
   vim.lsp.commands['copyspec.refine'] = action_handler('copyspec/refine')
   vim.lsp.commands['copyspec.fix'] = action_handler('copyspec/fix')
