@@ -25,7 +25,9 @@ suite "python fast lane" python -m pytest -q -m "not slow"
 if [ "${1:-all}" != fast ]; then
   suite "python slow lane" python -m pytest -q -m slow
   if [ -f editors/vscode/package.json ]; then
-    suite "vscode (npm test)" bash -c "cd editors/vscode && npm test"
+    # npm run package: the VSIX users install (copyspec-vscode-<version>.vsix), which the
+    # real-VS-Code suite below installs too.
+    suite "vscode (npm test, VSIX)" bash -c "cd editors/vscode && npm test && npm run -s package"
   fi
   if [ -f editors/nvim/tests/run.sh ]; then
     suite "neovim" bash editors/nvim/tests/run.sh

@@ -2,13 +2,13 @@
 # Installs what the real-VS-Code e2e suite needs, from the registries only, and does nothing
 # when it is already there: Debian's chromium (driven headless) and the headers code-server's
 # native modules build against; code-server 4.100.3 (VS Code 1.100.3, the last release whose
-# engines.node is 20) and playwright-core (no browser download) from npm, into $CACHE.
+# engines.node is 20) and playwright-core (no browser download) from npm, into $CACHE. (The
+# VSIX is packaged with the extension's own @vscode/vsce devDependency: `npm run package`.)
 # Exits non-zero with a one-line reason when something cannot be installed.
 set -euo pipefail
 CACHE=${COPYSPEC_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/copyspec-vscode-e2e}
 CS_VERSION=4.100.3
 PW_VERSION=1.65.1
-VSCE_VERSION=3.9.2
 APT_PACKAGES=(chromium ripgrep build-essential pkg-config python3 libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev)
 fail() { echo "e2e install FAILED: $*" >&2; exit 1; }
 
@@ -45,12 +45,11 @@ if ! "$CACHE/cs/node_modules/.bin/code-server" --version 2>/dev/null | grep -q "
 fi
 
 driver="$CACHE/driver/node_modules"
-if [ "$(node -p "require('$driver/playwright-core/package.json').version" 2>/dev/null)" != "$PW_VERSION" ] \
-   || [ "$(node -p "require('$driver/@vscode/vsce/package.json').version" 2>/dev/null)" != "$VSCE_VERSION" ]; then
-  echo "e2e install: playwright-core $PW_VERSION and @vscode/vsce $VSCE_VERSION from npm"
+if [ "$(node -p "require('$driver/playwright-core/package.json').version" 2>/dev/null)" != "$PW_VERSION" ]; then
+  echo "e2e install: playwright-core $PW_VERSION from npm"
   mkdir -p "$CACHE/driver"
   [ -f "$CACHE/driver/package.json" ] || (cd "$CACHE/driver" && npm init -y >/dev/null)
-  (cd "$CACHE/driver" && npm install --no-audit --no-fund "playwright-core@$PW_VERSION" "@vscode/vsce@$VSCE_VERSION" >/dev/null) \
-    || fail "npm install playwright-core@$PW_VERSION @vscode/vsce@$VSCE_VERSION"
+  (cd "$CACHE/driver" && npm install --no-audit --no-fund "playwright-core@$PW_VERSION" >/dev/null) \
+    || fail "npm install playwright-core@$PW_VERSION"
 fi
 echo "e2e install: ready in $CACHE"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The real-VS-Code end-to-end suite: builds and packages the extension, starts code-server
+# The real-VS-Code end-to-end suite: builds and packages the extension (`npm run package`: the
+# VSIX users install, copyspec-vscode-<version>.vsix) and installs that VSIX, starts code-server
 # (VS Code 1.100.3) on 127.0.0.1 with a throwaway profile and workspace, drives it with
 # headless chromium (suite.js) against the real copyspec-lsp and its built-in model, and stops
 # everything it started by process group. Exit 0 = every scenario passed.
 #   bash editors/vscode/e2e/run.sh [--update-images]   (--update-images: refresh docs/images/)
 # Screenshots go to $E2E_ARTIFACTS (default: a new folder per run, printed); failures add error
 # shots. Nothing of an earlier run is read: profile, workspace, logs, caches and the test gate
-# (COPYSPEC_TEST_GATE, see suite.js) live in a per-run temp dir; only the installed rig is shared.
+# (COPYSPEC_TEST_GATE, see suite.js) and the scripted answer (COPYSPEC_TEST_ANSWER) live in a
+# per-run temp dir; only the installed rig is shared.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -23,7 +25,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e.XXXXXX")
 # the shots an earlier run left there removed (--update-images must never copy a stale one).
 if [ -n "${E2E_ARTIFACTS:-}" ]; then
   ART=$E2E_ARTIFACTS
-  mkdir -p "$ART" && rm -f "$ART"/streaming-diff.png "$ART"/preview.png "$ART"/error-*.png
+  mkdir -p "$ART" && rm -f "$ART"/streaming-diff.png "$ART"/hunk-review.png "$ART"/preview.png "$ART"/error-*.png
 else
   ART=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e-shots.XXXXXX")
 fi
@@ -32,6 +34,10 @@ mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache}
 # closes it around the mid-stream scenarios). Exported so code-server's extension host, and so
 # the server it starts, inherit it; the server wrapper below names it too.
 export COPYSPEC_TEST_GATE=$TMP/gate
+# The test-only scripted answer (copyspec_lsp/scripted.py): while this file exists every turn
+# answers its text instead of the tiny model's gibberish (suite.js writes it for the hunk review
+# and the screenshots, which need a known answer that reads like a real refinement).
+export COPYSPEC_TEST_ANSWER=$TMP/answer
 PGID=""
 cleanup() {
   if [ -n "$PGID" ]; then
@@ -46,16 +52,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "build and package the extension"
-(cd "$REPO/editors/vscode" && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; } && npm run -s build)
-(cd "$REPO/editors/vscode" && "$CACHE/driver/node_modules/.bin/vsce" package --allow-missing-repository \
-  --skip-license -o "$TMP/copyspec.vsix" >/dev/null)
+step "build and package the extension (npm run package)"
+VSIX=$REPO/editors/vscode/copyspec-vscode-$(node -p "require('$REPO/editors/vscode/package.json').version").vsix
+rm -f "$VSIX"
+(cd "$REPO/editors/vscode" && { [ -d node_modules/@vscode/vsce ] || npm ci --no-audit --no-fund >/dev/null; } \
+  && npm run -s package >/dev/null)
+[ -f "$VSIX" ] || { echo "e2e FAILED: npm run package made no $VSIX" >&2; exit 1; }
 
 # The server from this checkout (PYTHONPATH first), whatever an editable install points at.
 cat > "$TMP/bin/copyspec-lsp" <<SH
 #!/bin/sh
 export PYTHONPATH="$REPO\${PYTHONPATH:+:\$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export COPYSPEC_TEST_GATE="$COPYSPEC_TEST_GATE"
+export COPYSPEC_TEST_GATE="$COPYSPEC_TEST_GATE" COPYSPEC_TEST_ANSWER="$COPYSPEC_TEST_ANSWER"
 exec "$PYTHON" -m copyspec_lsp "\$@"
 SH
 chmod +x "$TMP/bin/copyspec-lsp"
@@ -87,8 +95,8 @@ JSON
 CS=("$CACHE/cs/node_modules/.bin/code-server" --config "$TMP/cs-config.yaml" --user-data-dir "$TMP/data"
     --extensions-dir "$TMP/exts")
 export XDG_CONFIG_HOME=$TMP/xdg XDG_DATA_HOME=$TMP/xdg XDG_CACHE_HOME=$TMP/cache
-step "install the extension into the temp profile"
-"${CS[@]}" --install-extension "$TMP/copyspec.vsix" --force >/dev/null
+step "install $(basename "$VSIX") into the temp profile"
+"${CS[@]}" --install-extension "$VSIX" --force >/dev/null
 
 step "start code-server on 127.0.0.1:$PORT"
 setsid "${CS[@]}" --disable-telemetry --disable-update-check --disable-workspace-trust \
@@ -103,6 +111,7 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || { cat "$TMP/logs/code
 step "drive it (suite.js)"
 RC=0
 E2E_URL="http://127.0.0.1:$PORT/" E2E_WS="$TMP/ws" E2E_SHOTS="$ART" E2E_DATA="$TMP/data" E2E_GATE="$COPYSPEC_TEST_GATE" \
+  E2E_ANSWER="$COPYSPEC_TEST_ANSWER" \
   PLAYWRIGHT_CORE="$CACHE/driver/node_modules/playwright-core" \
   node "$HERE/suite.js" || RC=$?
 if [ "$RC" != 0 ]; then
@@ -114,7 +123,7 @@ if [ "$RC" != 0 ]; then
   tail -30 "$TMP/logs/server.log" 2>/dev/null || true
   echo "e2e FAILED (screenshots in $ART)" >&2
 elif [ "${1:-}" = "--update-images" ]; then
-  cp "$ART/streaming-diff.png" "$ART/preview.png" "$REPO/docs/images/"  # taken by this run
+  cp "$ART/streaming-diff.png" "$ART/hunk-review.png" "$ART/preview.png" "$REPO/docs/images/"  # taken by this run
   step "docs/images updated"
 fi
 step "done (exit $RC); screenshots in $ART"

@@ -7,7 +7,13 @@
 // the server's test gate first: run.sh starts the server with COPYSPEC_TEST_GATE=$E2E_GATE, and
 // while that file exists the real server holds a stream after each edit the editor is up to date
 // with (copyspec_lsp/gate.py). So the stream is surely still running when they act, however fast
-// the model; they open the gate once they have acted. Nothing else is faked.
+// the model; they open the gate once they have acted.
+//
+// The hunk review and the README's screenshots need an answer known in advance that reads like a
+// real refinement; the built-in model answers gibberish. So those scenarios write the server's
+// test-only scripted answer (run.sh: COPYSPEC_TEST_ANSWER=$E2E_ANSWER, copyspec_lsp/scripted.py):
+// while that file exists every turn answers its text instead of decoding, streamed through the
+// real path (shaping, streamed edits, gate, the result's hunks). Nothing else is faked.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -17,11 +23,41 @@ const WS = process.env.E2E_WS;
 const SHOTS = process.env.E2E_SHOTS;
 const DATA = process.env.E2E_DATA;
 const GATE = process.env.E2E_GATE;
+const ANSWER = process.env.E2E_ANSWER;
 const URL = process.env.E2E_URL + '?folder=' + encodeURIComponent(WS);
 const FILE = path.join(WS, 'sample.py');
 const SHORT = 'def count_items(items):\n    x = 0\n    x += len(items)\n    return x\n';
 const LONG = 'def total(items):\n' + Array.from({ length: 12 }, (_, i) => `    x${i} = len(items) + ${i}\n`).join('')
   + '    return x0 + x1 + x2\n';
+// The hunk review's file, and the scripted answer: three changes, so three hunks.
+const USERS_HEAD = 'import json\n\n\n';
+const USERS_TAIL = '\n\n\nif __name__ == "__main__":\n    print(load_users("users.json"))\n';
+const USERS_FN = [
+  'def load_users(path):',
+  '    f = open(path)',
+  '    data = json.load(f)',
+  '    f.close()',
+  '    users = []',
+  '    for item in data:',
+  '        if item["active"] == True:',
+  '            users.append(item["name"])',
+  '    print("loaded", len(users), "users")',
+  '    return users',
+];
+const USERS_ANSWER = [
+  'def load_users(path):',
+  '    with open(path) as f:',
+  '        data = json.load(f)',
+  '    users = []',
+  '    for item in data:',
+  '        if item["active"]:',
+  '            users.append(item["name"])',
+  '    return users',
+];
+const users = (fn) => USERS_HEAD + fn.join('\n') + USERS_TAIL;
+const USERS = users(USERS_FN);
+const USERS_REPLY = '```python\n' + USERS_ANSWER.join('\n') + '\n```\n';
+const USERS_INSTRUCTION = 'use a with block, test truthiness, drop the debug print';
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -47,13 +83,8 @@ const statusItems = (page) => page.evaluate(() => [...document.querySelectorAll(
   .map((e) => e.innerText.trim()).filter((s) => s.includes('CopySpec')));
 const toasts = (page) => page.evaluate(() => [...document.querySelectorAll('.notification-toast')]
   .map((e) => e.innerText.replace(/\s+/g, ' ').trim()).filter(Boolean));
-/** The CopySpec code lenses' titles. */
-const lenses = (page) => page.evaluate(() => [...document.querySelectorAll('.codelens-decoration a, .codelens-decoration span')]
-  .map((e) => e.innerText.trim()).filter(Boolean));
-const commentZone = (page) => page.evaluate(() => {
-  const z = document.querySelector('.review-widget .comment-body');
-  return z ? z.innerText.replace(/\u00a0/g, ' ') : null;
-});
+/** The clickable code lenses whose title is exactly `title` (a codicon before it is no text). */
+const lensLinks = (page, title) => page.locator('.codelens-decoration a').filter({ hasText: new RegExp(`^\\s*${title}\\s*$`) });
 
 async function palette(page, command) {
   await page.keyboard.press('Control+Shift+P');
@@ -98,6 +129,13 @@ async function openFile(page, name, marker) {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 60000 });
   await page.keyboard.press('Enter');
   await page.locator('.editor-instance .monaco-editor .view-line', { hasText: marker }).first().waitFor({ timeout: 30000 });
+}
+
+/** For a screenshot: the cursor on the empty third row, so no selection or word highlight
+ * covers the colours. */
+async function restCursor(page) {
+  await focusEditor(page);
+  for (const k of ['Control+Home', 'ArrowDown', 'ArrowDown']) await page.keyboard.press(k);
 }
 
 async function settle(page) {
@@ -179,13 +217,38 @@ async function held(fn) {
   }
 }
 
-/** Whether a running copyspec_lsp was started with the gate (its /proc environ names it). */
+/** Runs `fn` with the scripted answer `text` in place (every turn answers it), and removes it
+ * afterwards whatever happens. */
+async function scripted(text, fn) {
+  fs.writeFileSync(ANSWER, text);
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(ANSWER, { force: true });
+  }
+}
+
+/** Under a closed gate: lets the held stream go on a piece or so at a time (the gate opened for
+ * a moment, then closed again: the stream holds after its next edit) until `pred()` holds. */
+async function streamUntil(what, pred) {
+  for (let i = 0; !(await pred()); i++) {
+    if (i === 400) throw new Error(`the stream never showed ${what}`);
+    release();
+    await sleep(15);
+    hold();
+    await sleep(100);
+  }
+}
+
+/** Whether a running copyspec_lsp was started with the gate and the scripted answer's file
+ * (its /proc environ names them). */
 function serverHasGate() {
-  const wanted = `COPYSPEC_TEST_GATE=${GATE}`;
+  const wanted = [`COPYSPEC_TEST_GATE=${GATE}`, `COPYSPEC_TEST_ANSWER=${ANSWER}`];
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).some((pid) => {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      return cmd.includes('copyspec_lsp') && fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(wanted);
+      const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      return cmd.includes('copyspec_lsp') && wanted.every((w) => environ.includes(w));
     } catch {
       return false; // gone, or not ours
     }
@@ -228,7 +291,6 @@ scenario('refine from the palette: streaming diff, exact result, one undo', asyn
     if (!text.includes(lastLine) || text.split('\n').length <= 3) throw new Error('no original rest in view: ' + JSON.stringify(text));
     await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
     await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
-    await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
     return { mid: text, status: (await statusItems(page)).join(' ') };
   });
   const done = await outcome(page);
@@ -357,37 +419,91 @@ scenario('typing above the region while it streams: the answer still lands, belo
   return `${done}; the typing stays on line 0 and after one undo; ${refusals()} stale edits refused so far`;
 });
 
-scenario('preview mode: inline diff, nothing changes until Accept; Reject leaves it', async (page) => {
-  await load(page, SHORT);
+scenario('hunk review: a streamed three-hunk answer; accept the first and third, reject the second; exact buffer, typing kept, undo', async (page) => {
+  await load(page, USERS);
+  await selectLines(page, 3, 12);
+  await scripted(USERS_REPLY, async () => {
+    await held(async () => { // the streaming-diff screenshot, mid-stream
+      await palette(page, 'CopySpec: Refine Selection');
+      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
+      await firstEdit(page, USERS);
+      await focusEditor(page); // a click on the first row: no selection hides the colours
+      await streamUntil('half the answer with the original\'s rest pending', async () => {
+        const text = await editorText(page) || '';
+        return text.includes('        data = json.load(f)\n    users = []') && text.includes('print("loaded"') || null;
+      });
+      await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
+      await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
+      await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
+    });
+    const done = await outcome(page);
+    if (!/done/.test(done)) throw new Error('outcome: ' + done);
+  });
+  await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 30000);
+  if ((await save(page)) !== users(USERS_ANSWER)) throw new Error('the answer did not stream in exactly');
+  await clearToasts(page);
+  await restCursor(page);
+  await page.screenshot({ path: path.join(SHOTS, 'hunk-review.png') });
+  // 1. Accept the first hunk from its code lens.
+  await lensLinks(page, 'Accept').first().click();
+  await until('two hunks left', async () => (await lensLinks(page, 'Accept').count()) === 2 || null, 10000);
+  // Typing above the region, outside every hunk: the hunks move down with it.
+  await focusEditor(page);
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.type('# reviewed');
+  await page.keyboard.press('Enter');
+  // 2. Reject the second by key: the next hunk from the top, then Ctrl+Alt+N.
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('Alt+F5');
+  await page.keyboard.press('Control+Alt+N');
+  await until('one hunk left', async () => (await lensLinks(page, 'Accept').count()) === 1 || null, 10000);
+  // 3. Accept the third by key: the next hunk, then Ctrl+Alt+Y.
+  await page.keyboard.press('Alt+F5');
+  await page.keyboard.press('Control+Alt+Y');
+  await until('no hunk left', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
+  const chosen = [...USERS_ANSWER.slice(0, 5), USERS_FN[6], ...USERS_ANSWER.slice(6)];
+  const text = await save(page);
+  if (text !== '# reviewed\n' + users(chosen)) throw new Error('not the chosen hunks: ' + JSON.stringify(text));
+  await focusEditor(page);
+  await page.keyboard.press('Control+Z');
+  const undone = await save(page);
+  if (undone !== '# reviewed\n' + users(USERS_ANSWER)) throw new Error('one undo did not take back exactly the reject: ' + JSON.stringify(undone));
+  return 'accepted 1 and 3, rejected 2: exact; the typing kept; one undo took back the reject';
+});
+
+scenario('preview mode: the hunks reviewed against the original; nothing changes until Accept all; Reject all leaves it', async (page) => {
+  await load(page, USERS);
   await palette(page, 'CopySpec: Toggle Preview Mode');
   await until('preview mode', async () => (await statusItems(page)).some((s) => /apply mode preview/.test(s)) || null, 15000);
   try {
-    await selectLines(page, 1, 2);
-    await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'rename x to count');
-    await until('the Accept lens', async () => (await lenses(page)).some((l) => /Accept/.test(l)) || null, 180000);
-    const zone = await until('the inline diff', () => commentZone(page), 10000);
-    await page.screenshot({ path: path.join(SHOTS, 'preview.png') });
-    if ((await editorText(page)).trimEnd() !== SHORT.trimEnd()) throw new Error('the buffer changed before Accept');
-    await focusEditor(page);
-    await page.keyboard.press('Control+Enter');
-    await until('the lenses to go', async () => !(await lenses(page)).some((l) => /Accept/.test(l)) || null, 10000);
-    const accepted = await save(page);
-    if (accepted === SHORT) throw new Error('Accept did not change the file');
-    if (!accepted.includes(zone.trim().split('\n')[0].trim())) throw new Error('Accept put something else in: ' + JSON.stringify(accepted));
-    await focusEditor(page);
-    await page.keyboard.press('Control+Z');
-    if (await save(page) !== SHORT) throw new Error('one undo did not restore the original after Accept');
-    // Reject: the same again, then Escape.
-    await selectLines(page, 1, 2);
-    await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'rename x to count');
-    await until('the Reject lens', async () => (await lenses(page)).some((l) => /Reject/.test(l)) || null, 180000);
-    await focusEditor(page);
-    await page.keyboard.press('Escape');
-    await until('the preview to go', async () => !(await commentZone(page)) || null, 10000);
-    if (await save(page) !== SHORT) throw new Error('Reject changed the file');
-    return `accepted ${JSON.stringify(accepted)}; rejected: unchanged`;
+    await scripted(USERS_REPLY, async () => {
+      await selectLines(page, 3, 12);
+      await palette(page, 'CopySpec: Refine Selection');
+      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
+      await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
+      if (await save(page) !== USERS) throw new Error('the buffer changed before Accept');
+      await clearToasts(page);
+      await palette(page, 'View: Hide Panel'); // the Comments panel the streaming zone opened
+      await restCursor(page);
+      await page.screenshot({ path: path.join(SHOTS, 'preview.png') });
+      await page.keyboard.press('Control+Shift+Enter'); // Accept all
+      await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
+      const accepted = await save(page);
+      if (accepted !== users(USERS_ANSWER)) throw new Error('Accept all did not put the answer in: ' + JSON.stringify(accepted));
+      await focusEditor(page);
+      await page.keyboard.press('Control+Z');
+      if (await save(page) !== USERS) throw new Error('one undo did not restore the original after Accept all');
+      // Reject all: the same again, then Ctrl+Shift+Backspace.
+      await selectLines(page, 3, 12);
+      await palette(page, 'CopySpec: Refine Selection');
+      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
+      await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
+      await focusEditor(page);
+      await page.keyboard.press('Control+Shift+Backspace');
+      await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
+      if (await save(page) !== USERS) throw new Error('Reject all changed the file');
+    });
+    return 'accept all: exactly the answer, one undo; reject all: unchanged';
   } finally {
     await palette(page, 'CopySpec: Toggle Preview Mode');
   }
@@ -460,9 +576,10 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
     const ready = await until('the model', async () => (await statusItems(page)).find((s) => /\((ready|error)\)/.test(s)), 180000);
     if (/error/.test(ready)) throw new Error('server: ' + ready);
     log('ready:', ready);
-    if (!GATE) throw new Error('E2E_GATE is not set (run.sh sets it)');
+    if (!GATE || !ANSWER) throw new Error('E2E_GATE or E2E_ANSWER is not set (run.sh sets them)');
+    fs.rmSync(ANSWER, { force: true });
     release();
-    if (!serverHasGate()) throw new Error(`the server was not started with COPYSPEC_TEST_GATE=${GATE}`);
+    if (!serverHasGate()) throw new Error(`the server was not started with COPYSPEC_TEST_GATE=${GATE} and COPYSPEC_TEST_ANSWER=${ANSWER}`);
     const only = process.env.E2E_ONLY && new RegExp(process.env.E2E_ONLY);
     for (const { name, fn } of scenarios) {
       if (only && !only.test(name)) continue;
@@ -475,6 +592,7 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
         log(`FAIL ${name}: ${e.stack || e}`);
         await page.screenshot({ path: path.join(SHOTS, `error-${failures.length}.png`) }).catch(() => {});
         release();
+        fs.rmSync(ANSWER, { force: true });
         await page.keyboard.press('Escape').catch(() => {});
         await palette(page, 'CopySpec: Cancel').catch(() => {});
         await clearToasts(page).catch(() => {});
