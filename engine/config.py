@@ -20,6 +20,10 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 forward passes are too short to gain from more, and on a busy CPU extra threads wait."""
 MAX_NEW_TOKENS = 512
 """An answer's token budget when none is given (the CLI's and the server's)."""
+COMPILE_CHOICES = ("auto", "on", "off")
+COMPILE = "auto"
+"""Whether decoding runs compiled with a static cache (`engine.compiled`): `auto` where that
+was measured to pay (`engine.compiled.AUTO_COMPILES`), `on` wherever the model allows."""
 
 
 def device_name(value: str) -> str:

@@ -13,6 +13,10 @@ speculation and multi-turn rewinds need.
 
 Recurrent state (SSM, linear attention, short convolutions) cannot be rewound: such caches only
 grow, a turn that rewinds them re-prefills from scratch, and they are marked not `speculative`.
+
+Where the model's compile setting asks for it, passes run through `engine.compiled` instead: a
+static cache and compiled forwards per bucket of widths; should that fail, the cached tokens
+are fed again to a DynamicCache and decoding goes on eagerly.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel, StaticCache
 
+from engine.compiled import describe, fall_back, static_forward
 from engine.index import NgramIndex
 
 try:  # transformers >= 4.56 names the layers of a cache
@@ -41,11 +46,18 @@ class SequenceState:
         self.device = model.device
         self.index = NgramIndex(gamma, policy)
         self.call = ForwardCall.of(model)
-        self.cache = self._new_cache()
-        self.speculative = not _has_recurrent_state(self.cache)
+        self._dynamic = self._new_cache()
+        self.speculative = not _has_recurrent_state(self._dynamic)
         """Whether rejected tokens can be cropped from the cache (no recurrent state)."""
+        self.static = static_forward(model, self.call)
+        """The compiled static-cache path (`engine.compiled`), or None when decoding eagerly."""
         self._cached = 0
         self._logits: torch.Tensor | None = None
+
+    @property
+    def cache(self) -> DynamicCache | StaticCache | None:
+        """The KV cache: static while compiled (None before its first pass), else dynamic."""
+        return self.static.cache if self.static is not None else self._dynamic
 
     @property
     def tokens(self) -> list[int]:
@@ -55,6 +67,12 @@ class SequenceState:
     def cached_length(self) -> int:
         """Tokens whose keys and values (or recurrent state) the cache holds."""
         return self._cached
+
+    def reserve(self, tokens: int) -> None:
+        """The sequence will reach about `tokens` (prompt + answer budget): a static cache
+        sizes itself for that once, rather than growing midway. Nothing to do when eager."""
+        if self.static is not None:
+            self.static.reserve(tokens)
 
     def sync(self, ids: list[int]) -> int:
         """Make the sequence equal `ids`, reusing the longest cached prefix; returns tokens fed.
@@ -87,10 +105,26 @@ class SequenceState:
     def forward(self, input_ids: list[int], logits_to_keep: int = 0) -> torch.Tensor:
         """Run the model over `input_ids` after the cache; returns logits of shape (n, vocab)."""
         self._logits = None
-        ids = torch.tensor([input_ids], dtype=torch.long, device=self.device)
-        logits = self.call(self.model, ids, self.cache, logits_to_keep)
+        logits = self._static_forward(input_ids, logits_to_keep) if self.static else None
+        if logits is None:
+            ids = torch.tensor([input_ids], dtype=torch.long, device=self.device)
+            logits = self.call(self.model, ids, self._dynamic, logits_to_keep)
         self._cached += len(input_ids)
         return logits
+
+    def _static_forward(self, input_ids: list[int], keep: int) -> torch.Tensor | None:
+        """The compiled pass; None when it failed, after the cached tokens were fed again to a
+        fresh DynamicCache, so the caller runs the pass eagerly."""
+        try:
+            return self.static.forward(input_ids, self._cached, keep)
+        except Exception as error:  # any compile or run failure: decoding goes on eagerly
+            fall_back(self.model, describe(error))
+        self.static, self._dynamic = None, self._new_cache()
+        cached = self.tokens[: self._cached]
+        for start in range(0, len(cached), PREFILL_CHUNK):
+            ids = torch.tensor([cached[start : start + PREFILL_CHUNK]], device=self.device)
+            self.call(self.model, ids, self._dynamic, 1)
+        return None
 
     def accept(self, tokens: list[int]) -> None:
         """Append accepted tokens and drop cached keys of anything rejected."""
@@ -110,10 +144,13 @@ class SequenceState:
     def _crop(self, length: int) -> None:
         """Keep the first `length` cached positions. `crop(-n)` removes n in every transformers
         version that has the Cache API; `crop(0)` would mean different things across them."""
-        if length == 0:
-            self.cache, self._cached = self._new_cache(), 0
+        if self.static is not None:
+            self.static.crop(self._cached - length)
+            self._cached = min(self._cached, length)
+        elif length == 0:
+            self._dynamic, self._cached = self._new_cache(), 0
         elif self._cached > length:
-            self.cache.crop(length - self._cached)
+            self._dynamic.crop(length - self._cached)
             self._cached = length
 
 

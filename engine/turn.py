@@ -103,10 +103,12 @@ def run_turn(
     `acceptance` is what the draft-length chooser learned in earlier turns (a session's)."""
     stats = stats if stats is not None else TurnStats()
     started = time.perf_counter()
+    state.reserve(len(ids) + rules.max_new_tokens)  # a static cache is sized once per turn
     # `sync` feeds the last prompt token too; it is not a reused token, nor a prefilled one
     # in the sense of the stats (the first decode step needs it in every method).
     stats.prefill_tokens = state.sync(ids) - 1
     if draft is not None and state.speculative:
+        draft.reserve(len(ids) + rules.max_new_tokens)
         draft.sync(ids)
     stats.reused_tokens = len(ids) - 1 - stats.prefill_tokens
     stats.cache_reused = stats.reused_tokens > 0
