@@ -19,6 +19,7 @@ from engine.config import METHODS, SamplingConfig, SpecConfig
 from engine.options import (
     Parser,
     UsageError,
+    add_compile_argument,
     add_max_new_tokens,
     add_model_arguments,
     add_spec_arguments,
@@ -57,6 +58,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="system prompt ('' for none; default: the built-in model's)")
     parser.add_argument("--method", choices=METHODS, default=SpecConfig.method)
     add_model_arguments(parser)
+    add_compile_argument(parser)
     add_spec_arguments(parser)
     add_max_new_tokens(parser)
     parser.add_argument("--temperature", type=non_negative_float, default=0.0,

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from engine.config import (
+    COMPILE,
+    COMPILE_CHOICES,
     DEVICES,
     DTYPES,
     MAX_BLOCK,
@@ -132,6 +134,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    """--compile, for the tools whose model loading honours it (`load_from_args`)."""
+    parser.add_argument(
+        "--compile", choices=COMPILE_CHOICES, default=COMPILE,
+        help="decode with a static KV cache and torch.compile (CUDA graphs on CUDA): auto "
+        f"where it pays, see docs/performance.md (default {COMPILE})",
+    )
+
+
 def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
     """--gamma and --block, the two copy settings every tool exposes."""
     parser.add_argument("--gamma", type=positive_int, default=SpecConfig.gamma,
@@ -178,11 +189,13 @@ def read_text(path: Path) -> str:
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
     """The target model on the asked device, with the thread count set for it."""
+    from engine.compiled import use_compile
     from engine.loading import ModelLoadError, load_model, use_cpu_threads
 
     try:
         lm = load_model(args.model, args.device, args.dtype, args.trust_remote_code)
         use_cpu_threads(args.threads, lm)
+        use_compile(lm.model, args.compile)
         return lm
     except (ModelLoadError, ValueError) as error:
         raise UsageError(str(error)) from error
@@ -193,6 +206,7 @@ def load_draft_from_args(args: argparse.Namespace, method: str) -> LoadedModel |
     shares the built-in target's tokenizer; any other target needs an explicit one."""
     if not SpecConfig(method).drafts:
         return None
+    from engine.compiled import use_compile
     from engine.loading import ModelLoadError, load_model
     from engine.paths import default_draft_model_path
 
@@ -203,6 +217,8 @@ def load_draft_from_args(args: argparse.Namespace, method: str) -> LoadedModel |
                              "draft shares only the built-in model's tokenizer)")
         path = default_draft_model_path()
     try:
-        return load_model(path, args.device, args.dtype, args.trust_remote_code)
+        draft = load_model(path, args.device, args.dtype, args.trust_remote_code)
     except ModelLoadError as error:
         raise UsageError(f"draft model: {error}") from error
+    use_compile(draft.model, args.compile)
+    return draft

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,10 +23,12 @@ from torch._dynamo.utils import counters
 
 import engine.compiled
 from engine.chat import render_ids
+from engine.cli import build_parser
 from engine.compiled import bucket, compiles, use_compile
 from engine.config import COMPILE, SpecConfig
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
+from engine.options import load_from_args
 from engine.proposers import Proposal, Proposer
 from engine.sequence import SequenceState
 from engine.stats import TurnStats
@@ -209,6 +212,19 @@ def test_auto_compiles_where_it_was_measured_to_pay_and_on_and_off_are_obeyed(
     assert SequenceState(lm.model).static is None  # the default, on this CPU
     with pytest.raises(ValueError, match="auto, on, off"):
         use_compile(lm.model, "yes")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("uncompiled")
+def test_the_flag_reaches_the_model(tiny_model_dir: Path) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["generate", "--prompt", "x"]).compile == COMPILE
+    assert parser.parse_args(["bench", "--compile", "on"]).compile == "on"
+    for setting, compiled in (("on", True), ("off", False)):
+        args = parser.parse_args(["generate", "--prompt", "x", "--model", str(tiny_model_dir),
+                                  "--compile", setting])
+        lm = load_from_args(args)
+        assert (SequenceState(lm.model).static is not None) is compiled
 
 
 def test_widths_pad_up_to_their_bucket() -> None:

@@ -16,6 +16,7 @@ from engine.bench.tasks import Task, TaskFileError, load_tasks
 from engine.index import POLICIES
 from engine.options import (
     UsageError,
+    add_compile_argument,
     add_max_new_tokens,
     add_model_arguments,
     load_draft_from_args,
@@ -38,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "bench", help="measure methods against greedy and HF prompt lookup, identity first",
     )
     add_model_arguments(parser)
+    add_compile_argument(parser)
     parser.add_argument("--tasks", type=Path, nargs="+", action="extend",
                         help="JSONL task files; each file is one workload named by its stem")
     parser.add_argument("--methods", type=method_names, default=list(DEFAULT_METHODS),
