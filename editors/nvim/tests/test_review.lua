@@ -47,10 +47,11 @@ local function with_row(fn, row, text)
   return out
 end
 
---- Types `typed`, then goes back to the main loop, as a user pauses between actions: that
---- closes the undo block (without it every change of the test would join one block).
+--- Types `typed` as a user would ('t': as typed, so each command starts its own undo block,
+--- which keys fed as from a mapping would not), then goes back to the main loop, as a user
+--- pauses between actions.
 local function keys(typed)
-  vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(typed, true, false, true), 'x', false)
+  vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(typed, true, false, true), 'xt', false)
   H.sleep(1)
 end
 

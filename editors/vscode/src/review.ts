@@ -13,7 +13,7 @@ import * as vscode from 'vscode';
 import { Change, Range } from './logic';
 import { ReviewHunk, WireHunk, besideText, changedRows, currentHunk, nextHunk, otherBesideRows, reviewHunks, rowsEdit, trackRows } from './hunks';
 
-interface DocumentReview { uri: string; answerShown: boolean; hunks: ReviewHunk[]; total: number }
+interface DocumentReview { uri: string; answerShown: boolean; hunks: ReviewHunk[] }
 
 export class Review implements vscode.Disposable, vscode.CodeLensProvider {
   private readonly reviews = new Map<string, DocumentReview>();
@@ -76,7 +76,7 @@ export class Review implements vscode.Disposable, vscode.CodeLensProvider {
     const uri = document.uri.toString();
     const matching = reviewHunks(hunks, answerShown, shift).filter((h) => reads(document, h));
     this.reviews.delete(uri);
-    if (matching.length) this.reviews.set(uri, { uri, answerShown, hunks: matching, total: hunks.length });
+    if (matching.length) this.reviews.set(uri, { uri, answerShown, hunks: matching });
     this.render();
   }
 

@@ -16,7 +16,7 @@ vim.api.nvim_set_hl(0, 'CopySpecRemoved', { default = true, link = 'DiffDelete' 
 
 --- Buffer-local keys while a review is shown (setup's review_keys).
 R.keys = { accept = 'ga', reject = 'gx', accept_all = 'gA', reject_all = 'gX', next = ']h', prev = '[h' }
---- Reviews per buffer: { answer_shown, hunks = { { id, start, end_, shown, other } }, total }.
+--- Reviews per buffer: { answer_shown, hunks = { { id, start, end_, shown, other } } }.
 R.reviews = {}
 local attached = {}
 
@@ -283,9 +283,11 @@ function R.start(bufnr, hunks, answer_shown, shift)
   if #list == 0 then
     return
   end
-  R.reviews[bufnr] = { answer_shown = answer_shown, hunks = list, total = #hunks }
+  R.reviews[bufnr] = { answer_shown = answer_shown, hunks = list }
   if not attached[bufnr] then
-    attached[bufnr] = vim.api.nvim_buf_attach(bufnr, false, { on_lines = on_lines }) or nil
+    attached[bufnr] = vim.api.nvim_buf_attach(bufnr, false, { on_lines = on_lines, on_detach = function()
+      attached[bufnr] = nil
+    end }) or nil
   end
   local k = R.keys
   local function map(lhs, fn, desc)
