@@ -25,6 +25,26 @@ import torch
 torch.set_num_threads(1)
 atexit.register(shutil.rmtree, Path(os.environ["COPYSPEC_TEST_GATE"]).parent, ignore_errors=True)
 
+
+def private_cache() -> Path:
+    """Point XDG_CACHE_HOME, for this process and every server it starts, at a folder of this
+    session's own, removed at its end: no run reads what an earlier one left in the user's
+    cache (the engine's measured cost curves, for one) nor leaves anything there. What setup
+    put there on purpose stays in view: the Hugging Face cache (HF_HOME names it) and the
+    fetched weights (linked). Runs before transformers is imported."""
+    user = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    os.environ.setdefault("HF_HOME", str(user / "huggingface"))
+    private = Path(tempfile.mkdtemp(prefix="copyspec-cache-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    weights = user / "copyspec" / "weights"
+    if weights.is_dir():
+        (private / "copyspec").mkdir()
+        (private / "copyspec" / "weights").symlink_to(weights, target_is_directory=True)
+    os.environ["XDG_CACHE_HOME"] = str(private)
+    return private
+
+
+private_cache()
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine.loading import LoadedModel  # noqa: E402
