@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -33,8 +34,12 @@ WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTEXT = 256
 """Cached tokens before the timed passes. A longer context makes wide passes relatively cheaper
 (the per-pass work over the cache is shared), so a short one errs towards shorter drafts."""
+FIRST = (1, 2, 4, 8, 16, 32, 64)
+"""Timed once whatever the budget (so a large model on a CPU takes longer than the budget):
+the widths most passes use (a CPU's curve has steps, SmolLM2's one from 4 to 8), up to one
+wide enough that wider ones are extrapolated along a slope where cost grows with width."""
 BUDGET_SECONDS = 1.0
-"""Measuring stops adding repeats (and then wider widths) once this much time is spent."""
+"""Measuring stops adding widths and repeats once this much time is spent."""
 REPEATS = 5
 """Timed forwards per width when the budget allows; the fastest counts (interference from
 other work only ever adds time)."""
@@ -45,18 +50,27 @@ machine: such a model gets the flat curve, unmeasured."""
 STORE_AFTER_SECONDS = 0.2
 """A curve that took less than this to measure is measured again rather than stored: a tiny
 model measures in milliseconds, and tests should not write to the user's cache."""
-FORMAT = 1
+CALIBRATION_HALF_LIFE = 64
+"""Passes after which a timed pass counts half in the online correction."""
+CALIBRATION_WEIGHT = 4.0
+"""Passes of evidence the measured curve is worth, for one-token and for drafted passes."""
+CLIP = math.log(3)
+FORMAT = 3
 """Bumped when the stored curve's meaning changes, so older files are measured again."""
 
 
 @dataclass(frozen=True)
 class CostCurve:
-    """Seconds per verify pass at measured widths; any width between them is interpolated
-    linearly, and past the widest the cost grows in proportion to width, as a compute-bound
-    pass does, so a width that was not timed is never taken to be cheap."""
+    """Seconds per verify pass at measured widths; any width is interpolated linearly between
+    them, and past the widest extrapolated along the last segment, or along the whole curve's
+    average slope where that is steeper (a flat last segment can be noise, and a pass whose
+    cost has grown with width does not stop growing)."""
 
     widths: tuple[int, ...]
     seconds: tuple[float, ...]
+    measured: bool = False
+    """Timed on this machine (`measure`), so worth correcting by the passes' own times
+    (`Calibrated`); a curve given by hand, or the flat one, is taken as it is."""
 
     def __post_init__(self) -> None:
         if not self.widths or len(self.widths) != len(self.seconds):
@@ -74,11 +88,13 @@ class CostCurve:
     def __call__(self, width: int) -> float:
         """Seconds of one pass of `width` tokens."""
         widths, seconds = self.widths, self.seconds
-        if width <= widths[0]:
+        if width <= widths[0] or len(widths) == 1:
             return seconds[0]
-        if width >= widths[-1]:
-            return seconds[-1] * width / widths[-1]
         i = bisect.bisect_left(widths, width)
+        if i == len(widths):
+            slope = max((seconds[-1] - seconds[-2]) / (widths[-1] - widths[-2]),
+                        (seconds[-1] - seconds[0]) / (widths[-1] - widths[0]))
+            return seconds[-1] + slope * (width - widths[-1])
         slope = (seconds[i] - seconds[i - 1]) / (widths[i] - widths[i - 1])
         return seconds[i - 1] + slope * (width - widths[i - 1])
 
@@ -91,7 +107,49 @@ class CostCurve:
 
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> CostCurve:
-        return cls(tuple(int(w) for w in data["widths"]), tuple(float(s) for s in data["seconds"]))
+        return cls(tuple(int(w) for w in data["widths"]),
+                   tuple(float(s) for s in data["seconds"]), measured=True)
+
+
+class Calibrated:
+    """A measured curve corrected by the passes decoding actually times.
+
+    The curve was timed once, maybe on a busier or quieter machine, and after a shorter
+    context than now; what the chooser needs is a draft's cost relative to one token's, as it
+    is now. So it keeps decayed means of log(observed / curve) for one-token passes and for
+    drafted ones, each pass clipped to ±log 3 (a pass that waited on another process says
+    little) and shrunk towards no correction, and scales every drafted width by the
+    difference: one factor, so widths never tried are neither singled out nor left behind."""
+
+    def __init__(self, curve: CostCurve) -> None:
+        self.curve = curve
+        self._decay = 0.5 ** (1 / CALIBRATION_HALF_LIFE)
+        self._sums = [[0.0, 0.0], [0.0, 0.0]]
+        """For one-token passes and for drafted ones: decayed weight and weighted log ratio."""
+        self._base: list[float] = []
+        """curve(w) for w = 1, 2, …, filled as wider widths are asked about."""
+
+    def observe(self, width: int, seconds: float) -> None:
+        """A pass of `width` tokens took `seconds` (forward and host sync)."""
+        ratio = min(max(math.log(seconds / self.curve(width)), -CLIP), CLIP)
+        for sums in self._sums:
+            sums[0] *= self._decay
+            sums[1] *= self._decay
+        sums = self._sums[width > 1]
+        sums[0] += 1.0
+        sums[1] += ratio
+
+    def factor(self) -> float:
+        """How much dearer drafted passes are, relative to one token, than the curve says."""
+        one, drafted = ((total / (weight + CALIBRATION_WEIGHT)) for weight, total in self._sums)
+        return math.exp(drafted - one)
+
+    def table(self, widths: int) -> list[float]:
+        """Corrected seconds of passes of 1, 2, …, `widths` tokens."""
+        base = self._base
+        base.extend(self.curve(w) for w in range(len(base) + 1, widths + 1))
+        factor = self.factor()
+        return [base[0], *(cost * factor for cost in base[1:widths])]
 
 
 @torch.inference_mode()
@@ -100,10 +158,10 @@ def measure(model: PreTrainedModel, widths: Sequence[int] = WIDTHS,
     """Time passes of each width after CONTEXT cached tokens, through the engine's own forward
     (`SequenceState`: the same cache and call as decoding), rolling the cache back after each.
 
-    Widths are visited in rounds, narrowest first, so interference spreads over all of them;
-    once the budget is spent (and at least two widths are timed) it stops, and the widths not
-    timed are extrapolated in proportion to width. Each pass ends with the host sync of an
-    argmax, as the acceptance rule's does, so the time is real on any device."""
+    FIRST comes first, then every width in rounds, narrowest first, so interference spreads
+    over all of them, until the budget is spent; widths never timed are interpolated or
+    extrapolated. Each pass ends with the host sync of an argmax, as the acceptance rule's
+    does, so the time is real on any device."""
     state = SequenceState(model)
     vocab = min(model.config.vocab_size, model.get_input_embeddings().weight.shape[0])
     window = getattr(model.config, "max_position_embeddings", None) or CONTEXT + max(widths)
@@ -115,9 +173,10 @@ def measure(model: PreTrainedModel, widths: Sequence[int] = WIDTHS,
     state.accept([])  # the last token is pending again, as before every decoding step
     _time_pass(state, [])  # warm-up
     fastest: dict[int, float] = {}
+    first = [w for w in FIRST if w in widths]
     started = time.perf_counter()
-    for width in [w for _ in range(repeats) for w in widths]:
-        if len(fastest) >= min(2, len(widths)) and time.perf_counter() - started > budget:
+    for visit, width in enumerate([*first, *(w for _ in range(repeats) for w in widths)]):
+        if visit >= len(first) and time.perf_counter() - started > budget:
             break
         seconds = _time_pass(state, ids[context : context + width - 1])
         fastest[width] = min(seconds, fastest.get(width, seconds))
@@ -126,7 +185,7 @@ def measure(model: PreTrainedModel, widths: Sequence[int] = WIDTHS,
     for width in reversed(timed):  # a narrower pass never costs more; noise only ever adds
         lowest = min(lowest, fastest[width])
         costs.append(lowest)
-    return CostCurve(tuple(timed), tuple(reversed(costs)))
+    return CostCurve(tuple(timed), tuple(reversed(costs)), measured=True)
 
 
 def _time_pass(state: SequenceState, draft: list[int]) -> float:

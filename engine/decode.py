@@ -59,17 +59,21 @@ def decode(
             stats.stop_reason = "length"
             break
         proposal, made = _propose(state, proposers, remaining - 1, chooser)
+        began = time.perf_counter()
         logits = state.step(proposal.tokens)
         stats.forward_passes += 1
         if sampler is None:
             accepted, own = accept_greedy(logits, proposal.tokens)
         else:
             accepted, own = accept_sampled(logits, proposal.tokens, sampler, proposal.probs)
+        spent = time.perf_counter() - began  # the forward and the acceptance rule's host sync
         _count(stats, proposal, accepted)
         if proposal.proposer is not None:
             proposal.proposer.feedback(proposal, accepted)
         emitted, reason = _apply_stops([*proposal.tokens[:accepted], own], generated, rules)
         if chooser is not None:
+            if generated:  # the first pass reuses the prefill's logits: not a full forward
+                chooser.timed(1 + len(proposal), spent)
             chooser.observe(made, emitted)
             stats.held_back += not proposal.tokens and any(p.candidate for p in made)
         state.accept(emitted)

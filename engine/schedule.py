@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from engine.costs import CostCurve
+from engine.costs import Calibrated, CostCurve
 from engine.proposers import Proposal
 
 Key = tuple[str, str, int]
@@ -142,16 +142,21 @@ class DraftChooser:
         self._run = 0
         """Tokens the draft model got right since it last missed: its confidence, as the
         alignment is a copy proposer's."""
+        self.calibrated = Calibrated(cost) if cost.measured else None
+        """The measured curve as the passes' own times correct it; None: `cost` as given."""
         self._costs = [self.cost(1)]
-        """cost(w) for w = 1, 2, …, filled as wider widths are asked about."""
+        """cost(w) for w = 1, 2, …, filled as wider widths are asked about (uncalibrated)."""
 
     def best(self, key: Key, aligned: int, longest: int, per_token: float = 0.0) -> int:
         """The k in [0, longest] with the most expected tokens per second for a proposal of
         this key and alignment; `per_token` is the seconds proposing each token costs (a draft
         model's forward)."""
         first, later = self.acceptance.hazards(key, aligned)
-        costs = self._costs
-        costs.extend(self.cost(w) for w in range(len(costs) + 1, longest + 2))
+        if self.calibrated is not None:
+            costs = self.calibrated.table(longest + 1)
+        else:
+            costs = self._costs
+            costs.extend(self.cost(w) for w in range(len(costs) + 1, longest + 2))
         best_k, best_rate = 0, (1.0 + MARGIN) / costs[0]
         alive, gain = 1.0 - first, 1.0
         for k in range(1, longest + 1):
@@ -174,6 +179,11 @@ class DraftChooser:
         if k == 0 and self._idle >= PROBE_AFTER:
             k = min(PROBE_LENGTH, budget)
         return k
+
+    def timed(self, width: int, seconds: float) -> None:
+        """A verify pass of `width` tokens took `seconds`: correct the curve by it."""
+        if self.calibrated is not None:
+            self.calibrated.observe(width, seconds)
 
     def cut(self, proposal: Proposal) -> Proposal:
         """The proposal to verify: a copy's candidate cut to the best length (possibly none);

@@ -114,7 +114,9 @@ def test_the_curve_interpolates_and_extrapolates() -> None:
     assert [curve(w) for w in (1, 2, 4, 6, 8)] == pytest.approx(
         [1.0, 1.333, 2.0, 3.0, 4.0], abs=1e-3)
     assert CostCurve.flat()(300) == 1.0
-    assert curve(16) == pytest.approx(8.0)  # past the widest timed width: in proportion
+    assert curve(16) == pytest.approx(8.0)  # past the widest: along the last segment
+    flat_end = CostCurve((1, 4, 8), (1.0, 2.0, 2.0))
+    assert flat_end(15) == pytest.approx(3.0)  # ... or the average slope, when steeper
     with pytest.raises(ValueError, match="never fall"):
         CostCurve((1, 2), (2.0, 1.0))
 
@@ -261,3 +263,21 @@ def test_a_prediction_cut_by_the_chooser_keeps_the_answer_and_counts_what_was_ve
         assert tokens == plain
         verified = stats.accepted_prediction_tokens + stats.rejected_prediction_tokens
         assert verified <= stats.proposed_tokens
+
+
+def test_a_measured_curve_is_corrected_by_the_passes_timed() -> None:
+    """Drafted passes found three times dearer than measured: a short run that paid before
+    no longer does. A curve given by hand (like every other one in these tests) is taken as
+    it is."""
+    acceptance = Acceptance()
+    for _ in range(20):
+        acceptance.observe(COPY, 4, 3, broke=True)
+    measured = CostCurve(CPU.widths, CPU.seconds, measured=True)
+    chooser = DraftChooser(measured, acceptance=acceptance)
+    before = chooser.best(COPY, 4, 64)
+    assert before > 0
+    for _ in range(40):
+        chooser.timed(1, CPU(1))
+        chooser.timed(before + 1, 3 * CPU(before + 1))
+    assert chooser.best(COPY, 4, 64) == 0
+    assert DraftChooser(CPU).calibrated is None
