@@ -72,8 +72,10 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_costs_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "costs", help="cost of one forward by width and context, for a real-size model shape")
-    parser.add_argument("--model-shape", required=True, choices=NAMES,
-                        help="a random-init real shape, or the built-in model")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model-shape", choices=NAMES,
+                       help="a random-init real shape, or the built-in model")
+    model.add_argument("--model", help="a model directory or GGUF file: its real weights")
     parser.add_argument("--widths", default="1,2,4,8,16,32,64,128,256,512")
     parser.add_argument("--contexts", default="1024,8192")
     parser.add_argument("--repeats", type=positive_int, default=5)

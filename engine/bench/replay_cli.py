@@ -30,6 +30,7 @@ from engine.bench.shapes import BUILTIN, UnknownShape, build, vocab_size
 from engine.bench.timing import TimedPair, forward_costs, suggested_cap, timed_replay
 from engine.bench.workloads import WorkloadError, extract, read_jsonl, tokenize
 from engine.config import SpecConfig
+from engine.costs import CONTEXT, measure
 from engine.loading import (
     ModelLoadError,
     load_model,
@@ -174,6 +175,16 @@ def shape_model(args: argparse.Namespace) -> tuple[PreTrainedModel, torch.device
     return model, device, dtype
 
 
+def real_model(args: argparse.Namespace) -> tuple[PreTrainedModel, torch.device, torch.dtype]:
+    """The model `--model` names, with its real weights, threads as `copyspec generate` sets."""
+    try:
+        lm = load_model(args.model, args.device, args.dtype)
+        use_cpu_threads(args.threads, lm)
+    except (ModelLoadError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    return lm.model, lm.device, lm.dtype
+
+
 def check_vocabulary(args: argparse.Namespace, pairs: Sequence[Pair]) -> None:
     """Refuse, before any replay, token ids that the timed model has no embedding for."""
     try:
@@ -232,11 +243,13 @@ def run_costs(args: argparse.Namespace) -> int:
     widths, contexts = integers(args.widths, "--widths"), integers(args.contexts, "--contexts")
     if args.repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    model, device, dtype = shape_model(args)
+    model, device, dtype = real_model(args) if args.model else shape_model(args)
     costs = forward_costs(model, widths, contexts, args.repeats,
                           lambda what: print(what, file=sys.stderr))
     caps = {str(c): suggested_cap(costs, c) for c in contexts}
-    meta = {"command": " ".join(["copyspec", *sys.argv[1:]]), "model_shape": args.model_shape,
+    engine = measure(model)  # what the engine's draft-length chooser measures at first use
+    meta = {"command": " ".join(["copyspec", *sys.argv[1:]]),
+            "model_shape": args.model_shape or args.model, "engine_curve": engine.to_dict(),
             "device": device_name(device), "dtype": str(dtype).removeprefix("torch."),
             "threads": torch.get_num_threads(), "repeats": args.repeats,
             "timing": "CUDA events + host sync per step" if device.type == "cuda"
@@ -245,7 +258,7 @@ def run_costs(args: argparse.Namespace) -> int:
     (args.out / "costs.json").write_text(
         json.dumps({"meta": meta, "costs": [c.__dict__ for c in costs]}, indent=1),
         encoding="utf-8")
-    lines = [f"# Forward cost: {args.model_shape} on {meta['device']} ({meta['dtype']})", "",
+    lines = [f"# Forward cost: {meta['model_shape']} on {meta['device']} ({meta['dtype']})", "",
              f"Median of {args.repeats} timed forwards after one warm-up; {meta['timing']}.", "",
              "| context | " + " | ".join(f"w={w}" for w in widths) + " |",
              "|---:|" + "---:|" * len(widths)]
@@ -254,7 +267,11 @@ def run_costs(args: argparse.Namespace) -> int:
         lines.append(f"| {context} | " + " | ".join(f"{c.ms:.2f} ms ({c.relative:.2f}x)"
                                                     for c in row) + " |")
     lines += ["", "Suggested draft cap (widest draft whose pass costs ≤ 2 plain steps): "
-              + ", ".join(f"{cap} at context {c}" for c, cap in caps.items()), ""]
+              + ", ".join(f"{cap} at context {c}" for c, cap in caps.items()), "",
+              f"The engine's own curve (engine.costs, context {CONTEXT}, what the draft-length "
+              "chooser weighs drafts by): " + ", ".join(
+                  f"w={w} {s * 1000:.2f} ms ({s / engine(1):.2f}x)"
+                  for w, s in zip(engine.widths, engine.seconds, strict=True)), ""]
     (args.out / "costs.md").write_text("\n".join(lines), encoding="utf-8")
     plot_costs(args.out / "costs.png", costs, contexts, meta)
     print("\n".join(lines))
