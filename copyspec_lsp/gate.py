@@ -17,14 +17,11 @@ the file. Without the variable (always, outside tests) no gate exists and nothin
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from pathlib import Path
 
 from copyspec_lsp.requests import Request
-
-GATE_VARIABLE = "COPYSPEC_TEST_GATE"
-POLL_SECONDS = 0.005
+from engine.gate import POLL_SECONDS, gate_path
 
 
 class StreamGate:
@@ -35,8 +32,8 @@ class StreamGate:
 
     @classmethod
     def from_environment(cls) -> StreamGate | None:
-        path = os.environ.get(GATE_VARIABLE)
-        return cls(Path(path)) if path else None
+        path = gate_path()
+        return cls(path) if path is not None else None
 
     @property
     def closed(self) -> bool:

@@ -22,9 +22,9 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
-from copyspec_lsp.gate import GATE_VARIABLE
 from copyspec_lsp.params import plain
 from copyspec_lsp.positions import LineIndex
+from engine.gate import GATE_VARIABLE
 
 from tiny_models import loaded, save
 

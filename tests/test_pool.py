@@ -19,7 +19,7 @@ from engine.config import SpecConfig
 from engine.loading import load_model
 from engine.session import Session
 
-from lsp_fixtures import free_port
+from lsp_fixtures import free_port, held_stream
 from pool_fixtures import (
     PY_CODE,
     SYSTEM,
@@ -80,8 +80,11 @@ def test_greedy_matches_in_process_and_turn_two_stays_on_its_replica(pool, refer
 
 
 def test_a_dropped_stream_stops_the_replica_within_one_step(pool) -> None:
+    """The replica's turn holds after each streamed text while the test gate is closed
+    (engine/gate.py; Ray's workers inherit the environment), so it cannot finish before the
+    stream is dropped, however fast the model is."""
     body = {"messages": conversation(ASK), "stream": True, "max_tokens": 400}
-    with httpx.Client(timeout=60) as http, http.stream(
+    with held_stream(), httpx.Client(timeout=60) as http, http.stream(
         "POST", f"{pool}/v1/chat/completions", json=body, headers={"x-session-id": "cancel"}
     ) as response:
         for line in response.iter_lines():

@@ -94,9 +94,9 @@ async def test_remote_turns_match_local_and_reuse_the_servers_cache(editors) -> 
 
 
 async def test_cancel_closes_the_stream_and_stops_the_server(editors, service: str) -> None:
-    """The cancel comes from the first streamed edit while the test gate holds the request
-    (copyspec-lsp honours it). `copyspec serve` has no gate of its own yet, so on a fast
-    machine its side of the turn can still end before the stream closes."""
+    """The cancel comes from the first streamed edit while the test gate holds both sides:
+    the LSP's request and `copyspec serve`'s turn (engine/gate.py), so neither can finish
+    before the stream closes, however fast the model is."""
     remote, _ = editors
     uri = "file:///remote-cancel.py"
     remote.open(uri, DOC)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import SpecConfig
+from engine.gate import gate_path, hold_while_closed
 from engine.loading import LoadedModel
 from engine.serve.cache import SessionCache
 from engine.serve.history import ServedSession
@@ -50,6 +51,8 @@ class ServeEngine:
         self.cache = SessionCache(cache_bytes, lambda: ServedSession(lm, spec, draft))
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="copyspec-serve")
         self.passes_after_stop: dict[str, int] = {}
+        self.gate = gate_path()
+        """Set only by tests that act mid-stream (engine/gate.py)."""
         """Per session: target forward passes its last cancelled turn made after the stop."""
 
     @property
@@ -66,6 +69,7 @@ class ServeEngine:
 
         def on_text(delta: str, _stats: TurnStats) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, ("text", delta))
+            hold_while_closed(self.gate, stop)  # tests only: see engine/gate.py
 
         future = loop.run_in_executor(
             self.executor, self._run, session_id, chat, stop, on_text, stats
