@@ -1,0 +1,271 @@
+"""Real weights: greedy, HF prompt lookup, ours (the default, cost-aware) and the old default
+(`cost_aware=False`) on multi-turn tasks, alternating in one process with `copyspec bench`'s
+own identity pass and rotation; per (task, turn) the median tok/s end to end and its spread.
+
+    python scripts/cost_aware_bench.py \
+        --model ~/.cache/copyspec/weights/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --threads 1 --repeats 3 --tasks benchmarks/refine_chains.jsonl --out results.json
+
+`record` writes each turn's prompt and greedy output (token ids) for `model`, which replays
+them through the real decode loop, chooser and proposers with an oracle in place of the model
+and sums cost(width) over the passes: modelled seconds, free of timing noise.
+
+    python scripts/cost_aware_bench.py record --model … --tasks … --out turns.jsonl
+    python scripts/cost_aware_bench.py model turns.jsonl --curve 1:1,2:1.1,4:1.5,8:2.1,16:2.3
+
+`replay` runs the oracle replay (`copyspec bench replay`'s protocol and pairs) with the chooser
+under given curves: passes per token, and cost(width) summed over them against plain decoding.
+
+    python scripts/cost_aware_bench.py replay --workload shared/replay/*.jsonl \
+        --tokenizer shared/tokenizers/gpt2 --curve flat 1:1,256:1 --curve cpu 1:1,16:2.3,…
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from engine.config import SpecConfig
+from engine.costs import CostCurve
+
+METHODS = ("greedy", "pld", "ours", "old default")
+
+
+def bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from engine.bench.methods import BLOCK, GAMMA, GenerateRunner, SessionRunner
+    from engine.bench.run import identity_pass, timed_passes
+    from engine.bench.tasks import load_tasks
+    from engine.costs import curve_for
+    from engine.loading import load_model, use_cpu_threads
+
+    lm = load_model(args.model, "cpu", "float32")
+    threads = use_cpu_threads(args.threads, lm)
+    tasks = [task for path in args.tasks for task in load_tasks(path)]
+    runners = [SessionRunner("greedy", lm, SpecConfig("greedy")),
+               GenerateRunner("pld", lm, (GAMMA, BLOCK)),
+               SessionRunner("ours", lm, SpecConfig()),
+               SessionRunner("old default", lm, SpecConfig(cost_aware=False))]
+    started = time.perf_counter()
+
+    def log(what: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {what}", file=sys.stderr, flush=True)
+
+    reference = identity_pass(lm, tasks, runners, args.max_new_tokens, log)
+    records = timed_passes(tasks, runners, reference, args.repeats, args.max_new_tokens, log)
+    speeds: dict[tuple[str, int, str], list[float]] = collections.defaultdict(list)
+    tokens: dict[tuple[str, int], int] = {}
+    for record in records:
+        speeds[(record.task, record.turn, record.method)].append(record.new_tokens / record.seconds)
+        tokens[(record.task, record.turn)] = record.new_tokens
+    curve = curve_for(lm.model)
+    rows = [{"task": task, "turn": turn, "method": method, "median": statistics.median(values),
+             "low": min(values), "high": max(values)}
+            for (task, turn, method), values in sorted(speeds.items())]
+    meta = {"model": args.model, "threads": threads, "torch": torch.__version__,
+            "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "load average after": os.getloadavg(), "repeats": args.repeats,
+            "max_new_tokens": args.max_new_tokens, "curve": curve.to_dict(),
+            "speed": "tok/s end to end per turn (prefill included)"}
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows, "tokens":
+                                    [[t, n, k] for (t, n), k in tokens.items()]}, indent=1))
+    print("| task | turn | tokens | greedy | HF prompt lookup | ours (spread) | old default |"
+          " ours / greedy | ours / PLD | old / greedy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (task, turn), count in sorted(tokens.items()):
+        g, p, o, d = (speeds[(task, turn, m)] for m in METHODS)
+        mg, mp, mo, md = (statistics.median(v) for v in (g, p, o, d))
+        print(f"| {task} | {turn} | {count} | {mg:.1f} | {mp:.1f} | {mo:.1f} ({min(o):.1f}–"
+              f"{max(o):.1f}) | {md:.1f} | {mo / mg:.2f}x | {mo / mp:.2f}x | {md / mg:.2f}x |")
+
+
+def record(args: argparse.Namespace) -> None:
+    from engine.bench.tasks import load_tasks
+    from engine.loading import load_model, use_cpu_threads
+    from engine.session import Session
+
+    lm = load_model(args.model, "cpu", "float32")
+    use_cpu_threads(args.threads, lm)
+    with args.out.open("w", encoding="utf-8") as out:
+        for path in args.tasks:
+            for task in load_tasks(path):
+                session = Session(lm, SpecConfig(), system=task.system)
+                for turn, message in enumerate(task.turns, start=1):
+                    result = session.send(message, args.max_new_tokens)
+                    out.write(json.dumps({"task": task.id, "turn": turn, "prompt":
+                                          result.prompt_ids, "output": result.token_ids}) + "\n")
+
+
+class _Choices:
+    def __init__(self, choices: list[int]) -> None:
+        self.choices = choices
+
+    def argmax(self, dim: int = -1) -> _Choices:
+        return self
+
+    def tolist(self) -> list[int]:
+        return self.choices
+
+
+class Oracle:
+    """Stands in for `SequenceState`: the model writes the recorded output; each pass costs
+    cost(width)."""
+
+    def __init__(self, prompt: list[int], output: list[int], cost: CostCurve) -> None:
+        from engine.index import NgramIndex
+
+        self.index = NgramIndex(SpecConfig.gamma, SpecConfig.policy)
+        self.index.extend(prompt)
+        self.output, self.done, self.cost, self.seconds = output, 0, cost, 0.0
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.index.tokens
+
+    def step(self, proposal: list[int]) -> _Choices:
+        self.seconds += self.cost(1 + len(proposal))
+        return _Choices(self.output[self.done : self.done + len(proposal) + 1])
+
+    def accept(self, tokens: list[int]) -> None:
+        self.index.extend(tokens)
+        self.done += len(tokens)
+
+
+def model(args: argparse.Namespace) -> None:
+    from engine.decode import StopRules, decode
+    from engine.schedule import Acceptance, DraftChooser
+    from engine.turn import build_proposers
+
+    cost = parse_curve(args.curve)
+    turns = [json.loads(line) for line in args.turns.read_text().splitlines()]
+    print("| task | turn | tokens | old default × greedy | ours × greedy |")
+    print("|---|---:|---:|---:|---:|")
+    totals = collections.defaultdict(float)
+    for task in dict.fromkeys(t["task"] for t in turns):
+        acceptance = Acceptance()
+        for turn in sorted((t for t in turns if t["task"] == task), key=lambda t: t["turn"]):
+            speed = []
+            for aware in (False, True):
+                state = Oracle(turn["prompt"], turn["output"], cost)
+                chooser = DraftChooser(cost, None, acceptance) if aware else None
+                rules = StopRules(frozenset(), len(turn["output"]))
+                decoded = decode(state, build_proposers(SpecConfig()), rules,  # type: ignore[arg-type]
+                                 chooser=chooser)
+                assert decoded == turn["output"]
+                speed.append(len(decoded) * cost(1) / state.seconds)
+                totals[aware] += state.seconds
+            totals["greedy"] += len(turn["output"]) * cost(1)
+            print(f"| {task} | {turn['turn']} | {len(turn['output'])} | {speed[0]:.2f}x | "
+                  f"{speed[1]:.2f}x |")
+    print(f"| all | | | {totals['greedy'] / totals[False]:.2f}x | "
+          f"{totals['greedy'] / totals[True]:.2f}x |")
+
+
+class Chosen:
+    """The engine's copy proposer with the chooser, as a replay proposer: the chooser cuts each
+    candidate under a given curve, whose cost(width) it sums over the passes."""
+
+    def __init__(self, cost: CostCurve, choose: bool) -> None:
+        self.name, self.cost, self.choose, self.seconds = "chosen", cost, choose, 0.0
+
+    def begin(self, pair_id: str, context: list[int]) -> None:
+        from engine.bench.peers import _IndexState
+        from engine.index import NgramIndex
+        from engine.schedule import DraftChooser
+        from engine.turn import build_proposers
+
+        self.state = _IndexState(NgramIndex(SpecConfig.gamma, SpecConfig.policy))
+        self.state.index.extend(context)
+        self.proposer = build_proposers(SpecConfig())[0]
+        self.chooser = DraftChooser(self.cost) if self.choose else None
+
+    def propose(self, tokens: list[int]) -> list[int]:
+        from engine.bench.peers import NO_LIMIT
+
+        proposal = self.proposer.propose(self.state, NO_LIMIT)  # type: ignore[arg-type]
+        self.made = [proposal] if proposal.candidate else []
+        if self.chooser is not None and self.made:
+            proposal = self.chooser.cut(proposal)
+        self.seconds += self.cost(1 + len(proposal.tokens))
+        return proposal.tokens
+
+    def feedback(self, drafted: list[int], accepted: int, emitted: list[int]) -> None:
+        if self.chooser is not None:
+            self.chooser.observe(self.made, emitted)
+        self.state.index.extend(emitted)
+
+    def end(self) -> None:
+        """Nothing to release."""
+
+
+def replay_curves(args: argparse.Namespace) -> None:
+    from transformers import AutoTokenizer
+
+    from engine.bench.replay import replay
+    from engine.bench.workloads import read_jsonl, tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    pairs = [pair for path in args.workload
+             for pair in tokenize(read_jsonl(path), path.stem, tokenizer, None)]
+    curves = {name: parse_curve(spec) for name, spec in args.curve}
+    cells = sorted({(p.workload, p.turn if p.workload == "multi_turn" else 0) for p in pairs})
+    print("| figure | curve | draft length | "
+          + " | ".join(f"{w} {t or ''}".strip() for w, t in cells) + " |")
+    for (name, cost), choose in itertools.product(curves.items(), (False, True)):
+        chosen = Chosen(cost, choose)
+        passes, tokens, seconds = (collections.Counter() for _ in range(3))
+        for pair in pairs:
+            cell = (pair.workload, pair.turn if pair.workload == "multi_turn" else 0)
+            chosen.seconds = 0.0
+            result = replay(chosen, pair)
+            passes[cell] += result.passes
+            tokens[cell] += result.tokens
+            seconds[cell] += chosen.seconds
+        how = "chooser" if choose else "proposer's own"
+        print(f"| passes / token | {name} | {how} | "
+              + " | ".join(f"{passes[c] / tokens[c]:.3f}" for c in cells) + " |")
+        print(f"| modelled cost / plain | {name} | {how} | "
+              + " | ".join(f"{seconds[c] / (tokens[c] * cost(1)):.3f}" for c in cells) + " |")
+
+
+def parse_curve(text: str) -> CostCurve:
+    points = [part.split(":") for part in text.split(",")]
+    return CostCurve(tuple(int(w) for w, _ in points), tuple(float(s) for _, s in points))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    for name in ("bench", "record"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--model", required=True)
+        sub.add_argument("--threads", type=int)
+        sub.add_argument("--tasks", nargs="+", type=Path, required=True)
+        sub.add_argument("--max-new-tokens", type=int, default=160)
+        sub.add_argument("--out", type=Path, required=True)
+    commands.choices["bench"].add_argument("--repeats", type=int, default=3)
+    sub = commands.add_parser("model")
+    sub.add_argument("turns", type=Path)
+    sub.add_argument("--curve", required=True, help="width:cost pairs, e.g. 1:1,4:1.5,16:2.3")
+    sub = commands.add_parser("replay")
+    sub.add_argument("--workload", nargs="+", type=Path, required=True)
+    sub.add_argument("--tokenizer", required=True)
+    sub.add_argument("--curve", nargs=2, action="append", default=[], metavar=("NAME", "CURVE"))
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in commands.choices:
+        argv = ["bench", *argv]
+    args = parser.parse_args(argv)
+    {"bench": bench, "record": record, "model": model, "replay": replay_curves}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
