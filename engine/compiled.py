@@ -16,13 +16,13 @@ times a 7B model's memory-bound step. As gpt-fast does, the cache here is preall
 - The cache covers prompt + answer budget + the widest bucket (`reserve`), rounded up to a
   power of two so that a growing chat reallocates rarely. Every bucket is compiled when a
   cache is allocated (a compile per bucket and cache size), never midway through a turn.
-- Wider passes (long prefills) and passes near the end of the context window run eagerly on
-  the same static cache.
+- Wider passes (long prefills), and padded passes that would reach past the context window,
+  run eagerly on the same static cache.
 
 Whether to compile is `engine.config.COMPILE` (`auto|on|off`, the CLI's `--compile`), set per
-model with `use_compile`; `auto` compiles where measuring showed it pays (`AUTO_COMPILES`). A model
-this path cannot take (recurrent state, no compile support, spread over devices), or whose
-compile fails, decodes eagerly after one warning: never a crash.
+model with `use_compile`; `auto` compiles where measuring showed it pays (`AUTO_COMPILES`).
+A model this path cannot take (recurrent state, no compile support, spread over devices), or
+whose compile fails, decodes eagerly after one warning: never a crash.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ RECOMPILE_LIMIT = 128
 the same class (a target and its draft), so well above 9 buckets × a few sizes."""
 AUTO_COMPILES: frozenset[str] = frozenset()
 """Device types where `--compile auto` compiles: those where measuring showed it pays. None
-yet. On a 2-core CPU a pass got at most ~1.2x cheaper, after minutes of compiling
+yet: on a 2-core CPU a pass got 1.03–1.45x cheaper after minutes of compiling
 (docs/performance.md); CUDA is not measured yet (scripts/compiled_costs.py --device cuda)."""
 PAD_ID = 0
 """Token fed as padding: any id the embedding has; its logits and keys are never used."""

@@ -5,8 +5,9 @@ Compiling takes tens of seconds per width on a small CPU, so the fast lane runs 
 path with `torch.compile` replaced by the model itself: every bookkeeping step (bucketing and
 padding, crops that move the write position back, a cache that grows across turns, eager
 passes on the static cache) is checked over every attention family. The slow lane compiles for
-real, on two families and two buckets, on COPYSPEC_TEST_DEVICE (default cpu; on CUDA that is
-CUDA graphs).
+real, on two buckets, on COPYSPEC_TEST_DEVICE (default cpu; on CUDA that is CUDA graphs), for
+llama and qwen2 or the families COPYSPEC_COMPILED_FAMILIES names (comma-separated, or `all`:
+about a minute each here).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from engine.turn import build_proposers
 from architectures import ATTENTION_FAMILIES, tiny
 
 DEVICE = os.environ.get("COPYSPEC_TEST_DEVICE", "cpu")
+COMPILED = os.environ.get("COPYSPEC_COMPILED_FAMILIES", "llama,qwen2")
+COMPILED_FAMILIES = ATTENTION_FAMILIES if COMPILED == "all" else tuple(COMPILED.split(","))
 MAX_NEW = 40
 TURNS = (
     "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef add(",
@@ -234,7 +237,7 @@ def test_widths_pad_up_to_their_bucket() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", COMPILED_FAMILIES)
 def test_compiled_decoding_is_lossless_over_a_chat(
     family: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
