@@ -200,13 +200,14 @@ class DraftChooser:
         drafted = False
         for proposal in made:
             candidate = proposal.candidate
+            if not candidate:
+                continue
             matched = 0
             while (matched < len(candidate) and matched < len(emitted)
                    and candidate[matched] == emitted[matched]):
                 matched += 1
-            if candidate:
-                broke = matched < min(len(candidate), len(emitted))
-                self.acceptance.observe(key_of(proposal), proposal.aligned, matched, broke)
+            broke = matched < min(len(candidate), len(emitted))
+            self.acceptance.observe(key_of(proposal), proposal.aligned, matched, broke)
             if proposal.source == "draft":
                 drafted, self._run = True, 0 if broke else self._run + matched
         self._idle = 0 if drafted else self._idle + 1
