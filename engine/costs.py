@@ -54,7 +54,13 @@ CALIBRATION_HALF_LIFE = 64
 """Passes after which a timed pass counts half in the online correction."""
 CALIBRATION_WEIGHT = 4.0
 """Passes of evidence the measured curve is worth, for one-token and for drafted passes."""
-CLIP = math.log(3)
+CLIP = math.log(8)
+"""A pass further off the curve than this (either way) counts as this far: it may have waited
+on another process."""
+REMEASURE_BEYOND = 2.0
+"""A curve that a turn's passes found off by more than this factor (drafted widths relative to
+one token, either way) is forgotten, in memory and on disk, and measured again at the next
+turn: it was timed while the machine was busier or quieter than it is now."""
 FORMAT = 3
 """Bumped when the stored curve's meaning changes, so older files are measured again."""
 
@@ -117,9 +123,9 @@ class Calibrated:
     The curve was timed once, maybe on a busier or quieter machine, and after a shorter
     context than now; what the chooser needs is a draft's cost relative to one token's, as it
     is now. So it keeps decayed means of log(observed / curve) for one-token passes and for
-    drafted ones, each pass clipped to ±log 3 (a pass that waited on another process says
-    little) and shrunk towards no correction, and scales every drafted width by the
-    difference: one factor, so widths never tried are neither singled out nor left behind."""
+    drafted ones, each pass clipped to ±CLIP and shrunk towards no correction, and scales every
+    drafted width by the difference: one factor, so widths never tried are neither singled out
+    nor left behind."""
 
     def __init__(self, curve: CostCurve) -> None:
         self.curve = curve
@@ -143,6 +149,10 @@ class Calibrated:
         """How much dearer drafted passes are, relative to one token, than the curve says."""
         one, drafted = ((total / (weight + CALIBRATION_WEIGHT)) for weight, total in self._sums)
         return math.exp(drafted - one)
+
+    def contradicted(self) -> bool:
+        """Whether the passes found the curve off by more than REMEASURE_BEYOND."""
+        return not 1 / REMEASURE_BEYOND < self.factor() < REMEASURE_BEYOND
 
     def table(self, widths: int) -> list[float]:
         """Corrected seconds of passes of 1, 2, …, `widths` tokens."""
@@ -213,7 +223,7 @@ def curve_for(model: PreTrainedModel) -> CostCurve:
     running = (str(model.device), str(model.dtype), torch.get_num_threads())
     if running not in known:
         key = cache_key(model)
-        path = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        path = _cache_file(key)
         curve = _read(path, key)
         if curve is None:
             started = time.perf_counter()
@@ -224,8 +234,19 @@ def curve_for(model: PreTrainedModel) -> CostCurve:
     return known[running]
 
 
+def forget(model: PreTrainedModel) -> None:
+    """Drop `model`'s curve as it runs now, from memory and disk: the next use measures it."""
+    _measured.get(model, {}).pop((str(model.device), str(model.dtype), torch.get_num_threads()),
+                                 None)
+    _cache_file(cache_key(model)).unlink(missing_ok=True)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "copyspec" / "costs"
+
+
+def _cache_file(key: str) -> Path:
+    return cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
 
 def cache_key(model: PreTrainedModel) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from engine.config import SamplingConfig, SpecConfig
-from engine.costs import curve_for
+from engine.costs import curve_for, forget
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
 from engine.prediction import Predicted
@@ -130,6 +130,8 @@ def run_turn(
         drafting = curve_for(draft.model) if draft is not None and spec.drafts else None
         chooser = DraftChooser(curve_for(state.model), drafting, acceptance)
     tokens = decode(state, proposers, rules, sampler, on_tokens, stats, chooser)
+    if chooser is not None and chooser.calibrated is not None and chooser.calibrated.contradicted():
+        forget(state.model)  # timed under other conditions than now: measure again next turn
     if lead is not None:
         lead.settle()
     stats.time_to_first_token += stats.prefill_seconds

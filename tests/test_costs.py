@@ -4,6 +4,7 @@ memory per model, and on disk per model files, device, dtype, threads and torch 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -160,7 +161,29 @@ def test_calibration_follows_what_passes_cost_now() -> None:
 
 def test_calibration_shrugs_off_a_stalled_pass() -> None:
     """One pass that waited on another process (100x) moves the drafted widths' cost by at
-    most the clip, shared with the evidence the curve is worth."""
+    most the clip, shared with the evidence the curve is worth; it takes several to say the
+    curve is wrong."""
     calibrated = costs.Calibrated(MEASURED)
     calibrated.observe(16, 100 * MEASURED(16))
-    assert calibrated.factor() == pytest.approx(3 ** (1 / (1 + costs.CALIBRATION_WEIGHT)))
+    shared = costs.CLIP / (1 + costs.CALIBRATION_WEIGHT)
+    assert calibrated.factor() == pytest.approx(math.exp(shared))
+    assert not calibrated.contradicted()
+    for _ in range(8):
+        calibrated.observe(16, 100 * MEASURED(16))
+    assert calibrated.contradicted()
+
+
+def test_a_contradicted_curve_is_forgotten_and_measured_again(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, measured: Path, tmp_path: Path
+) -> None:
+    """Memory and disk: the next use measures afresh (a curve timed under a load that has
+    gone, or come, is not kept)."""
+    model = AutoModelForCausalLM.from_pretrained(save(tiny, tmp_path / "model"))
+    first = curve_for(model)
+    assert len(list(measured.glob("*.json"))) == 1
+    costs.forget(model)
+    assert not list(measured.glob("*.json"))
+    calls: list[int] = []
+    real = costs.measure
+    monkeypatch.setattr(costs, "measure", lambda m: calls.append(1) or real(m))
+    assert curve_for(model).widths == first.widths and calls == [1]
