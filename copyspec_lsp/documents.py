@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from lsprotocol import types
 
 from copyspec_lsp.positions import LineIndex, PositionError
+from engine.shaping import line_break as line_break  # a document's line-break style: one rule
 
 
 @dataclass(eq=False)
@@ -214,9 +215,3 @@ class Documents:
         if document is not None and region in document.regions:
             document.regions.remove(region)
 
-
-def line_break(text: str) -> str:
-    """The document's line-break style: CRLF, CR alone, else LF."""
-    if "\r\n" in text:
-        return "\r\n"
-    return "\r" if "\r" in text and "\n" not in text else "\n"

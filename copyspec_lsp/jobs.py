@@ -37,7 +37,6 @@ from engine.stats import TurnStats
 if TYPE_CHECKING:
     from copyspec_lsp.service import Service
 
-LINE_BREAKS = re.compile(r"\r\n|\r")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -176,12 +175,12 @@ class RequestRunner:
         """Ask, stream, (fix) check; returns whether the last check passed (refine: True)."""
         region = request.region
         original = self.original = document.text[region.start : region.end]
-        code, indent = prompt_format.dedent(LINE_BREAKS.sub("\n", original))
+        shaper = Shaper.for_region(original, line_break(document.text))
+        code = shaper.region
         if conversation.history and conversation.last_code == code:
             message = instruction
         else:
             message = prompt_format.edit_request(code, instruction, document.language_id)
-        shaper = Shaper(code, indent, line_break(document.text))
         max_turns = self.params.max_turns if self.fix else 1
         for _ in range(max_turns):
             text, stats = await self._stream_turn(

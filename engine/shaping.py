@@ -33,6 +33,17 @@ COMMIT_LINES = 3
 first line; three allows for a leading comment, decorator or import the model added."""
 MATCH_RATIO = 0.6
 """difflib ratio above which two stripped lines count as the same line, edited."""
+LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+"""What ends a line in a document (LSP's rule): CRLF, a lone CR or LF."""
+
+
+def line_break(text: str) -> str:
+    """The break a document's new lines get: CRLF when it has any, a lone CR when it has only
+    those, else LF. The one rule the server and the shaper share, so an answer keeps the
+    file's line breaks."""
+    if "\r\n" in text:
+        return "\r\n"
+    return "\r" if "\r" in text and "\n" not in text else "\n"
 
 
 @dataclass
@@ -98,8 +109,11 @@ class Shaper:
 
     @classmethod
     def for_region(cls, text: str, newline: str | None = None) -> Shaper:
-        code, indent = dedent(text)
-        return cls(code, indent, newline or ("\r\n" if "\r\n" in text else "\n"))
+        """The shaper for a region's text as it stands in the document: its code as the model
+        sees it (every line break LF, dedented), its indent, and `newline` (the document's
+        `line_break`; by default the region's own)."""
+        code, indent = dedent(LINE_BREAKS.sub("\n", text))
+        return cls(code, indent, newline or line_break(text))
 
     def __call__(self, raw: str, final: bool = False) -> str:
         """The buffer text for the answer so far (`final`: the answer is complete)."""
