@@ -83,6 +83,14 @@ def compiles(setting: str, device: torch.device) -> bool:
     return setting == "on"
 
 
+def decodes_compiled(model: PreTrainedModel) -> bool:
+    """Whether `model`'s new sequences take the compiled path: its setting compiles on its
+    device, and nothing made it decode eagerly (what a pass costs depends on it)."""
+    plan = _plans.get(model) or _Plan()
+    return (plan.eager_because is None and compiles(plan.setting, model.device)
+            and unsupported(model) is None)
+
+
 def static_forward(
     model: PreTrainedModel, call: Callable[..., torch.Tensor]
 ) -> StaticForward | None:

@@ -6,8 +6,9 @@ few hundred tokens on a GPU, so the same draft can pay on one device and lose on
 curve is measured with the real model (a few timed forwards at a handful of widths after a short
 context, about a second), interpolated in between, and kept on disk under
 `${XDG_CACHE_HOME:-~/.cache}/copyspec/costs/`, keyed by the model's files, device, dtype,
-threads and torch version. `copyspec bench costs` measures the same curve at more widths and
-contexts.
+threads, whether it decodes compiled (`engine.compiled`: a static cache and compiled forwards
+cost differently) and torch version. `copyspec bench costs` measures the same curve at more
+widths and contexts.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from engine.compiled import decodes_compiled
 from engine.sequence import SequenceState
 
 WIDTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -207,37 +209,48 @@ def _time_pass(state: SequenceState, draft: list[int]) -> float:
     return seconds
 
 
-_measured: weakref.WeakKeyDictionary[PreTrainedModel, dict[tuple[str, str, int], CostCurve]] = (
+Running = tuple[str, str, int, bool]
+"""How a model runs now: device, dtype, torch's threads, and whether it decodes compiled."""
+
+_measured: weakref.WeakKeyDictionary[PreTrainedModel, dict[Running, CostCurve]] = (
     weakref.WeakKeyDictionary()
 )
-"""Curves already known in this process, per model object, device, dtype and threads."""
+"""Curves already known in this process, per model object and how it runs."""
+
+
+def running(model: PreTrainedModel) -> Running:
+    """What of `model`'s setup a pass's cost depends on, besides the model itself."""
+    return (str(model.device), str(model.dtype), torch.get_num_threads(),
+            decodes_compiled(model))
 
 
 def curve_for(model: PreTrainedModel) -> CostCurve:
-    """The cost curve of `model` as it runs now (its device and dtype, torch's threads): flat
-    for a tiny model, else from this process's memory, else from the disk cache, else
-    measured (and stored when that took a while)."""
+    """The cost curve of `model` as it runs now (its device and dtype, torch's threads,
+    compiled or eager): flat for a tiny model, else from this process's memory, else from the
+    disk cache, else measured (and stored when that took a while).
+
+    A compile that fails while measuring leaves the model eager: the curve is then kept, in
+    memory and on disk, as the eager one it is."""
     if sum(p.numel() for p in model.parameters()) < TINY_PARAMETERS:
         return CostCurve.flat()
     known = _measured.setdefault(model, {})
-    running = (str(model.device), str(model.dtype), torch.get_num_threads())
-    if running not in known:
+    now = running(model)
+    if now not in known:
         key = cache_key(model)
-        path = _cache_file(key)
-        curve = _read(path, key)
+        curve = _read(_cache_file(key), key)
         if curve is None:
             started = time.perf_counter()
             curve = measure(model)
+            now, key = running(model), cache_key(model)
             if time.perf_counter() - started >= STORE_AFTER_SECONDS and _fingerprint(model):
-                _write(path, key, curve)
-        known[running] = curve
-    return known[running]
+                _write(_cache_file(key), key, curve)
+        known[now] = curve
+    return known[now]
 
 
 def forget(model: PreTrainedModel) -> None:
     """Drop `model`'s curve as it runs now, from memory and disk: the next use measures it."""
-    _measured.get(model, {}).pop((str(model.device), str(model.dtype), torch.get_num_threads()),
-                                 None)
+    _measured.get(model, {}).pop(running(model), None)
     _cache_file(cache_key(model)).unlink(missing_ok=True)
 
 
@@ -251,7 +264,8 @@ def _cache_file(key: str) -> Path:
 
 def cache_key(model: PreTrainedModel) -> str:
     """What the curve depends on: the model (its files' sizes and times, its config and size),
-    the device (with its name), the dtype, torch's threads and version."""
+    the device (with its name), the dtype, torch's threads, whether it decodes compiled, and
+    torch's version."""
     device = model.device
     if device.type == "cuda":
         where = f"{device} {torch.cuda.get_device_name(device)}"
@@ -262,7 +276,8 @@ def cache_key(model: PreTrainedModel) -> str:
     return json.dumps({
         "format": FORMAT, "model": model.name_or_path, "files": _fingerprint(model),
         "config": config, "parameters": parameters, "device": where, "dtype": str(model.dtype),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "compiled": decodes_compiled(model),
+        "torch": torch.__version__,
     }, sort_keys=True)
 
 

@@ -1,5 +1,6 @@
 """The forward-cost curve: measured through the engine's own forward within its budget, kept in
-memory per model, and on disk per model files, device, dtype, threads and torch version."""
+memory per model, and on disk per model files, device, dtype, threads, compiled or eager decoding
+and torch version."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from engine import costs
+from engine.compiled import decodes_compiled, use_compile
 from engine.costs import CostCurve, curve_for, measure
 from engine.loading import LoadedModel
 
@@ -187,3 +189,49 @@ def test_a_contradicted_curve_is_forgotten_and_measured_again(
     real = costs.measure
     monkeypatch.setattr(costs, "measure", lambda m: calls.append(1) or real(m))
     assert curve_for(model).widths == first.widths and calls == [1]
+
+
+@pytest.fixture
+def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static-cache path with the model's own forward for the compiled one: compiling for
+    real takes minutes here (tests/test_compiled.py compiles for real in the slow lane)."""
+    monkeypatch.setattr(torch, "compile", lambda model, **_: model)
+
+
+def test_compiled_and_eager_decoding_keep_curves_of_their_own(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, measured: Path, tmp_path: Path,
+    uncompiled: None,
+) -> None:
+    """A compiled pass costs differently: turning compiling on measures and stores another
+    curve, under a key that says so; turning it off again finds the eager one."""
+    model = AutoModelForCausalLM.from_pretrained(save(tiny, tmp_path / "model"))
+    calls: list[int] = []
+    real = costs.measure
+    monkeypatch.setattr(costs, "measure", lambda m: calls.append(1) or real(m))
+    eager = curve_for(model)
+    use_compile(model, "on")
+    compiled = curve_for(model)
+    assert calls == [1, 1] and compiled is not eager
+    stored = [json.loads(json.loads(p.read_text())["key"]) for p in measured.glob("*.json")]
+    assert sorted(key["compiled"] for key in stored) == [False, True]
+    use_compile(model, "off")
+    assert curve_for(model) is eager and calls == [1, 1]
+
+
+def test_a_compile_that_fails_while_measuring_stores_an_eager_curve(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch, measured: Path, tmp_path: Path
+) -> None:
+    """The passes were timed eagerly, so the curve is filed as eager, and found again."""
+    def broken(model: object, **_: object) -> object:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = AutoModelForCausalLM.from_pretrained(save(tiny, tmp_path / "model"))
+    use_compile(model, "on")
+    assert decodes_compiled(model), "before its first sequence, the model means to compile"
+    curve = curve_for(model)
+    assert not decodes_compiled(model)
+    (stored,) = [json.loads(json.loads(p.read_text())["key"]) for p in measured.glob("*.json")]
+    assert stored["compiled"] is False
+    monkeypatch.setattr(costs, "measure", None)
+    assert curve_for(model) is curve
