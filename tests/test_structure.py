@@ -1,6 +1,7 @@
 """The package's shape: imports form no cycle, and the engine never imports the server. Read
-from the source (ast), so a function-level import cannot hide a cycle: those count too. Imports
-under `if TYPE_CHECKING:` are for annotations only and do not."""
+from the source (ast), so no import hides from it: function-level ones count, and so do those
+under `if TYPE_CHECKING:`, since a module that needs another's names for its annotations
+depends on it as much as one that calls it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "copyspec_lsp")
+KNOWN_CYCLE = frozenset({"copyspec_lsp.jobs", "copyspec_lsp.service"})
+"""`jobs` imports `service` for its annotations and `service` imports `jobs`; the server's
+layering (issue 24) removes it. Any other cycle fails at once."""
 
 
 def module_name(path: Path) -> str:
@@ -20,54 +24,84 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node except those under `if TYPE_CHECKING:`."""
-    nodes, stack = [], [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            stack.extend(node.orelse)
+def imported(source: str, modules: set[str], name: str) -> set[str]:
+    """The modules of ours that `source` (module `name`) imports, anywhere in the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
             continue
-        nodes.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return nodes
+        found.update(t for t in targets if t in modules and t != name)
+    return found
 
 
 def imports() -> dict[str, set[str]]:
-    """Each of our modules and the modules of ours it imports (anywhere in the file)."""
+    """Each of our modules and the modules of ours it imports."""
     modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        found: set[str] = set()
-        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            found.update(t for t in targets if t in modules and t != name)
-        graph[name] = found
-    return graph
+    return {name: imported(path.read_text(encoding="utf-8"), set(modules), name)
+            for name, path in modules.items()}
 
 
-def test_no_import_cycles() -> None:
-    graph = imports()
-    state: dict[str, str] = {}
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan): each is a set of
+    modules that import each other, directly or through the others."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
 
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = "open"
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
         for target in sorted(graph[name]):
-            if state.get(target) == "open":
-                cycle = [*trail[trail.index(target):], target] if target in trail else [target]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if target not in state:
-                visit(target, [*trail, target])
-        state[name] = "done"
+            if target not in index:
+                visit(target)
+                low[name] = min(low[name], low[target])
+            elif target in stack:
+                low[name] = min(low[name], index[target])
+        if low[name] == index[name]:
+            component = {stack.pop()}
+            while name not in component:
+                component.add(stack.pop())
+            if len(component) > 1:
+                found.append(frozenset(component))
 
     for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
+        if name not in index:
+            visit(name)
+    return found
+
+
+def test_an_import_for_annotations_only_counts() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import pkg.a\n"
+        "if TYPE_CHECKING:\n"
+        "    from pkg.b import Thing\n"
+        "def later():\n"
+        "    from pkg import c\n"
+    )
+    modules = {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d"}
+    assert imported(source, modules, "pkg.d") == {"pkg", "pkg.a", "pkg.b", "pkg.c"}
+
+
+def test_cycles_are_found_through_other_modules() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"d"}}
+    assert cycles(graph) == [frozenset({"a", "b", "c"})]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_but_the_known_one() -> None:
+    unknown = [sorted(c) for c in cycles(imports()) if c != KNOWN_CYCLE]
+    assert not unknown, f"import cycles: {unknown}"
+
+
+@pytest.mark.xfail(strict=True, reason="copyspec_lsp layering: issue 24")
+def test_the_known_cycle_is_gone() -> None:
+    assert KNOWN_CYCLE not in cycles(imports())
 
 
 def test_the_engine_knows_nothing_of_the_server() -> None:
