@@ -82,15 +82,26 @@ class Acceptance:
     observation is a
     candidate compared with what the target then wrote: it broke at a position (A known) or
     ran to its end (A at least that); a run that ran on informs every later position, so a few
-    fully accepted drafts lengthen the next one. Kept across a session's turns."""
+    fully accepted drafts lengthen the next one. Kept across a session's turns; a server
+    also keeps a running one over all its sessions, which seeds each new session (`session`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, running: Acceptance | None = None) -> None:
         self._decay = 0.5 ** (1 / HALF_LIFE)
         self._weight = 1.0
         """Weight of an observation now; it grows each pass instead of decaying every count."""
-        self._counts: dict[Key | str, list[float]] = {}
+        self._counts: dict[Key | tuple[str, str], list[float]] = {}
         """Per key, and per pool, for the first position and for later ones: positions
         reached, breaks, and the breaks the prior expected."""
+        self.running = running
+        """A wider estimate that learns from every pass this one does (a server's)."""
+
+    def session(self) -> Acceptance:
+        """A new session's estimate: what this running one knows so far, to go on from, and
+        whose passes this one learns from too."""
+        child = Acceptance(running=self)
+        child._weight = self._weight
+        child._counts = {name: list(counts) for name, counts in self._counts.items()}
+        return child
 
     def tick(self) -> None:
         """One pass went by: older observations weigh less."""
@@ -99,6 +110,8 @@ class Acceptance:
             for counts in self._counts.values():
                 counts[:] = [c / self._weight for c in counts]
             self._weight = 1.0
+        if self.running is not None:
+            self.running.tick()
 
     def observe(self, key: Key, aligned: int, matched: int, broke: bool) -> None:
         """A candidate with `aligned` tokens of agreement behind it matched `matched` tokens
@@ -111,6 +124,23 @@ class Acceptance:
             counts = self._counts.setdefault(name, [0.0] * 6)
             for i, value in enumerate((*first, *later)):
                 counts[i] += value
+        if self.running is not None:
+            self.running.observe(key, aligned, matched, broke)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per pool ("source mode"): decayed positions seen and the share of them rejected,
+        for first proposed tokens and for later ones (what a server shows per session)."""
+        out = {}
+        for name, counts in sorted(self._counts.items()):
+            if len(name) == 2:
+                seen = [counts[0] / self._weight, counts[3] / self._weight]
+                out[" ".join(name).strip()] = {
+                    "first_seen": round(seen[0], 3),
+                    "first_rejected": round(counts[1] / counts[0], 3) if counts[0] else 0.0,
+                    "later_seen": round(seen[1], 3),
+                    "later_rejected": round(counts[4] / counts[3], 3) if counts[3] else 0.0,
+                }
+        return out
 
     def hazards(self, key: Key, aligned: int) -> tuple[float, float]:
         """(chance the first token is rejected, chance each later one is, having reached it)."""

@@ -1,6 +1,7 @@
 """The service's per-session state without HTTP: the same answers as the in-process `Session`
 for copy+draft and seeded sampling over three turns, token-exact history (nothing generated
-is tokenized or prefilled again) and the memory-bounded LRU."""
+is tokenized or prefilled again), the memory-bounded LRU, and the draft chooser's acceptance
+estimate kept per session and seeded from the service's running one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 
 from engine.config import SamplingConfig, SpecConfig
 from engine.loading import LoadedModel, load_model
+from engine.schedule import Acceptance
 from engine.serve.cache import SessionCache
+from engine.serve.engine import ServeEngine
 from engine.serve.history import ServedSession
 from engine.session import Session
 from engine.stats import TurnStats
@@ -79,3 +82,36 @@ def test_the_lru_keeps_the_budget_and_the_latest_session() -> None:
     assert served_turns(again, TURNS[:1], 16) == served_turns(
         ServedSession(lm, SpecConfig("copy"), None), TURNS[:1], 16
     ), "an evicted session costs a re-prefill, not a different answer"
+
+
+def test_a_session_keeps_what_its_drafts_learned_across_requests() -> None:
+    """The draft-length chooser's acceptance estimate goes on from one request of a session
+    to the next, as in the in-process `Session`: after three requests both learned the same
+    (a session that started each request afresh would know only the last one's passes)."""
+    lm = loaded("llama", mixing=0.1)
+    spec = SpecConfig("copy")
+    local = Session(lm, spec, system=SYSTEM)
+    for turn in TURNS:
+        local.send(turn, 40)
+    served = ServedSession(lm, spec, None)
+    served_turns(served, TURNS, 40)
+    learned = served.acceptance.summary()
+    assert learned and learned != Acceptance().summary()
+    assert learned == local.acceptance.summary()
+
+
+def test_a_new_session_starts_from_the_servers_running_estimate() -> None:
+    """Not from scratch: what every earlier session's drafts showed, as the engine's running
+    estimate holds it, which goes on learning from the new session too."""
+    engine = ServeEngine(loaded("llama", mixing=0.1), SpecConfig("copy"))
+    try:
+        served_turns(engine.cache.get("a"), TURNS[:2], 40)
+        first = engine.cache.get("a").acceptance.summary()
+        assert first and engine.acceptance.summary() == first
+        fresh = engine.cache.get("b")
+        assert fresh.acceptance.summary() == first
+        served_turns(fresh, TURNS[2:], 40)
+        assert engine.acceptance.summary() == fresh.acceptance.summary() != first
+        assert engine.describe("b")["acceptance"] == fresh.acceptance.summary()
+    finally:
+        engine.close()

@@ -19,6 +19,7 @@ from typing import Any
 from engine.config import SpecConfig
 from engine.gate import gate_path, hold_while_closed
 from engine.loading import LoadedModel
+from engine.schedule import Acceptance
 from engine.serve.cache import SessionCache
 from engine.serve.history import ServedSession
 from engine.serve.protocol import ChatRequest
@@ -48,12 +49,17 @@ class ServeEngine:
     ) -> None:
         self.lm, self.spec, self.draft = lm, spec, draft
         self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
-        self.cache = SessionCache(cache_bytes, lambda: ServedSession(lm, spec, draft))
+        self.acceptance = Acceptance()
+        """How drafts fared over every session: a new session starts from it, not from scratch
+        (its own estimate then goes on from there and feeds this one)."""
+        self.cache = SessionCache(
+            cache_bytes, lambda: ServedSession(lm, spec, draft, self.acceptance.session())
+        )
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="copyspec-serve")
         self.passes_after_stop: dict[str, int] = {}
+        """Per session: target forward passes its last cancelled turn made after the stop."""
         self.gate = gate_path()
         """Set only by tests that act mid-stream (engine/gate.py)."""
-        """Per session: target forward passes its last cancelled turn made after the stop."""
 
     @property
     def model_name(self) -> str:
@@ -132,6 +138,7 @@ class ServeEngine:
             "turns": session.turns if session else 0,
             "cached_tokens": len(session.ids) if session else 0,
             "last_stats": session.last_stats.to_dict() if session and session.last_stats else None,
+            "acceptance": session.acceptance.summary() if session else None,
             "passes_after_stop": self.passes_after_stop.get(session_id),
         }
 
@@ -145,6 +152,7 @@ class ServeEngine:
             "cache_bytes": self.cache.nbytes(),
             "budget_bytes": self.cache.budget_bytes,
             "evicted": self.cache.evicted,
+            "acceptance": self.acceptance.summary(),
         }
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from engine.chat import render_text
 from engine.config import SamplingConfig, SpecConfig
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel
+from engine.schedule import Acceptance
 from engine.sequence import SequenceState
 from engine.serve.protocol import PREDICTION, BadRequest
 from engine.session import TurnResult, turn_rules
@@ -28,11 +29,15 @@ from engine.turn import draft_state, run_turn
 class ServedSession:
     """State of one `x-session-id`; used only from the service's engine thread."""
 
-    def __init__(self, lm: LoadedModel, spec: SpecConfig, draft: LoadedModel | None) -> None:
+    def __init__(self, lm: LoadedModel, spec: SpecConfig, draft: LoadedModel | None,
+                 acceptance: Acceptance | None = None) -> None:
         self.lm = lm
         self.spec = spec
         self.state = SequenceState(lm.model, spec.gamma, spec.policy)
         self.draft_state = draft_state(lm, spec, draft)
+        self.acceptance = acceptance if acceptance is not None else Acceptance()
+        """How drafts fared in this conversation, kept across its requests for the draft-length
+        chooser (the service seeds it from its running estimate over all sessions)."""
         self.text = ""
         """The conversation so far as text, ending with the last answer..."""
         self.ids: list[int] = []
@@ -85,7 +90,7 @@ class ServedSession:
 
         tokens, stats = run_turn(
             self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state,
-            stats, prediction,
+            stats, prediction, self.acceptance,
         )
         tail = stream.finish()
         if tail:
