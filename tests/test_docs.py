@@ -1,10 +1,12 @@
-"""The README's commands are real: every flag a README command uses exists in the parser it
-names, every script and relative link exists, and the cheap commands run as written (the quick
-start on the built-in model included)."""
+"""The docs are true: every flag a README command uses exists in the parser it names, every
+script and relative link exists, the cheap commands run as written (the quick start on the
+built-in model included), and docs/protocol.md names exactly the custom methods, notifications
+and commands the server has."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shlex
@@ -21,6 +23,9 @@ pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PROTOCOL = ROOT / "docs" / "protocol.md"
+CUSTOM_NAME = re.compile(r"copyspec[/.][a-z]+")
+"""A custom LSP method or notification (`copyspec/…`) or command (`copyspec.…`)."""
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 FOREIGN = {"npm", "ln", "node", "huggingface-cli"}
@@ -119,6 +124,26 @@ def test_relative_links_resolve() -> None:
                 continue
             path = (page.parent / target).resolve()
             assert path.exists(), f"{page.name}: broken link {target}"
+
+
+def test_the_protocol_names_every_custom_method_and_command_of_the_server() -> None:
+    in_code = {
+        node.value
+        for path in (ROOT / "copyspec_lsp").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and CUSTOM_NAME.fullmatch(node.value)
+    }
+    documented = set(re.findall(rf"`({CUSTOM_NAME.pattern})`", PROTOCOL.read_text("utf-8")))
+    assert {"copyspec/refine", "copyspec/chunk", "copyspec.cancel"} <= in_code
+    assert documented == in_code, (documented - in_code, in_code - documented)
+
+
+def test_the_readme_summarises_the_protocol_and_links_to_it() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Protocol\n", 1)[1].split("\n## ", 1)[0]
+    assert "(docs/protocol.md)" in section
+    assert len(section.strip().splitlines()) <= 12, "the contract itself lives in docs/protocol.md"
 
 
 def run_as_written(line: str) -> subprocess.CompletedProcess[str]:
