@@ -98,6 +98,7 @@ def spec_from_args(args: argparse.Namespace, method: str) -> SpecConfig:
         return SpecConfig(
             method=method, gamma=args.gamma, block=args.block, adaptive=args.adaptive,
             max_block=args.max_block, policy=args.policy, draft_block=args.draft_block,
+            cost_aware=args.cost_aware,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error

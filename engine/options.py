@@ -1,4 +1,5 @@
-"""Command-line flags shared by `copyspec generate`, `copyspec bench` and `copyspec-lsp`.
+"""Command-line flags shared by `copyspec generate`, `copyspec bench`, `copyspec serve` and
+`copyspec-lsp`.
 
 Each flag is defined once here, with its default taken from `engine.config`, and checked by
 argparse itself, so bad input gets one line and exit status 2 before torch is imported (which
@@ -135,11 +136,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_compile_argument(parser: argparse.ArgumentParser) -> None:
-    """--compile, for the tools whose model loading honours it (`load_from_args`)."""
+    """--compile, for the tools whose model loading honours it (`load_from_args`, and
+    `copyspec serve`'s replicas)."""
     parser.add_argument(
         "--compile", choices=COMPILE_CHOICES, default=COMPILE,
         help="decode with a static KV cache and torch.compile (CUDA graphs on CUDA): auto "
         f"where it pays, see docs/performance.md (default {COMPILE})",
+    )
+
+
+def add_cost_aware_argument(parser: argparse.ArgumentParser) -> None:
+    """--cost-aware / --no-cost-aware: `SpecConfig.cost_aware`, for generate, bench and serve."""
+    parser.add_argument(
+        "--cost-aware", action=argparse.BooleanOptionalAction, default=SpecConfig.cost_aware,
+        help="cut each draft to the length worth its pass on this device, none when no length "
+        "pays (--no-cost-aware verifies every draft at the proposer's own length; default "
+        f"{'on' if SpecConfig.cost_aware else 'off'})",
     )
 
 
@@ -154,6 +166,7 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Every SpecConfig field as a flag."""
     add_copy_arguments(parser)
+    add_cost_aware_argument(parser)
     parser.add_argument("--max-block", type=positive_int,
                         help=f"ceiling of adaptive K (default: the larger of {MAX_BLOCK} and K)")
     parser.add_argument(

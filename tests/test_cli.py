@@ -99,3 +99,41 @@ def test_chat_turns_get_a_header_and_a_quiet_stats_line(tiny_model_dir: Path,
         assert line.startswith("[") and "copied (τ=" in line, line
         assert "draft" not in line, line
         assert line.startswith(("[cut off at --max-new-tokens 12,", "[finished,")), line
+
+
+@pytest.mark.timeout(60)
+def test_cost_aware_drafting_is_a_flag_of_generate_bench_and_serve(tiny_model_dir: Path) -> None:
+    """One default (SpecConfig's), switched off by --no-cost-aware in every tool's spec."""
+    from engine.bench.methods import build_runners
+    from engine.cli import build_parser, spec_from_args
+    from engine.serve.cli import options_from_args
+
+    parser = build_parser()
+    generate = ["generate", "--prompt", "x"]
+    assert spec_from_args(parser.parse_args(generate), "copy").cost_aware is SpecConfig.cost_aware
+    off = parser.parse_args([*generate, "--no-cost-aware"])
+    assert spec_from_args(off, "copy") == SpecConfig("copy", cost_aware=False)
+    assert options_from_args(parser.parse_args(["serve"])).spec() == SpecConfig()
+    serve = options_from_args(parser.parse_args(["serve", "--no-cost-aware"]))
+    assert serve.spec() == SpecConfig(cost_aware=False)
+    bench = parser.parse_args(["bench", "--no-cost-aware"])
+    lm = load_model(str(tiny_model_dir), "cpu")
+    runners = build_runners(lm, ["greedy", "copy", "copy-fixed"], cost_aware=bench.cost_aware)
+    assert [r.config["cost_aware"] for r in runners] == [True, False, False], "greedy drafts none"
+
+
+@pytest.mark.timeout(60)
+def test_serve_compiles_as_told(tiny_model_dir: Path) -> None:
+    """--compile reaches the service's model, as it does generate's and bench's."""
+    from engine.cli import build_parser
+    from engine.sequence import SequenceState
+    from engine.serve.cli import options_from_args
+
+    for setting, compiled in (("on", True), ("off", False)):
+        args = build_parser().parse_args(["serve", "--model", str(tiny_model_dir),
+                                          "--device", "cpu", "--compile", setting])
+        engine = options_from_args(args).build()
+        try:
+            assert (SequenceState(engine.lm.model).static is not None) is compiled
+        finally:
+            engine.close()

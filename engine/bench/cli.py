@@ -17,6 +17,7 @@ from engine.index import POLICIES
 from engine.options import (
     UsageError,
     add_compile_argument,
+    add_cost_aware_argument,
     add_max_new_tokens,
     add_model_arguments,
     load_draft_from_args,
@@ -47,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gamma", type=integers, default=[], help="γ ablation, e.g. 1,2,3,5,8")
     parser.add_argument("--block", type=integers, default=[], help="fixed-K ablation, e.g. 5,10")
     parser.add_argument("--policy", type=names, default=[], help=f"from {','.join(POLICIES)}")
+    add_cost_aware_argument(parser)
     parser.add_argument("--repeats", type=positive_int, default=2,
                         help="timed passes after identity")
     add_max_new_tokens(parser, default=160)
@@ -114,7 +116,8 @@ def run_bench(args: argparse.Namespace) -> int:
     lm = load_from_args(args)
     try:
         draft = load_draft_from_args(args, draft_method)
-        runners = build_runners(lm, methods, args.gamma, args.block, args.policy, draft)
+        runners = build_runners(lm, methods, args.gamma, args.block, args.policy, draft,
+                                args.cost_aware)
     except ValueError as error:  # MethodUnavailable, or a γ/K/policy SpecConfig refuses
         raise UsageError(str(error)) from error
     with progress_bar(console) as progress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import torch
@@ -169,9 +169,11 @@ def build_runners(
     blocks: Sequence[int] = (),
     policies: Sequence[str] = (),
     draft_lm: LoadedModel | None = None,
+    cost_aware: bool = SpecConfig.cost_aware,
 ) -> list[Runner]:
     """Greedy first (the reference), then the asked methods, then the ablation variants:
-    adaptive copy per γ and per policy, fixed-K copy per K. Duplicates are dropped."""
+    adaptive copy per γ and per policy, fixed-K copy per K, every one of ours cost-aware or
+    not. Duplicates are dropped."""
     try:
         check_methods(methods)
     except ValueError as error:
@@ -189,7 +191,8 @@ def build_runners(
         specs.setdefault(f"copy-fixed[K={block}]", copy_spec(block=block, adaptive=False))
     for policy in policies:
         specs.setdefault(f"copy[policy={policy}]", copy_spec(policy=policy))
-    specs = dedupe(specs)
+    specs = dedupe({name: spec if name == "greedy" else replace(spec, cost_aware=cost_aware)
+                    for name, spec in specs.items()})
     session_runners: list[Runner] = []
     for name, spec in specs.items():
         extra = {}

@@ -10,7 +10,9 @@ import threading
 from engine.config import METHODS, SpecConfig
 from engine.options import (
     UsageError,
+    add_compile_argument,
     add_copy_arguments,
+    add_cost_aware_argument,
     add_model_arguments,
     non_negative_int,
     port,
@@ -39,9 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-cpus", type=positive_int,
                         help="CPUs of the local Ray node (default: all)")
     add_model_arguments(parser)
+    add_compile_argument(parser)
     parser.add_argument("--method", choices=[m for m in METHODS if m != "greedy"],
                         default=SpecConfig.method)
     add_copy_arguments(parser)
+    add_cost_aware_argument(parser)
     parser.add_argument("--cache-mb", type=positive_int, default=DEFAULT_CACHE_MB,
                         help="KV-cache memory per replica before LRU sessions are dropped")
     parser.set_defaults(run=run_serve)
@@ -50,8 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     options = ServeOptions(
         model=args.model, draft_model=args.draft_model, device=args.device, dtype=args.dtype,
-        threads=args.threads, method=args.method, gamma=args.gamma, block=args.block,
-        cache_mb=args.cache_mb, trust_remote_code=args.trust_remote_code,
+        threads=args.threads, compile=args.compile, method=args.method, gamma=args.gamma,
+        block=args.block, cost_aware=args.cost_aware, cache_mb=args.cache_mb,
+        trust_remote_code=args.trust_remote_code,
     )
     options.spec()  # bad γ/K fail here, not inside a replica
     return options

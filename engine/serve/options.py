@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.config import SpecConfig
+from engine.config import COMPILE, SpecConfig
 from engine.paths import default_draft_model_path
 
 if TYPE_CHECKING:  # torch-heavy: the command line parses these options before loading
@@ -25,23 +25,29 @@ class ServeOptions:
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None
+    compile: str = COMPILE
+    """Decode compiled (`engine.compiled`): auto, on or off."""
     method: str = SpecConfig.method
     gamma: int = SpecConfig.gamma
     block: int = SpecConfig.block
+    cost_aware: bool = SpecConfig.cost_aware
     cache_mb: int = DEFAULT_CACHE_MB
     trust_remote_code: bool = False
 
     def spec(self) -> SpecConfig:
-        return SpecConfig(self.method, gamma=self.gamma, block=self.block)
+        return SpecConfig(self.method, gamma=self.gamma, block=self.block,
+                          cost_aware=self.cost_aware)
 
     def build(self, replica: str = "") -> ServeEngine:
         """Load the model (and draft) and make the engine; errors name what failed."""
+        from engine.compiled import use_compile
         from engine.loading import load_model, use_cpu_threads
         from engine.serve.engine import ServeEngine
 
         spec = self.spec()
         lm = load_model(self.model, self.device, self.dtype, self.trust_remote_code)
         use_cpu_threads(self.threads, lm)
+        use_compile(lm.model, self.compile)
         draft = None
         if spec.drafts:
             if self.draft_model is None and self.model is not None:
@@ -49,4 +55,5 @@ class ServeOptions:
                                  "model (--draft-model)")
             draft = load_model(self.draft_model or default_draft_model_path(), self.device,
                                self.dtype, self.trust_remote_code)
+            use_compile(draft.model, self.compile)
         return ServeEngine(lm, spec, draft, self.cache_mb << 20, replica)
