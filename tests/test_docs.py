@@ -1,12 +1,14 @@
 """The docs are true: every flag a README command uses exists in the parser it names, every
 script and relative link exists, the cheap commands run as written (the quick start on the
-built-in model included), and docs/protocol.md names exactly the custom methods, notifications
-and commands the server has."""
+built-in model included), docs/protocol.md names exactly the custom methods, notifications
+and commands the server has, and docs/design.md names only modules and objects that exist,
+every module of the two packages, and the defaults the code defines."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import os
 import re
 import shlex
@@ -24,6 +26,12 @@ pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PROTOCOL = ROOT / "docs" / "protocol.md"
+DESIGN = ROOT / "docs" / "design.md"
+TICKED = re.compile(r"`([^`\n]+)`")
+DOTTED = re.compile(r"(?:engine|copyspec_lsp)(?:\.\w+)+")
+"""A module, class, function or constant of ours, as design.md names them."""
+DEFAULTS_MARK = "<!-- defaults:"
+"""Opens design.md's table of defaults: | what | `value` | `where.it.is.defined` |."""
 CUSTOM_NAME = re.compile(r"copyspec[/.][a-z]+")
 """A custom LSP method or notification (`copyspec/…`) or command (`copyspec.…`)."""
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
@@ -144,6 +152,67 @@ def test_the_readme_summarises_the_protocol_and_links_to_it() -> None:
     section = text.split("\n## Protocol\n", 1)[1].split("\n## ", 1)[0]
     assert "(docs/protocol.md)" in section
     assert len(section.strip().splitlines()) <= 12, "the contract itself lives in docs/protocol.md"
+
+
+def resolve(dotted: str) -> object:
+    """The object a dotted name names: the longest importable module, then its attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            found: object = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name is not None and module.startswith(error.name):
+                continue
+            raise
+        for attribute in parts[cut:]:
+            assert hasattr(found, attribute), f"design.md: {dotted}: no {attribute}"
+            found = getattr(found, attribute)
+        return found
+    raise AssertionError(f"design.md: {dotted}: no such module")
+
+
+def test_every_path_and_name_in_the_design_notes_exists() -> None:
+    ticked = TICKED.findall(DESIGN.read_text(encoding="utf-8"))
+    paths = [t for t in ticked if re.fullmatch(r"[\w./-]+", t) and t.endswith((".py", "/"))]
+    assert len(paths) >= 40, paths
+    missing = [path for path in paths if not (ROOT / path).exists()]
+    assert not missing, f"design.md names files that do not exist: {missing}"
+    names = [t for t in ticked if DOTTED.fullmatch(t)]
+    assert len(names) >= 10, names
+    for name in names:
+        resolve(name)
+
+
+def test_the_design_notes_list_every_module() -> None:
+    """Each module (a file, or a subpackage as a folder) has a row of its own in a table."""
+    rows = {cell for line in DESIGN.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `") for cell in TICKED.findall(line.split("|")[1])}
+    for package in ("engine", "copyspec_lsp"):
+        for path in sorted((ROOT / package).iterdir()):
+            if path.name.startswith(("_", ".")) or path.suffix not in (".py", ""):
+                continue
+            name = f"{package}/{path.name}" + ("/" if path.is_dir() else "")
+            assert name in rows, f"docs/design.md has no row for `{name}`"
+
+
+def design_defaults() -> list[tuple[str, str]]:
+    """(value, dotted name) for each row of design.md's table of defaults."""
+    lines = DESIGN.read_text(encoding="utf-8").split(DEFAULTS_MARK, 1)[1].splitlines()[1:]
+    rows = []
+    for line in lines[2:]:  # after the header and the separator
+        if not line.startswith("|"):
+            break
+        cells = [TICKED.findall(cell) for cell in line.strip("|").split("|")]
+        rows.append((cells[1][0], cells[2][0]))
+    return rows
+
+
+def test_the_defaults_in_the_design_notes_are_the_codes() -> None:
+    rows = design_defaults()
+    assert len(rows) >= 10, rows
+    for value, name in rows:
+        assert ast.literal_eval(value) == resolve(name), f"design.md: {name} is not {value}"
 
 
 def run_as_written(line: str) -> subprocess.CompletedProcess[str]:
