@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,14 @@ from transformers.utils import logging as transformers_logging
 
 from engine.config import DTYPES, SMALL_MODEL_PARAMETERS, device_name
 from engine.gguf_file import GGUFError, read_header
-from engine.paths import GGUF_KIND, ModelLoadError, default_model_path, locate_model
+from engine.paths import (
+    ADAPTER_KIND,
+    GGUF_KIND,
+    ModelLoadError,
+    adapter_base,
+    default_model_path,
+    locate_model,
+)
 
 REMOTE_CODE_WARNING = (
     "trust_remote_code is on: the model's own Python code runs with your permissions; "
@@ -131,6 +139,9 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     location, where = locate_model(target)
+    adapter = None
+    if where == ADAPTER_KIND:  # the base loads as any model would, then the adapter merges in
+        adapter, (location, where) = location, locate_model(adapter_base(Path(location)))
     source: dict[str, str] = {"pretrained_model_name_or_path": location}
     model_options: dict[str, Any] = {}
     if where == GGUF_KIND:
@@ -157,12 +168,29 @@ def load_model(
         raise ModelLoadError(
             f"could not load a causal LM from {where} {location!r}: {_first_line(error)}"
         ) from error
+    if adapter is not None:
+        model = merge_adapter(model, adapter)
     if placed:
         torch_device = input_device(model)
     else:
         model.to(torch_device)
     model.eval()
-    return LoadedModel(model, tokenizer, location, torch_device, torch_dtype)
+    return LoadedModel(model, tokenizer, adapter or location, torch_device, torch_dtype)
+
+
+def merge_adapter(model: PreTrainedModel, directory: str) -> PreTrainedModel:
+    """The model with a LoRA adapter (peft's layout) added into its weights: decoding then costs
+    what the base costs, and the engine sees a plain model."""
+    from peft import PeftModel  # imported only for adapters: it takes a second
+
+    try:
+        with warnings.catch_warnings():  # deprecation notes from peft's calls, nothing to act on
+            warnings.simplefilter("ignore")
+            return PeftModel.from_pretrained(model, directory).merge_and_unload()
+    except Exception as error:  # peft raises many types; the user needs one clear one
+        raise ModelLoadError(
+            f"could not apply the adapter in {directory!r}: {_first_line(error)}"
+        ) from error
 
 
 def gguf_source(path: str) -> tuple[dict[str, str], dict[str, Any]]:

@@ -7,15 +7,21 @@ second, before anything slow is imported.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from importlib import resources
 from pathlib import Path
 
+from engine.fetch import WEIGHTS
 from engine.gguf_file import GGUFError, has_magic, read_header
 
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 GGUF_KIND = "GGUF file"
+ADAPTER_KIND = "adapter directory"
+ADAPTER_CONFIG = "adapter_config.json"
+"""A LoRA adapter directory (peft's layout) names the model it adapts in this file's
+`base_model_name_or_path`: a name `python -m engine.fetch` knows, or a path."""
 
 
 class ModelLoadError(RuntimeError):
@@ -30,6 +36,11 @@ def default_model_path() -> Path:
 def default_draft_model_path() -> Path:
     """The built-in draft model that shares the default model's tokenizer."""
     return Path(str(resources.files("engine") / "models" / "draft"))
+
+
+def refine_adapter_path() -> Path:
+    """Our LoRA adapter that makes SmolLM2-135M-Instruct refine code (docs/adapter.md)."""
+    return Path(str(resources.files("engine") / "models" / "smollm2-refine"))
 
 
 def hub_cache() -> Path:
@@ -58,11 +69,38 @@ def gguf_kind(target: str, path: Path) -> str:
     return GGUF_KIND
 
 
+def adapter_base(directory: Path) -> str:
+    """Where the base model of an adapter directory is (`base_location` of what its
+    ADAPTER_CONFIG names)."""
+    try:
+        base = json.loads((directory / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"adapter directory {str(directory)!r}: no base model in "
+                             f"{ADAPTER_CONFIG} ({error})") from None
+    return base_location(base, directory)
+
+
+def base_location(base: str, directory: Path) -> str:
+    """A base model given as a name `python -m engine.fetch` knows (its fetched file) or a path
+    (relative to `directory`); ModelLoadError naming the fetch command when the fetched weights
+    are missing."""
+    if base in WEIGHTS:
+        if not WEIGHTS[base].path.is_file():
+            raise ModelLoadError(f"the base weights {base!r} are missing; fetch them once with: "
+                                 f"python -m engine.fetch {base}")
+        return str(WEIGHTS[base].path)
+    return str(directory / Path(base).expanduser())
+
+
 def locate_model(target: str) -> tuple[str, str]:
-    """The location to load `target` from and what kind it is ("directory", GGUF_KIND or a
-    cache entry); raises ModelLoadError naming the path when it cannot be a model."""
+    """The location to load `target` from and what kind it is ("directory", GGUF_KIND,
+    ADAPTER_KIND or a cache entry); raises ModelLoadError naming the path when it cannot be a
+    model."""
     expanded = Path(target).expanduser()
     if expanded.is_dir():
+        if (expanded / ADAPTER_CONFIG).is_file() and not (expanded / "config.json").is_file():
+            locate_model(adapter_base(expanded))  # the base must be a model too
+            return str(expanded), ADAPTER_KIND
         if not (expanded / "config.json").is_file():
             ggufs = sorted(expanded.glob("*.gguf"))
             raise ModelLoadError(

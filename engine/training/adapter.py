@@ -1,0 +1,237 @@
+"""Train a LoRA adapter that teaches SmolLM2-135M-Instruct to refine code exactly.
+
+Run as ``python -m engine.training.adapter --out DIR``. Examples come from the training split
+of the stdlib (engine.training.adapter_data), rendered with the base model's own chat template
+exactly as a session renders them; the loss is on the answer tokens only (the edited code in a
+fence and the end of the turn), with the tokens where the answer stops copying weighted up.
+Writes only to --out: adapter_config.json, adapter_model.safetensors (float16) and
+training.json (compute, settings and the loss curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from engine.chat import render_ids
+from engine.loading import LoadedModel, load_model
+from engine.paths import ADAPTER_CONFIG, base_location
+from engine.training.adapter_data import KINDS, Example, ExampleSource, functions
+from engine.training.data import edit_points, split_files
+from engine.training.train import lr_at
+
+BASE = "smollm2"
+"""The base model: a name `python -m engine.fetch` knows (its weights stay in the user's cache)."""
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""Llama's attention and MLP projections: where the adapter's low-rank updates go."""
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclass
+class Row:
+    """One example as token ids: the prompt, then the answer, whose tokens carry the loss."""
+
+    prompt: list[int]
+    answer: list[int]
+    weights: list[float]
+    """Loss weight of each answer token."""
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt + self.answer
+
+
+def encode(tok: PreTrainedTokenizerBase, example: Example, edit_weight: float) -> Row:
+    """The prompt as a session renders it (generation prompt included) and the answer as the
+    model would write it: the fenced code, then the end-of-turn token."""
+    prompt = render_ids(tok, example.prompt)
+    answer_text = example.messages[-1]["content"]
+    encoded = tok(answer_text, add_special_tokens=False, return_offsets_mapping=True)
+    offset = answer_text.index("\n") + 1  # the code starts after the opening fence line
+    edits = [(offset + a, offset + b) for a, b in edit_points(example.reference, example.target)]
+    weights = [
+        edit_weight if any(a < e and s < max(b, a + 1) for s, e in edits) else 1.0
+        for a, b in encoded["offset_mapping"]
+    ]
+    return Row(prompt, [*encoded["input_ids"], tok.eos_token_id], [*weights, 1.0])
+
+
+def answer_loss(model: PreTrainedModel, row: Row) -> torch.Tensor:
+    """Weighted next-token cross-entropy on the answer tokens of a causal LM (the adapter's
+    layers inside it). The output head runs on the answer positions only: on the prompt it
+    would cost a fifth of the step for nothing."""
+    ids = torch.tensor([row.ids])
+    hidden = model.base_model(input_ids=ids).last_hidden_state[0]
+    start = len(row.prompt) - 1  # the position whose output predicts the first answer token
+    logits = model.get_output_embeddings()(hidden[start : start + len(row.answer)])
+    losses = torch.nn.functional.cross_entropy(
+        logits.float(), torch.tensor(row.answer), reduction="none"
+    )
+    weights = torch.tensor(row.weights)
+    return (losses * weights).sum() / weights.sum()
+
+
+def with_adapter(lm: LoadedModel, rank: int, alpha: int, base: str) -> torch.nn.Module:
+    """The model with fresh LoRA layers on TARGET_MODULES (only they train)."""
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(lm.model, config)
+    peft_model.peft_config["default"].base_model_name_or_path = base
+    return peft_model
+
+
+def save_adapter(peft_model: torch.nn.Module, out: Path, record: dict[str, object]) -> None:
+    """adapter_config.json, the adapter's weights in float16 (a few MB) and training.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.peft_config["default"].save_pretrained(str(out))
+    state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()},
+              str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def train(args: argparse.Namespace) -> dict[str, object]:
+    """Train until --minutes or --steps runs out, log the loss, and save to --out."""
+    started = time.time()
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    train_files, held_out = split_files()
+    if args.max_files:
+        train_files = random.Random(args.seed).sample(train_files, args.max_files)
+    source = ExampleSource(train_files, max_lines=args.max_lines,
+                           exclude=frozenset(functions(held_out)))
+    lm = load_model(base_location(args.base, Path.cwd()), device="cpu", dtype="float32")
+    if lm.tokenizer.eos_token_id not in lm.eos_token_ids:
+        raise ValueError("the tokenizer's EOS token does not end the model's turns")
+    model = with_adapter(lm, args.rank, args.alpha, args.base)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
+    examples = source.stream(rng, dict.fromkeys(KINDS, 1.0), args.follow_up_share)
+    setup = time.time() - started
+    print(f"{len(source.codes)} training functions from {len(train_files)} files "
+          f"({len(held_out)} held out); {sum(p.numel() for p in trainable):,} adapter "
+          f"parameters; setup {setup:.0f}s", flush=True)
+    model.train()
+    step = seen = tokens = answer_tokens = skipped = 0
+    kinds: Counter[str] = Counter()
+    curve, window = [], []
+    begin = time.time()
+    budget = args.minutes * 60
+    while True:
+        elapsed = time.time() - begin
+        progress = max(elapsed / budget if budget else 0.0,
+                       step / args.steps if args.steps else 0.0)
+        if progress >= 1:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(progress, args.lr, warmup=0.05)
+        for _ in range(args.accumulate):
+            example = next(examples)
+            row = encode(lm.tokenizer, example, args.edit_weight)
+            if len(row.ids) > args.max_tokens:
+                skipped += 1
+                continue
+            loss = answer_loss(model.get_base_model(), row)
+            (loss / args.accumulate).backward()
+            window.append(loss.item())
+            seen += 1
+            tokens += len(row.ids)
+            answer_tokens += len(row.answer)
+            kinds[example.kind] += 1
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % args.log_every == 0 and window:
+            point = {"step": step, "examples": seen, "minutes": round(elapsed / 60, 2),
+                     "lr": optimizer.param_groups[0]["lr"],
+                     "loss": round(sum(window) / len(window), 4)}
+            curve.append(point)
+            window = []
+            print(f"step {step} {point['minutes']:.1f}m lr {point['lr']:.2e} loss "
+                  f"{point['loss']:.3f} ({tokens / max(elapsed, 1e-9):.0f} tok/s)", flush=True)
+    train_seconds = time.time() - begin
+    record = {
+        "base": args.base,
+        "compute": {
+            "device": "cpu", "cpu": cpu_name(), "threads": torch.get_num_threads(),
+            "setup_seconds": round(setup, 1), "train_seconds": round(train_seconds, 1),
+            "optimizer_steps": step, "examples": seen, "tokens": tokens,
+            "answer_tokens": answer_tokens, "skipped_too_long": skipped,
+            "tokens_per_second": round(tokens / max(train_seconds, 1e-9), 1),
+            "torch": torch.__version__,
+        },
+        "examples_by_kind": dict(sorted(kinds.items())),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "loss_curve": curve,
+    }
+    save_adapter(model, args.out, record)
+    print(json.dumps(record["compute"]), flush=True)
+    return record
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m engine.training.adapter",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True,
+                   help=f"writes {ADAPTER_CONFIG}, {ADAPTER_WEIGHTS} and training.json here, "
+                   "nothing anywhere else")
+    p.add_argument("--base", default=BASE,
+                   help=f"a fetch name or a model path (default {BASE}: SmolLM2-135M-Instruct, "
+                   "from `python -m engine.fetch smollm2`)")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall time of the training loop")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--alpha", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--accumulate", type=int, default=4, help="examples per optimizer step")
+    p.add_argument("--edit-weight", type=float, default=3.0,
+                   help="loss weight of the answer tokens where it stops copying")
+    p.add_argument("--follow-up-share", type=float, default=0.15,
+                   help="share of two-turn examples (the second answer is learned)")
+    p.add_argument("--max-tokens", type=int, default=700, help="longest example, tokens")
+    p.add_argument("--max-lines", type=int, default=30, help="longest function, lines")
+    p.add_argument("--max-files", type=int, default=0, help="use this many training files (0: all)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10, help="optimizer steps per logged point")
+    args = p.parse_args(argv)
+    if not args.minutes and not args.steps:
+        p.error("give --minutes or --steps")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
