@@ -166,15 +166,19 @@ class Calibrated:
 
 @torch.inference_mode()
 def measure(model: PreTrainedModel, widths: Sequence[int] = WIDTHS,
-            budget: float = BUDGET_SECONDS, repeats: int = REPEATS) -> CostCurve:
+            budget: float = BUDGET_SECONDS, repeats: int = REPEATS,
+            reserve: int = 0) -> CostCurve:
     """Time passes of each width after CONTEXT cached tokens, through the engine's own forward
     (`SequenceState`: the same cache and call as decoding), rolling the cache back after each.
+    `reserve` sizes a static cache as decoding's (`SequenceState.reserve`), so a compiled
+    model times, and compiles, the cache size it will decode with.
 
     FIRST comes first, then every width in rounds, narrowest first, so interference spreads
     over all of them, until the budget is spent; widths never timed are interpolated or
     extrapolated. Each pass ends with the host sync of an argmax, as the acceptance rule's
     does, so the time is real on any device."""
     state = SequenceState(model)
+    state.reserve(reserve)
     vocab = min(model.config.vocab_size, model.get_input_embeddings().weight.shape[0])
     window = getattr(model.config, "max_position_embeddings", None) or CONTEXT + max(widths)
     widths = [w for w in widths if w < window // 2] or [1]

@@ -37,6 +37,11 @@ DRY_SHAPE = "builtin"
 REPLAY_LIMIT = 3
 """Requests per replay workload at full size: a timed plain decode of a 1.5B-7B shape is ~25 ms
 a token at batch 1, so a few hundred-token requests per workload fill a stage."""
+DECODE_WORKLOADS = ("single_file", "multi_turn")
+"""What the decode stages replay: whole-file rewrites and chains (three turns per record)."""
+DECODE_PLAIN_TOKENS = 128
+"""Plain decoding is timed over each target's first tokens only: its rate barely changes along
+a target, and a whole file (~3,000 tokens) would cost it a minute eagerly on a 7B shape."""
 MINIMUM = 15.0
 """Seconds a stage gets at least (starting Python with torch takes some); with less left it is
 skipped."""
@@ -110,7 +115,7 @@ def pytest_stage(run: Run, dtype: str) -> Stage:
                           *pick, f"--junitxml={folder / 'junit.xml'}")
 
     return Stage(f"identity-{dtype}", f"architecture matrix in {dtype}: engine methods "
-                 "token for token against generate", 45, command, needs=test,
+                 "token for token against generate", 40, command, needs=test,
                  env={"COPYSPEC_TEST_DEVICE": run.device, "COPYSPEC_TEST_DTYPE": dtype})
 
 
@@ -121,7 +126,7 @@ def divergence_stage() -> Stage:
                           "--dtype", "bfloat16", *pick, "--out", str(folder))
 
     return Stage("divergence-bfloat16", "first-divergence rate per architecture in bf16 "
-                 "(near-ties)", 40, command, needs="scripts/measure_divergence.py")
+                 "(near-ties)", 30, command, needs="scripts/measure_divergence.py")
 
 
 def costs_stage(shape: str, budget: float) -> Stage:
@@ -159,6 +164,29 @@ def replay_stage(shape: str, budget: float) -> Stage:
                  "plain against copy", budget, command, sized=True)
 
 
+def decode_stage(shape: str, budget: float) -> Stage:
+    def command(run: Run, scale: float, folder: Path) -> list[str] | str:
+        workloads = [run.shared / "replay" / f"{name}.jsonl" for name in DECODE_WORKLOADS]
+        gpt2 = run.shared / "tokenizers" / "gpt2"
+        tokenizer = [] if shape == DRY_SHAPE else ["--tokenizer", str(gpt2)]
+        if not all(path.exists() for path in workloads) or (tokenizer and not gpt2.is_dir()):
+            return (f"no {' or '.join(DECODE_WORKLOADS)} workload or GPT-2 tokenizer under "
+                    f"{run.shared} (pass --shared)")
+        # A CPU dry run traces the compiled path without inductor's minutes of code generation.
+        sizes = (["--max-target-tokens", "16", "--identity-tokens", "16", "--trace-only"]
+                 if run.dry else ["--plain-tokens", str(DECODE_PLAIN_TOKENS)])
+        return run.python("-m", "engine.cli", "bench", "decode",
+                          "--workload", *map(str, workloads), *tokenizer, "--limit", "1",
+                          "--model-shape", shape, "--compile", "on", "--eager-first",
+                          "--device", run.device, "--dtype", run.fast_dtype, *sizes,
+                          "--out", str(folder))
+
+    return Stage(f"decode-{shape}", f"{shape}: plain, HF prompt lookup and ours (the cost-aware "
+                 "default) through the engine's decode loop, eager then compiled (--compile "
+                 "on): tok/s per request on a whole-file rewrite and a 3-turn chain, identity "
+                 "by real decoding first", budget, command)
+
+
 def bench_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         # One task per workload: a 160-token turn is ~1 s per method at ~7 ms a pass.
@@ -172,7 +200,7 @@ def bench_stage() -> Stage:
                           "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
 
     return Stage("bench", "built-in model: identity first, then tok/s per method and "
-                 "workload", 30, command, sized=True)
+                 "workload", 20, command, sized=True)
 
 
 def server_stage() -> Stage:
@@ -181,7 +209,7 @@ def server_stage() -> Stage:
                           "--dtype", run.fast_dtype, "--out", str(folder))
 
     return Stage("server", "copyspec-lsp over stdio: a refine streams, $/cancelRequest stops "
-                 "it within a step (2 passes of the chunk it answers)", 30, command,
+                 "it within a step (2 passes of the chunk it answers)", 25, command,
                  needs="scripts/lsp_smoke.py")
 
 
@@ -194,7 +222,7 @@ def device_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         return run.python("-c", probe + ("" if run.device == "cpu" else "; assert c, 'no CUDA'"))
 
-    return Stage("device", "the interpreter sees the device (torch, CUDA, memory)", 20, command)
+    return Stage("device", "the interpreter sees the device (torch, CUDA, memory)", 15, command)
 
 
 def joined(numbers: list[int]) -> str:
@@ -212,16 +240,19 @@ def first_task(path: Path, folder: Path) -> Path:
 def stages(run: Run) -> list[Stage]:
     shapes = [DRY_SHAPE] if run.dry else SHAPES
     dtypes = ["float32"] if run.dry else ["float32", "bfloat16"]
-    big = [] if run.dry else [costs_stage(BIG_SHAPE, 50)]
+    big = [] if run.dry else [costs_stage(BIG_SHAPE, 35)]
+    # The decode stages come last: compiling is the one step whose time is unknown, and
+    # they get what the others leave.
     return [
         device_stage(),
         *(pytest_stage(run, dtype) for dtype in dtypes),
         divergence_stage(),
-        *(costs_stage(shape, 40 + 10 * i) for i, shape in enumerate(shapes)),
+        *(costs_stage(shape, 25 + 5 * i) for i, shape in enumerate(shapes)),
         *big,
-        *(replay_stage(shape, 50 + 10 * i) for i, shape in enumerate(shapes)),
+        *(replay_stage(shape, 30 + 5 * i) for i, shape in enumerate(shapes)),
         bench_stage(),
         server_stage(),
+        *(decode_stage(shape, 90 + 10 * i) for i, shape in enumerate(shapes)),
     ]
 
 
@@ -297,6 +328,19 @@ def figures(name: str, folder: Path, output: str) -> dict[str, Any]:
     if (folder / "costs.json").exists():
         meta = json.loads((folder / "costs.json").read_text())["meta"]
         return {"suggested_max_block": meta["suggested_max_block"]}
+    if (folder / "decode.json").exists():
+        found: dict[str, Any] = {}
+        for path, result in json.loads((folder / "decode.json").read_text())["paths"].items():
+            checks = result["identity"]
+            same = sum(all(check["identical"].values()) for check in checks)
+            found[f"{path} identical"] = f"{same}/{len(checks)}"
+            found[f"{path} setup s"] = result["setup_s"]
+            for workload, cell in result["summary"].items():
+                if workload != "all":
+                    found[f"{path} {workload} tok/s plain/PLD/ours"] = " / ".join(
+                        f"{cell[method]['tok_s']:.0f}" for method in ("plain", "HF prompt "
+                                                                      "lookup", "ours"))
+        return found
     if (folder / "replay.json").exists():
         timed = json.loads((folder / "replay.json").read_text())["timed"]["summary"]["all"]
         return {f"{method} tok/s": rate for method, rate in timed["tok_s"].items()} | {
@@ -413,9 +457,9 @@ def main() -> int:
                         help="folder holding replay/*.jsonl and tokenizers/gpt2 "
                         "(default: shared/ in or beside the checkout)")
     parser.add_argument("--deadline", type=float, help="seconds for all stages "
-                        "(default 480, 150 for a dry run)")
+                        "(default 480, 240 for a dry run)")
     args = parser.parse_args()
-    deadline = args.deadline or (150.0 if args.dry_run else 480.0)
+    deadline = args.deadline or (240.0 if args.dry_run else 480.0)
     run = Run(args.device, args.dry_run, args.out.resolve(), args.shared.resolve())
     run.out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()

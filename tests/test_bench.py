@@ -1,5 +1,6 @@
 """`copyspec bench` end to end on a tiny model: every method and turn recorded, identity
-enforced, plots written, and bad input refused with a clear message."""
+enforced, plots written, and bad input refused with a clear message; `copyspec bench decode` on
+the built-in model, eager and on the static-cache path."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.bench.methods import Runner, SessionRunner, TurnOutcome, build_runners
 from engine.bench.run import IdentityError, identity_pass
 from engine.bench.tasks import Task, TaskFileError, load_tasks
+from engine.bench.workloads import chain_record
 from engine.cli import main
 from engine.config import SpecConfig
 from engine.loading import LoadedModel, load_model
@@ -141,3 +144,101 @@ def test_a_chat_gets_the_same_answer_in_the_bench_as_from_generate(
         default, none = ([o.token_ids for o in runner.run(task, MAX_NEW)] for task in tasks)
         assert default == generated, runner.name
         assert none != generated, runner.name
+
+
+# --- copyspec bench decode -----------------------------------------------------------------
+
+VERSIONS = [
+    "def total(items):\n    result = 0\n    for item in items:\n        result += item\n"
+    "    return result\n",
+    "def total(values):\n    result = 0\n    for value in values:\n        result += value\n"
+    "    return result\n",
+    "def total(values):\n    \"\"\"Sum of values.\"\"\"\n    result = 0\n    for value in values:\n"
+    "        result += value\n    return result\n",
+]
+
+
+@pytest.fixture
+def decode_workloads(tmp_path: Path) -> list[Path]:
+    """A whole-file rewrite (one turn) and a two-turn chain, in the replay's record format."""
+    whole = chain_record("r", "f.py", "total", VERSIONS[:2], [("a", "rename items")])
+    chain = chain_record("r", "f.py", "total", VERSIONS,
+                         [("a", "rename items"), ("b", "add a docstring")])
+    paths = [tmp_path / "single_file.jsonl", tmp_path / "multi_turn.jsonl"]
+    for path, record in zip(paths, (whole, chain), strict=True):
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return paths
+
+
+def decode_command(workloads: list[Path], out: Path, *extra: str) -> list[str]:
+    return ["bench", "decode", "--workload", *map(str, workloads), "--model-shape", "builtin",
+            "--device", "cpu", "--threads", "1", "--max-target-tokens", "24",
+            "--identity-tokens", "12", "--out", str(out), *extra]
+
+
+@pytest.mark.timeout(120)
+def test_decode_times_every_method_per_request_after_identity(
+    decode_workloads: list[Path], tmp_path: Path
+) -> None:
+    """Real forwards of the built-in model through the engine's decode loop: each method
+    writes each request's (cut) target, plain decoding only its first tokens; the figures
+    add up, and real decoding gave plain's tokens for every method."""
+    out = tmp_path / "out"
+    assert main(decode_command(decode_workloads, out, "--plain-tokens", "5")) == 0
+    report = json.loads((out / "decode.json").read_text(encoding="utf-8"))
+    assert set(report["paths"]) == {"eager"}
+    eager = report["paths"]["eager"]
+    requests = eager["requests"]
+    pairs = ["single_file/0/1", "multi_turn/0/1", "multi_turn/0/2"]
+    assert sorted((r["pair_id"], r["method"]) for r in requests) == sorted(
+        (pair, method) for pair in pairs for method in ("plain", "HF prompt lookup", "ours"))
+    for pair in pairs:
+        rows = {r["method"]: r for r in requests if r["pair_id"] == pair}
+        assert rows["plain"]["tokens"] == rows["plain"]["passes"] == 5
+        assert 0 < rows["HF prompt lookup"]["tokens"] == rows["ours"]["tokens"] <= 24
+        assert 0 < rows["ours"]["passes"] <= rows["ours"]["tokens"]
+    total = eager["summary"]["all"]
+    ours = total["ours"]
+    assert ours["tok_s"] == pytest.approx(ours["tokens"] / ours["seconds"], rel=0.01)
+    assert total["ours / plain"] == pytest.approx(ours["tok_s"] / total["plain"]["tok_s"],
+                                                  rel=0.01)
+    assert [check["identical"] for check in eager["identity"]] == [
+        {"HF prompt lookup": True, "ours": True}] * 2
+    assert f"| all | 3 | {total['plain']['tok_s']:.1f} |" in (out / "decode.md").read_text()
+
+
+@pytest.fixture
+def uncompiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static-cache path with the model's own forward for the compiled one: compiling for
+    real takes minutes here (the GPU check's dry run traces it; tests/test_compiled.py
+    compiles it for real in the slow lane)."""
+    monkeypatch.setattr(torch, "compile", lambda model, **_: model)
+
+
+@pytest.mark.timeout(120)
+def test_decode_runs_eager_then_compiled_in_one_process(
+    decode_workloads: list[Path], tmp_path: Path, uncompiled: None
+) -> None:
+    out = tmp_path / "out"
+    assert main(decode_command(decode_workloads, out, "--compile", "on", "--eager-first")) == 0
+    paths = json.loads((out / "decode.json").read_text(encoding="utf-8"))["paths"]
+    assert list(paths) == ["eager", "compiled"]
+    for result in paths.values():
+        assert all(all(check["identical"].values()) for check in result["identity"])
+    assert "## Compiled" in (out / "decode.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.timeout(120)
+def test_decode_fails_when_the_compiled_path_falls_back(
+    decode_workloads: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Asked to compile, a run that decoded eagerly says so and exits 1, its figures kept."""
+    def broken(model: object, **_: object) -> object:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    out = tmp_path / "out"
+    assert main(decode_command(decode_workloads, out, "--compile", "on")) == 1
+    assert "--compile on decoded eagerly" in capsys.readouterr().err
+    assert list(json.loads((out / "decode.json").read_text())["paths"]) == ["eager"]

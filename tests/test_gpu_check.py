@@ -102,19 +102,26 @@ def test_every_copyspec_stage_parses_and_fits_its_shape(tmp_path: Path, dry: boo
     shared = tmp_path / "shared"
     (shared / "tokenizers" / "gpt2").mkdir(parents=True)
     (shared / "replay").mkdir()
-    (shared / "replay" / "w.jsonl").write_text("{}\n")
+    for name in ("w", *gc.DECODE_WORKLOADS):
+        (shared / "replay" / f"{name}.jsonl").write_text("{}\n")
     run = gc.Run("cuda", dry, tmp_path / "out", shared, gib=139)
     commands = [stage.command(run, 1.0, tmp_path / stage.name) for stage in gc.stages(run)]
     cli = [argv[3:] for argv in commands if isinstance(argv, list) and argv[1:3] == ["-m",
                                                                                      "engine.cli"]]
-    assert len(cli) == (3 if dry else 6), "costs and replay per shape (and 32B costs), bench"
+    assert len(cli) == (4 if dry else 8), "costs, replay, decode per shape (and 32B costs), bench"
+    decoded = []
     for argv in cli:
         args = build_parser().parse_args(argv)
-        if args.run.__name__ == "run_replay":
+        if args.run.__name__ in ("run_replay", "run_decode"):
             uses_gpt2 = args.tokenizer == shared / "tokenizers" / "gpt2"
             assert uses_gpt2 == (args.model_shape != BUILTIN), "GPT-2's ids pass the built-in's"
+        if args.run.__name__ == "run_decode":
+            decoded.append(args.model_shape)
+            assert (args.compile, args.eager_first, args.trace_only) == ("on", True, dry)
+            assert sorted(path.stem for path in args.workload) == sorted(gc.DECODE_WORKLOADS)
         if getattr(args, "model_shape", BUILTIN) != BUILTIN:
             assert vocab_size(args.model_shape) > GPT2_TOP_ID
+    assert decoded == ([BUILTIN] if dry else gc.SHAPES), "the compiled path on 1.5B and 7B"
 
 
 @pytest.mark.timeout(10)
@@ -124,15 +131,15 @@ def test_a_tools_report_sits_below_its_stage() -> None:
 
 
 STAGES = ["device", "identity-float32", "divergence-bfloat16",
-          "costs-builtin", "replay-builtin", "bench", "server"]
+          "costs-builtin", "replay-builtin", "bench", "server", "decode-builtin"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(720)
 def test_dry_run_reports_every_stage(tmp_path: Path) -> None:
-    """About 40 s on an idle CPU. The deadline is a ceiling for a machine shared by many: at a
-    load of 15 on 2 cores each stage's Python took 15-55 s just to import torch and
-    transformers, and the run took 5-6 minutes."""
+    """105 s at a load average of 6 on 2 cores, 30 s of it the decode stage. The deadline is
+    a ceiling for a machine shared by many: at a load of 15 on 2 cores each stage's Python
+    took 15-55 s just to import torch and transformers, and the run took 5-6 minutes."""
     out = tmp_path / "gpu"
     done = subprocess.run(
         ["bash", "scripts/gpu_check.sh", "--device", "cpu", "--dry-run", "--out", str(out),
@@ -151,9 +158,16 @@ def test_dry_run_reports_every_stage(tmp_path: Path) -> None:
     replay = stages["replay-builtin"]["figures"]
     assert replay["plain tok/s"] > 0 and replay["ours (default) tok/s"] > 0
     assert stages["server"]["figures"]["steps_after_cancel"] <= 2
+    decoded = stages["decode-builtin"]["figures"]
+    for path in ("eager", "compiled"):  # the compiled path did not fall back to eager
+        assert decoded[f"{path} identical"] == "2/2"
+        for workload in gc.DECODE_WORKLOADS:
+            rates = decoded[f"{path} {workload} tok/s plain/PLD/ours"].split(" / ")
+            assert len(rates) == 3 and min(float(rate) for rate in rates) > 0
     for name, files in [("costs-builtin", ["costs.json", "costs.md", "costs.png"]),
                         ("replay-builtin", ["replay.json", "replay.md", "replay.png"]),
-                        ("bench", ["results.json"]), ("server", ["smoke.json"])]:
+                        ("bench", ["results.json"]), ("server", ["smoke.json"]),
+                        ("decode-builtin", ["decode.json", "decode.md"])]:
         assert all((out / name / file).exists() for file in files), name
     markdown = (out / "report.md").read_text()
     assert all(f"## {name}\n" in markdown for name in STAGES)

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from engine.bench import DEFAULT_METHODS, METHODS, check_methods
 from engine.bench.replay_args import add_parsers as add_replay_parsers
+from engine.bench.shapes import NAMES
 from engine.bench.tasks import Task, TaskFileError, load_tasks
+from engine.config import DTYPES
 from engine.index import POLICIES
 from engine.options import (
     UsageError,
@@ -20,10 +22,12 @@ from engine.options import (
     add_cost_aware_argument,
     add_max_new_tokens,
     add_model_arguments,
+    device,
     load_draft_from_args,
     load_from_args,
     positive_int,
 )
+from engine.paths import default_model_path
 
 if TYPE_CHECKING:  # torch and the [bench] extra: imported only once the arguments are good
     from rich.console import Console
@@ -54,9 +58,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_max_new_tokens(parser, default=160)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.set_defaults(run=run_bench)
-    add_replay_parsers(parser.add_subparsers(
-        dest="bench_command", metavar="{replay,costs}",
-        help="model-free oracle replay of real edits, and forward costs by width"))
+    commands = parser.add_subparsers(
+        dest="bench_command", metavar="{replay,costs,decode}",
+        help="model-free oracle replay of real edits, forward costs by width, and the replay "
+        "through the engine's decode loop")
+    add_replay_parsers(commands)
+    add_decode_parser(commands)
+
+
+def add_decode_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "decode", help="plain, HF prompt lookup and ours through the engine's decode loop on "
+        "replay workloads (a real-size shape, eager or compiled): tok/s per request, identity "
+        "first")
+    parser.add_argument("--workload", type=Path, nargs="+", required=True,
+                        help="replay JSONL files")
+    parser.add_argument("--tokenizer", type=Path, default=default_model_path(),
+                        help="a local HF tokenizer directory (default: the built-in model's)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="only the first N records per workload")
+    parser.add_argument("--model-shape", choices=NAMES, required=True,
+                        help="a random-init real shape, or the built-in model")
+    add_compile_argument(parser)
+    parser.add_argument(
+        "--eager-first", action="store_true",
+        help="with --compile on or auto: decode everything eagerly first, in the same process")
+    parser.add_argument(
+        "--trace-only", action="store_true",
+        help="compile with dynamo's eager backend (each bucket traced whole onto the static "
+        "cache, no code generated): proves the compiled path in seconds on a CPU, not its "
+        "speed")
+    parser.add_argument("--device", type=device, default="auto")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    parser.add_argument("--max-target-tokens", type=positive_int,
+                        help="cut targets to this many tokens (keeps CPU runs short)")
+    parser.add_argument(
+        "--plain-tokens", type=positive_int,
+        help="plain decoding writes only the first N tokens of each target (its rate barely "
+        "changes along one; default: all)")
+    parser.add_argument("--identity-tokens", type=positive_int, default=32,
+                        help="tokens decoded for real after each workload's first request, "
+                        "every method against plain (default 32)")
+    parser.add_argument("--out", type=Path, default=Path("decode-results"))
+    parser.set_defaults(run=run_decode, repo=None)
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from engine.bench.decode_cli import run_decode as run
+
+    return run(args)
 
 
 def names(text: str) -> list[str]:

@@ -5,6 +5,11 @@ The replay decides acceptance (the oracle); the model only does the work a pass 
 forward over [pending token, draft…] on the KV cache, the host sync of the acceptance check,
 and the cache crop. Plain decoding is timed the same way, one token per forward, in the same
 process, alternating which goes first, so the ratio is fair on a shared machine.
+
+`DecodeBench` goes further: the oracle sits inside the engine's own decode loop (`Forced`), so
+the proposers, the draft-length chooser and the compiled path do their real work, for plain
+decoding, HF prompt lookup's drafts and ours alike; and real decoding (the model's own argmax)
+checks that their tokens are plain decoding's.
 """
 
 from __future__ import annotations
@@ -12,13 +17,22 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from engine.bench.peers import HFPromptLookup
 from engine.bench.replay import Pair, ReplayProposer, replay
+from engine.config import SpecConfig
+from engine.costs import CostCurve, measure
+from engine.decode import StopRules, decode
+from engine.index import NgramIndex
+from engine.proposers import Proposal, Proposer
+from engine.schedule import Acceptance, DraftChooser
 from engine.sequence import SequenceState
+from engine.stats import TurnStats
+from engine.turn import build_proposers
 
 
 @dataclass
@@ -193,3 +207,193 @@ def suggested_cap(costs: Sequence[Cost], context: int) -> int:
     width − 1 tokens: the pending token rides along)."""
     fitting = [c.width for c in costs if c.context == context and c.relative <= CAP_COST]
     return max(1, max(fitting, default=1) - 1)
+
+
+# --- the engine's decode loop under the oracle --------------------------------------------
+
+
+PLAIN, PROMPT_LOOKUP, OURS = "plain", "HF prompt lookup", "ours"
+DECODE_METHODS = (PLAIN, PROMPT_LOOKUP, OURS)
+"""One token per pass; transformers' prompt lookup's drafts (n ≤ 3, K 10), each verified
+whole as `generate(prompt_lookup_num_tokens=10)` does; the engine's default (`SpecConfig()`:
+copy, resync, cost-aware)."""
+
+
+class _Written:
+    """What the acceptance rule reads off a pass's logits: the target's next tokens."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+
+    def argmax(self, dim: int = -1) -> _Written:
+        return self
+
+    def tolist(self) -> list[int]:
+        return self.tokens
+
+
+class Forced:
+    """A `SequenceState` whose passes run for real (the forward, and the acceptance rule's host
+    sync of its argmax) but whose model writes `target`: the replay's oracle inside the
+    engine's decode loop."""
+
+    def __init__(self, state: SequenceState, target: Sequence[int]) -> None:
+        self.state, self.target, self.done = state, list(target), 0
+
+    @property
+    def index(self) -> NgramIndex:
+        return self.state.index
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.state.tokens
+
+    def step(self, proposal: list[int]) -> _Written:
+        self.state.step(proposal).argmax(dim=-1).tolist()
+        return _Written(self.target[self.done : self.done + len(proposal) + 1])
+
+    def accept(self, tokens: list[int]) -> None:
+        self.state.accept(tokens)
+        self.done += len(tokens)
+
+
+class PromptLookup:
+    """HF prompt lookup as an engine proposer: transformers' own candidate generator over the
+    sequence so far (`peers.HFPromptLookup`)."""
+
+    source = "copy"
+
+    def __init__(self) -> None:
+        self._lookup = HFPromptLookup()
+
+    def propose(self, state: SequenceState, limit: int) -> Proposal:
+        return Proposal(self._lookup.propose(state.tokens)[:limit], "copy", proposer=self)
+
+    def feedback(self, proposal: Proposal, accepted: int) -> None:
+        """Nothing to learn: it looks at the sequence only."""
+
+
+@dataclass
+class Decoded:
+    """One method's decoding of one pair's target (or its first `tokens` of it)."""
+
+    pair_id: str
+    workload: str
+    turn: int
+    method: str
+    tokens: int
+    passes: int
+    seconds: float
+    """Decoding, from the first pass to the last one's host sync; prefill apart."""
+    prefill_seconds: float
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Identity:
+    """Real decoding after one pair's context: whether each method wrote plain's tokens."""
+
+    pair_id: str
+    tokens: int
+    identical: dict[str, bool] = field(default_factory=dict)
+    first_difference: dict[str, int] = field(default_factory=dict)
+
+
+class DecodeBench:
+    """Plain decoding, HF prompt lookup and ours on one model, through the engine's decode loop.
+
+    One `SequenceState` per method serves every pair, so a chain's turns reuse its cache as a
+    session's do, and each is sized once for the longest pair: a compiled model compiles one
+    cache size. Ours keeps one acceptance estimate per chain (its turns), as a session does,
+    and weighs drafts by `curve`, by default measured as the engine measures it at first use
+    (`costs.measure`) but on a cache of the same size (one compile, not two)."""
+
+    def __init__(self, model: PreTrainedModel, pairs: Sequence[Pair], identity_tokens: int = 0,
+                 curve: CostCurve | None = None) -> None:
+        self.pairs = list(pairs)
+        spec = SpecConfig()
+        self.reserve = max(len(p.context) + max(len(p.target), identity_tokens) for p in pairs)
+        self.curve = curve if curve is not None else measure(model, reserve=self.reserve)
+        self.states = {method: SequenceState(model, spec.gamma, spec.policy)
+                       for method in DECODE_METHODS}
+        for state in self.states.values():
+            state.reserve(self.reserve)
+        self._chains: dict[str, Acceptance] = {}
+
+    def _proposers(self, method: str, acceptance: Acceptance
+                   ) -> tuple[list[Proposer], DraftChooser | None]:
+        if method == PLAIN:
+            return [], None
+        if method == PROMPT_LOOKUP:
+            return [PromptLookup()], None
+        return build_proposers(SpecConfig()), DraftChooser(self.curve, None, acceptance)
+
+    def identity(self, tokens: int) -> list[Identity]:
+        """The first pair of each workload, `tokens` decoded for real by every method."""
+        firsts: dict[str, Pair] = {}
+        for pair in self.pairs:
+            firsts.setdefault(pair.workload, pair)
+        checks = []
+        for pair in firsts.values():
+            written = {}
+            for method in DECODE_METHODS:
+                state = self.states[method]
+                state.sync(pair.context)
+                proposers, chooser = self._proposers(method, Acceptance())
+                written[method] = decode(state, proposers, StopRules(frozenset(), tokens),
+                                         chooser=chooser)
+            check = Identity(pair.pair_id, tokens)
+            for method in DECODE_METHODS[1:]:
+                same = written[method] == written[PLAIN]
+                check.identical[method] = same
+                if not same:
+                    check.first_difference[method] = next(
+                        (i for i, (a, b) in enumerate(zip(written[method], written[PLAIN],
+                                                          strict=False)) if a != b),
+                        min(len(written[method]), len(written[PLAIN])))
+            checks.append(check)
+        return checks
+
+    def timed(self, plain_tokens: int | None = None,
+              on_pair: Callable[[str], None] | None = None) -> list[Decoded]:
+        """Every pair's target written by every method, which goes first rotating per pair;
+        plain decoding writes only the first `plain_tokens` (its rate barely changes along a
+        target, and it is the slowest by far)."""
+        results = []
+        for number, pair in enumerate(self.pairs):
+            chain = self._chains.setdefault(pair.pair_id.rsplit("/", 1)[0], Acceptance())
+            shift = number % len(DECODE_METHODS)
+            for method in (*DECODE_METHODS[shift:], *DECODE_METHODS[:shift]):
+                target = pair.target[:plain_tokens] if method == PLAIN else pair.target
+                results.append(self._decode(method, pair, target, chain))
+            if on_pair is not None:
+                on_pair(pair.pair_id)
+        return results
+
+    def _decode(self, method: str, pair: Pair, target: list[int],
+                chain: Acceptance) -> Decoded:
+        state = self.states[method]
+        synchronize(state.device)
+        began = time.perf_counter()
+        state.sync(pair.context)
+        synchronize(state.device)
+        prefill = time.perf_counter() - began
+        proposers, chooser = self._proposers(method, chain)
+        stats = TurnStats()
+        began = time.perf_counter()
+        written = decode(Forced(state, target), proposers,  # type: ignore[arg-type]
+                         StopRules(frozenset(), len(target)), stats=stats, chooser=chooser)
+        synchronize(state.device)
+        seconds = time.perf_counter() - began
+        if written != target:
+            raise RuntimeError(f"{method} wrote other tokens than {pair.pair_id}'s target: the "
+                               "decode loop lost count")
+        return Decoded(pair.pair_id, pair.workload, pair.turn, method, len(target),
+                       stats.forward_passes, seconds, prefill)
+
+    def compiled(self) -> bool:
+        """Whether every method decoded on the compiled path (none fell back to eager)."""
+        return all(state.static is not None for state in self.states.values())
