@@ -8,7 +8,11 @@ own identity pass and rotation; per (task, turn) the median tok/s end to end and
 
 `record` writes each turn's prompt and greedy output (token ids) for `model`, which replays
 them through the real decode loop, chooser and proposers with an oracle in place of the model
-and sums cost(width) over the passes: modelled seconds, free of timing noise.
+and sums cost(width) over the passes: modelled seconds, free of timing noise. Beside ours and
+the old default it models HF prompt lookup's drafts (n ≤ 3, K 16, verified whole), ours with a
+perfect cut (each candidate cut to exactly what the target accepts: what no chooser can beat
+with this proposer) and the copy bound (each pass drafts the longest run of the output found
+in what is known: what no copy proposer can beat).
 
     python scripts/cost_aware_bench.py record --model … --tasks … --out turns.jsonl
     python scripts/cost_aware_bench.py model turns.jsonl --curve 1:1,2:1.1,4:1.5,8:2.1,16:2.3
@@ -32,6 +36,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.config import SpecConfig
 from engine.costs import CostCurve
@@ -140,34 +145,87 @@ class Oracle:
         self.done += len(tokens)
 
 
+MODELLED = ("old default", "ours", "HF prompt lookup", "ours, perfect cut", "copy bound")
+
+
+class PerfectCut:
+    """A chooser that knows the output: each candidate cut to exactly what will be accepted."""
+
+    def __init__(self, state: Oracle) -> None:
+        self.state = state
+
+    def limit(self, source: str, budget: int) -> int:
+        return budget
+
+    def cut(self, proposal: Any) -> Any:
+        from dataclasses import replace
+
+        done, output, matched = self.state.done, self.state.output, 0
+        while (matched < len(proposal.candidate) and done + matched < len(output)
+               and proposal.candidate[matched] == output[done + matched]):
+            matched += 1
+        return replace(proposal, tokens=proposal.candidate[:matched])
+
+    def timed(self, width: int, seconds: float) -> None:
+        """Modelled passes have no time to learn from."""
+
+    def observe(self, made: Any, emitted: Any) -> None:
+        """Nothing to learn: it knows."""
+
+
+def bound_seconds(prompt: list[int], output: list[int], cost: CostCurve) -> float:
+    """cost(width) over the fewest passes any copy proposer needs (`bound_passes`' loop)."""
+    from engine.bench.replay import UNBOUNDED, SuffixAutomaton
+
+    automaton, done, seconds = SuffixAutomaton(prompt), 0, 0.0
+    while done < len(output):
+        run = min(automaton.run_length(output, done, UNBOUNDED), len(output) - done - 1)
+        seconds += cost(1 + run)
+        for token in output[done : done + run + 1]:
+            automaton.append(token)
+        done += run + 1
+    return seconds
+
+
 def model(args: argparse.Namespace) -> None:
+    from engine.bench.methods import BLOCK, GAMMA
+    from engine.bench.timing import PromptLookup
     from engine.decode import StopRules, decode
     from engine.schedule import Acceptance, DraftChooser
     from engine.turn import build_proposers
 
     cost = parse_curve(args.curve)
     turns = [json.loads(line) for line in args.turns.read_text().splitlines()]
-    print("| task | turn | tokens | old default × greedy | ours × greedy |")
-    print("|---|---:|---:|---:|---:|")
-    totals = collections.defaultdict(float)
+    print("| task | turn | tokens | " + " | ".join(f"{name} × greedy" for name in MODELLED)
+          + " | ours × HF prompt lookup |")
+    print("|---|---:|---:|" + "---:|" * (len(MODELLED) + 1))
+    totals: dict[tuple[str, str], float] = collections.defaultdict(float)
     for task in dict.fromkeys(t["task"] for t in turns):
         acceptance = Acceptance()
         for turn in sorted((t for t in turns if t["task"] == task), key=lambda t: t["turn"]):
-            speed = []
-            for aware in (False, True):
+            seconds = {"copy bound": bound_seconds(turn["prompt"], turn["output"], cost)}
+            for name in MODELLED[:-1]:
                 state = Oracle(turn["prompt"], turn["output"], cost)
-                chooser = DraftChooser(cost, None, acceptance) if aware else None
+                proposers = ([PromptLookup(GAMMA, BLOCK)] if name == "HF prompt lookup"
+                             else build_proposers(SpecConfig()))
+                chooser = {"ours": DraftChooser(cost, None, acceptance),
+                           "ours, perfect cut": PerfectCut(state)}.get(name)
                 rules = StopRules(frozenset(), len(turn["output"]))
-                decoded = decode(state, build_proposers(SpecConfig()), rules,  # type: ignore[arg-type]
-                                 chooser=chooser)
+                decoded = decode(state, proposers, rules, chooser=chooser)  # type: ignore[arg-type]
                 assert decoded == turn["output"]
-                speed.append(len(decoded) * cost(1) / state.seconds)
-                totals[aware] += state.seconds
-            totals["greedy"] += len(turn["output"]) * cost(1)
-            print(f"| {task} | {turn['turn']} | {len(turn['output'])} | {speed[0]:.2f}x | "
-                  f"{speed[1]:.2f}x |")
-    print(f"| all | | | {totals['greedy'] / totals[False]:.2f}x | "
-          f"{totals['greedy'] / totals[True]:.2f}x |")
+                seconds[name] = state.seconds
+            plain = len(turn["output"]) * cost(1)
+            turns_of = "turn 1" if turn["turn"] == 1 else "turns 2+"
+            for name in ("greedy", *MODELLED):
+                totals[(turns_of, name)] += seconds.get(name, plain)
+            print(f"| {task} | {turn['turn']} | {len(turn['output'])} | "
+                  + " | ".join(f"{plain / seconds[name]:.2f}x" for name in MODELLED)
+                  + f" | {seconds['HF prompt lookup'] / seconds['ours']:.2f}x |")
+    for turns_of in ("turn 1", "turns 2+"):
+        greedy = totals[(turns_of, "greedy")]
+        print(f"| all | {turns_of} | | " + " | ".join(
+            f"{greedy / totals[(turns_of, name)]:.2f}x" for name in MODELLED)
+            + f" | {totals[(turns_of, 'HF prompt lookup')] / totals[(turns_of, 'ours')]:.2f}x |")
 
 
 class Chosen:

@@ -263,8 +263,8 @@ class PromptLookup:
 
     source = "copy"
 
-    def __init__(self) -> None:
-        self._lookup = HFPromptLookup()
+    def __init__(self, ngram: int = 3, k: int = 10) -> None:
+        self._lookup = HFPromptLookup(ngram, k)
 
     def propose(self, state: SequenceState, limit: int) -> Proposal:
         return Proposal(self._lookup.propose(state.tokens)[:limit], "copy", proposer=self)
