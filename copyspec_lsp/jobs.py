@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from copyspec_lsp import prompts, regions
@@ -23,14 +25,14 @@ from copyspec_lsp.hunks import region_hunks
 from copyspec_lsp.model import ModelHost
 from copyspec_lsp.params import RequestParams
 from copyspec_lsp.progress import Progress, live_figures
-from copyspec_lsp.remote import RemoteUnavailable, open_session
+from copyspec_lsp.remote import RemoteUnavailable, open_session, predicted_answer
 from copyspec_lsp.requests import Request, RequestError
 from copyspec_lsp.scripted import ScriptedTurn, scripted_answer
 from copyspec_lsp.sessions import Conversation
 from copyspec_lsp.worker import Job
 from engine import prompt_format
 from engine.config import SpecConfig
-from engine.session import PromptTooLongError, TurnResult
+from engine.session import PromptTooLongError, Session, TurnResult
 from engine.shaping import Shaper
 from engine.stats import TurnStats
 
@@ -216,7 +218,9 @@ class RequestRunner:
         spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
         generation = service.model.generation
         pacer = service.gate.pacer() if service.gate is not None else None
-        call = EngineCall(service.model, conversation, message, max_new, spec, generation, pacer)
+        predict = settings.prediction != "off"  # `auto` is on in process: it is our engine
+        call = EngineCall(service.model, conversation, message, max_new, spec, generation, pacer,
+                          predict)
         job = Job(
             lambda job: engine_turn(job, call),
             uri=request.uri,
@@ -342,6 +346,9 @@ class EngineCall:
     generation: int
     pacer: Pacer | None = None
     """Only under the test gate (`gate.py`): holds the engine while its request is held."""
+    predict: bool = True
+    """Whether an in-process turn gets the code being rewritten as its prediction (the
+    `prediction` setting; a remote session decides for itself what it sends)."""
 
 
 async def held(pacer: Pacer | None, request: Request, up_to_date: bool) -> None:
@@ -365,7 +372,13 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
         )
     engine = conversation.engine
     script = scripted_answer()  # test-only (scripted.py): None outside tests
-    speaker = engine if script is None else ScriptedTurn(engine, script)
+    send: Callable[..., TurnResult]
+    if script is not None:
+        send = ScriptedTurn(engine, script).send
+    elif call.predict and isinstance(engine, Session):
+        send = partial(engine.send, prediction=predicted_ids(engine, call.message))
+    else:
+        send = engine.send
     pieces: list[str] = []
 
     def on_text(delta: str, stats: TurnStats) -> None:
@@ -378,7 +391,7 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     try:
         while True:
             try:
-                result = speaker.send(
+                result = send(
                     call.message, call.max_new_tokens, stop_event=job.stop, on_text=on_text
                 )
                 break
@@ -392,6 +405,13 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     if trimmed:
         job.post("trimmed", trimmed)
     return result
+
+
+def predicted_ids(engine: Session, message: str) -> list[int]:
+    """What a remote turn would send as `prediction` (the region's code block, else the last
+    answer), as token ids: the in-process copy pointer starts in it from the first pass."""
+    text = predicted_answer([*engine.messages, {"role": "user", "content": message}])
+    return engine.lm.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
 def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:

@@ -53,9 +53,10 @@ class Settings:
     """URL of an OpenAI-compatible chat-completions server (a `copyspec serve` pool, vLLM);
     None runs the model in this process."""
     prediction: str = "auto"
-    """When a remote turn sends the code being rewritten as OpenAI's Predicted Outputs field
-    `prediction`: `auto` to servers known to take it (`copyspec serve`, api.openai.com), `on`
-    to any server, `off` never. It speeds the answer up and never changes it."""
+    """When a turn gets the code being rewritten as OpenAI's Predicted Outputs field
+    `prediction`: `auto` to servers known to take it (`copyspec serve`, api.openai.com) and to
+    the in-process engine, `on` to any server, `off` never. It speeds the answer up and never
+    changes it."""
 
     def update(self, raw: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """A copy with the valid values of `raw` applied, and one message per bad value."""

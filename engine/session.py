@@ -72,8 +72,11 @@ class Session:
         stop_strings: Sequence[str] = (),
         stop_event: threading.Event | None = None,
         on_text: OnText | None = None,
+        prediction: Sequence[int] = (),
     ) -> TurnResult:
-        """Answer `message`; the turn joins the history unless it was cancelled."""
+        """Answer `message`; the turn joins the history unless it was cancelled. `prediction`:
+        token ids the answer is expected to resemble (the code being rewritten), the copy
+        pointer's first source; it changes the forward passes, never the answer."""
         if not message.strip():
             raise ValueError("the message is empty")
         messages = [*self.messages, {"role": "user", "content": message}]
@@ -90,7 +93,7 @@ class Session:
 
         tokens, stats = run_turn(
             self.state, ids, self.lm, self.spec, rules, sampling, on_tokens, self.draft_state,
-            stats, acceptance=self.acceptance,
+            stats, prediction, self.acceptance,
         )
         tail = stream.finish()
         if tail and on_text is not None:
