@@ -68,7 +68,7 @@ export interface Status {
 /** Settings whose value travels to the server in `initializationOptions` (camelCase keys). */
 export const SERVER_SETTINGS = [
   'model', 'device', 'dtype', 'trustRemoteCode', 'draftModel', 'threads', 'gamma', 'block',
-  'maxNewTokens', 'checkCommand', 'checkTimeout', 'logLevel', 'poolUrl',
+  'maxNewTokens', 'checkCommand', 'checkTimeout', 'logLevel', 'poolUrl', 'prediction',
 ] as const;
 
 /** Extension settings whose server key differs: `copyspec.server.*` already names the server

@@ -23,6 +23,18 @@ test('initializationOptions sends the pool URL as `server` and remote code only 
     { trustRemoteCode: true });
 });
 
+test('initializationOptions forwards the prediction mode, and leaves it to the server when unset', () => {
+  assert.deepEqual(initializationOptions((k) => (k === 'prediction' ? 'off' : undefined)), { prediction: 'off' });
+  assert.deepEqual(initializationOptions((k) => (k === 'prediction' ? '' : undefined)), {});
+});
+
+test('every server setting is contributed to the configuration, and prediction offers the server\'s modes', () => {
+  const { SERVER_SETTINGS } = require('../out/logic');
+  const properties = require('../package.json').contributes.configuration.properties;
+  for (const key of SERVER_SETTINGS) assert.ok(`copyspec.${key}` in properties, key);
+  assert.deepEqual(properties['copyspec.prediction'].enum, ['', 'auto', 'on', 'off']);
+});
+
 test('formatStats shows tokens/s and % copied from the snake_case stats', () => {
   assert.equal(formatStats({ tokens_per_second: 41.26, copied_share: 0.634, new_tokens: 80 }), '41.3 tok/s · 63% copied · 80 tokens');
   assert.equal(formatStats({ copied_share: 0 }), '0% copied');
