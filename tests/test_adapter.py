@@ -17,13 +17,13 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from engine.chat import render_text
+from engine.chat import render_ids
 from engine.cli import main as cli_main
 from engine.loading import load_model
 from engine.paths import ModelLoadError, locate_model
 from engine.prompt_format import SYSTEM_PROMPT, edit_request, fence
 from engine.training import adapter
-from engine.training.adapter_data import KINDS, Example, ExampleSource, functions
+from engine.training.adapter_data import KINDS, Answer, ExampleSource, functions
 from engine.training.adapter_eval import adds_and_keeps
 from engine.training.data import is_held_out, split_files
 
@@ -63,16 +63,15 @@ def changed_tokens(before: str, after: str) -> list[tuple[str, str, int]]:
     return [(x.string, y.string, x.type) for x, y in zip(a, b, strict=True) if x.string != y.string]
 
 
-def check_edit(example: Example) -> None:
+def check_edit(answer: Answer) -> None:
     """The target is the reference with exactly the kind's edit made."""
-    before, after = example.reference, example.target
-    kind = example.kind.removeprefix("follow_up_")
+    before, after, kind = answer.reference, answer.target, answer.kind
     old_lines, new_lines = before.split("\n"), after.split("\n")
     if kind.startswith("rename_"):
         changes = changed_tokens(before, after)
         assert changes and len({(old, new) for old, new, _ in changes}) == 1
         old, new, kind_of_token = changes[0]
-        assert kind_of_token == tokenize.NAME and new not in tokens(before)
+        assert kind_of_token == tokenize.NAME and new not in {t.string for t in tokens(before)}
         assert old not in {t.string for t in tokens(after)}
     elif kind == "literal":
         [(_, _, kind_of_token)] = changed_tokens(before, after)
@@ -101,26 +100,37 @@ def test_examples_are_the_servers_prompts_with_the_exact_edit_as_answer(
             assert "\n" not in instruction
             assert user["content"] == edit_request(example.reference, instruction)
             assert answer["content"] == fence(example.target)
-            check_edit(example)
-    follow_up = source.example(rng, "rename_local", follow_up=True)
-    first_answer, second = follow_up.messages[2:4]
-    assert first_answer["content"] == fence(follow_up.reference)
-    assert second["role"] == "user" and "```" not in second["content"]  # the instruction alone
-    check_edit(follow_up)
+            [edit] = example.answers
+            assert edit.kind == kind
+            check_edit(edit)
+    follow_up = source.example(rng, "rename_local", turns=3)
+    assert len(follow_up.answers) > 1 and len(follow_up.messages) == 1 + 2 * len(follow_up.answers)
+    for number, edit in enumerate(follow_up.answers):
+        if number:  # a follow-up is the instruction alone, on the previous answer
+            request = follow_up.messages[2 * number + 1]
+            assert request["role"] == "user" and "```" not in request["content"]
+            assert edit.reference == follow_up.answers[number - 1].target
+        assert follow_up.messages[2 * number + 2]["content"] == fence(edit.target)
+        check_edit(edit)
 
 
-def test_rows_are_the_rendered_chat_with_loss_on_the_answer_only(source: ExampleSource) -> None:
+def test_rows_are_the_rendered_chat_with_loss_on_the_answers_only(
+    source: ExampleSource,
+) -> None:
     tok = build_tokenizer()
-    example = source.example(random.Random(5), "rename_parameter")
+    example = source.example(random.Random(5), "rename_parameter", turns=2)
     row = adapter.encode(tok, example, edit_weight=3.0)
-    # prompt + answer is the whole conversation as the template renders it (the final newline
-    # comes after the end-of-turn token, where generation stops)
-    assert tok.decode(row.prompt + row.answer) + "\n" == tok.apply_chat_template(
-        example.messages, tokenize=False)
-    assert tok.decode(row.prompt) == render_text(tok, example.prompt)
-    assert row.answer[-1] == tok.eos_token_id and len(row.weights) == len(row.answer)
-    weighted = [t for t, w in zip(row.answer, row.weights, strict=True) if w > 1]
-    assert 0 < len(weighted) < len(row.answer) / 2  # the renamed spots, not the copied rest
+    # the whole conversation as the template renders it (the final newline comes after the
+    # end-of-turn token, where generation stops)
+    assert tok.decode(row.ids) + "\n" == tok.apply_chat_template(example.messages, tokenize=False)
+    first_prompt = render_ids(tok, example.messages[:2])  # what a session sends on turn 1
+    assert row.ids[: len(first_prompt)] == first_prompt
+    assert set(row.weights[: len(first_prompt)]) == {0.0} and row.weights[len(first_prompt)] > 0
+    answers = [t for t, w in zip(row.ids, row.weights, strict=True) if w > 0]
+    assert tok.decode(answers) == "".join(
+        m["content"] + tok.eos_token for m in example.messages if m["role"] == "assistant")
+    weighted = [w for w in row.weights if w > 1]
+    assert 0 < len(weighted) < len(answers) / 2  # the renamed spots, not the copied rest
 
 
 def test_held_out_functions_never_reach_training(

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from engine.chat import render_ids
+from engine.chat import render_text
 from engine.loading import LoadedModel, load_model
 from engine.paths import ADAPTER_CONFIG, base_location
 from engine.training.adapter_data import KINDS, Example, ExampleSource, functions
@@ -42,31 +42,45 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 @dataclass
 class Row:
-    """One example as token ids: the prompt, then the answer, whose tokens carry the loss."""
+    """One example as token ids and a loss weight per id: 0 on what the model is shown, above
+    0 on the answers it should write (the fenced code and the end-of-turn token)."""
 
-    prompt: list[int]
-    answer: list[int]
+    ids: list[int]
     weights: list[float]
-    """Loss weight of each answer token."""
 
     @property
-    def ids(self) -> list[int]:
-        return self.prompt + self.answer
+    def answer_tokens(self) -> int:
+        return sum(w > 0 for w in self.weights)
 
 
 def encode(tok: PreTrainedTokenizerBase, example: Example, edit_weight: float) -> Row:
-    """The prompt as a session renders it (generation prompt included) and the answer as the
-    model would write it: the fenced code, then the end-of-turn token."""
-    prompt = render_ids(tok, example.prompt)
-    answer_text = example.messages[-1]["content"]
-    encoded = tok(answer_text, add_special_tokens=False, return_offsets_mapping=True)
-    offset = answer_text.index("\n") + 1  # the code starts after the opening fence line
-    edits = [(offset + a, offset + b) for a, b in edit_points(example.reference, example.target)]
-    weights = [
-        edit_weight if any(a < e and s < max(b, a + 1) for s, e in edits) else 1.0
-        for a, b in encoded["offset_mapping"]
-    ]
-    return Row(prompt, [*encoded["input_ids"], tok.eos_token_id], [*weights, 1.0])
+    """Each answer's prompt as a session renders it (the conversation so far with the
+    generation prompt; what earlier turns rendered is not tokenized again) and each answer as
+    the model writes it: the fenced code, then the end-of-turn token. The tokens where an answer
+    stops copying the code it edits weigh `edit_weight`."""
+    end_of_turn = tok.convert_ids_to_tokens(tok.eos_token_id)
+    ids: list[int] = []
+    weights: list[float] = []
+    shown = ""
+    answers = iter(example.answers)
+    for index, message in enumerate(example.messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = render_text(tok, example.messages[:index])
+        if not prompt.startswith(shown):
+            raise ValueError("the chat template does not extend the earlier turns' rendering")
+        new = tok(prompt[len(shown) :], add_special_tokens=False)["input_ids"]
+        answer, content = next(answers), message["content"]
+        encoded = tok(content, add_special_tokens=False, return_offsets_mapping=True)
+        offset = content.index("\n") + 1  # the code starts after the opening fence line
+        edits = [(offset + a, offset + b) for a, b in edit_points(answer.reference, answer.target)]
+        ids += [*new, *encoded["input_ids"], tok.eos_token_id]
+        weights += [0.0] * len(new) + [
+            edit_weight if any(a < e and s < max(b, a + 1) for s, e in edits) else 1.0
+            for a, b in encoded["offset_mapping"]
+        ] + [1.0]
+        shown = prompt + content + end_of_turn
+    return Row(ids, weights)
 
 
 def answer_loss(model: PreTrainedModel, row: Row) -> torch.Tensor:
@@ -74,14 +88,12 @@ def answer_loss(model: PreTrainedModel, row: Row) -> torch.Tensor:
     layers inside it). The output head runs on the answer positions only: on the prompt it
     would cost a fifth of the step for nothing."""
     ids = torch.tensor([row.ids])
-    hidden = model.base_model(input_ids=ids).last_hidden_state[0]
-    start = len(row.prompt) - 1  # the position whose output predicts the first answer token
-    logits = model.get_output_embeddings()(hidden[start : start + len(row.answer)])
-    losses = torch.nn.functional.cross_entropy(
-        logits.float(), torch.tensor(row.answer), reduction="none"
-    )
     weights = torch.tensor(row.weights)
-    return (losses * weights).sum() / weights.sum()
+    answer = weights.nonzero().squeeze(1)
+    hidden = model.base_model(input_ids=ids).last_hidden_state[0]
+    logits = model.get_output_embeddings()(hidden[answer - 1])  # each predicts the next token
+    losses = torch.nn.functional.cross_entropy(logits.float(), ids[0, answer], reduction="none")
+    return (losses * weights[answer]).sum() / weights[answer].sum()
 
 
 def with_adapter(lm: LoadedModel, rank: int, alpha: int, base: str) -> torch.nn.Module:
@@ -161,8 +173,8 @@ def train(args: argparse.Namespace) -> dict[str, object]:
             window.append(loss.item())
             seen += 1
             tokens += len(row.ids)
-            answer_tokens += len(row.answer)
-            kinds[example.kind] += 1
+            answer_tokens += row.answer_tokens
+            kinds.update(answer.kind for answer in example.answers)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -186,7 +198,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
             "tokens_per_second": round(tokens / max(train_seconds, 1e-9), 1),
             "torch": torch.__version__,
         },
-        "examples_by_kind": dict(sorted(kinds.items())),
+        "answers_by_kind": dict(sorted(kinds.items())),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "loss_curve": curve,
     }
@@ -212,8 +224,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--accumulate", type=int, default=4, help="examples per optimizer step")
     p.add_argument("--edit-weight", type=float, default=3.0,
                    help="loss weight of the answer tokens where it stops copying")
-    p.add_argument("--follow-up-share", type=float, default=0.15,
-                   help="share of two-turn examples (the second answer is learned)")
+    p.add_argument("--follow-up-share", type=float, default=0.3,
+                   help="share of examples going on for 2-3 turns (every answer is learned)")
     p.add_argument("--max-tokens", type=int, default=700, help="longest example, tokens")
     p.add_argument("--max-lines", type=int, default=30, help="longest function, lines")
     p.add_argument("--max-files", type=int, default=0, help="use this many training files (0: all)")

@@ -59,19 +59,35 @@ NAME_TYPES = {name: kind for kind, names in _NAME_TYPES.items() for name in name
 without a literal default."""
 
 
-@dataclass
-class Example:
-    """A conversation whose last message is the answer to learn; `reference` is the code that
-    answer edits (where it stops copying is where the edit is)."""
+@dataclass(frozen=True)
+class Answer:
+    """One assistant turn to learn: its edit kind, the code it edits (where it stops copying
+    that code is where the edit is) and the edited code."""
 
-    messages: list[dict[str, str]]
     kind: str
     reference: str
     target: str
 
+
+@dataclass
+class Example:
+    """A conversation whose assistant turns are all answers to learn."""
+
+    messages: list[dict[str, str]]
+    answers: list[Answer]
+
     @property
-    def prompt(self) -> list[dict[str, str]]:
-        return self.messages[:-1]
+    def kind(self) -> str:
+        """The first turn's kind (what the user's code was shown for)."""
+        return self.answers[0].kind
+
+    @property
+    def reference(self) -> str:
+        return self.answers[-1].reference
+
+    @property
+    def target(self) -> str:
+        return self.answers[-1].target
 
 
 def functions(files: list[Path], min_lines: int = MIN_LINES, max_lines: int = MAX_LINES,
@@ -605,9 +621,9 @@ def make_edit(code: str, kind: str, rng: random.Random, pool: list[str]) -> tupl
 
 
 def example(code: str, kind: str, rng: random.Random, pool: list[str],
-            follow_up: bool = False) -> Example | None:
-    """The server's first turn for `kind` on `code`; with `follow_up`, that turn answered
-    correctly and a second edit asked for by its instruction alone (the answer to learn)."""
+            turns: int = 1) -> Example | None:
+    """The server's first turn for `kind` on `code`, answered; then up to `turns` - 1 further
+    edits asked for by the instruction alone (as the server sends follow-ups), each answered."""
     made = make_edit(code, kind, rng, pool)
     if made is None:
         return None
@@ -617,16 +633,18 @@ def example(code: str, kind: str, rng: random.Random, pool: list[str],
         {"role": "user", "content": edit_request(shown, instruction)},
         {"role": "assistant", "content": fence(target)},
     ]
-    if not follow_up:
-        return Example(messages, kind, shown, target)
-    second_kind = rng.choice(FOLLOW_UP_KINDS)
-    second = make_edit(target, second_kind, rng, pool)
-    if second is None or second[0] != target:
-        return None
-    instruction2, target2 = second[1]
-    messages += [{"role": "user", "content": instruction2},
-                 {"role": "assistant", "content": fence(target2)}]
-    return Example(messages, f"follow_up_{second_kind}", target, target2)
+    answers = [Answer(kind, shown, target)]
+    for _ in range(turns - 1):
+        kind = rng.choice(FOLLOW_UP_KINDS)
+        made = make_edit(target, kind, rng, pool)
+        if made is None or made[0] != target:
+            break
+        instruction, new = made[1]
+        messages += [{"role": "user", "content": instruction},
+                     {"role": "assistant", "content": fence(new)}]
+        answers.append(Answer(kind, target, new))
+        target = new
+    return Example(messages, answers)
 
 
 def name_pool(codes: list[str], size: int = 2000) -> list[str]:
@@ -647,17 +665,20 @@ class ExampleSource:
             raise ValueError("no functions of a usable length in the given files")
         self.pool = name_pool(self.codes)
 
-    def example(self, rng: random.Random, kind: str, follow_up: bool = False) -> Example:
+    def example(self, rng: random.Random, kind: str, turns: int = 1) -> Example:
         """An example of `kind` on a function picked at random (retries until one fits)."""
         for _ in range(10_000):
-            made = example(rng.choice(self.codes), kind, rng, self.pool, follow_up)
+            made = example(rng.choice(self.codes), kind, rng, self.pool, turns)
             if made is not None:
                 return made
         raise ValueError(f"no function in these files allows a {kind!r} edit")
 
     def stream(self, rng: random.Random, weights: dict[str, float],
-               follow_up_share: float) -> Iterator[Example]:
+               follow_up_share: float, max_turns: int = 3) -> Iterator[Example]:
+        """Examples of kinds drawn by `weights`; `follow_up_share` of them go on for 2 to
+        `max_turns` turns."""
         kinds, shares = zip(*weights.items(), strict=True)
         while True:
             kind = rng.choices(kinds, shares)[0]
-            yield self.example(rng, kind, rng.random() < follow_up_share)
+            turns = rng.randint(2, max_turns) if rng.random() < follow_up_share else 1
+            yield self.example(rng, kind, turns)

@@ -34,6 +34,7 @@ from engine.shaping import Shaper
 from engine.training.adapter_data import (
     FOLLOW_UP_KINDS,
     KINDS,
+    MAX_LINES,
     Example,
     ExampleSource,
     annotations,
@@ -224,40 +225,46 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--adapter", type=Path, default=refine_adapter_path(),
                    help="adapter directory (default: the committed one)")
-    p.add_argument("--no-base", action="store_true", help="skip the base model without adapter")
+    p.add_argument("--models", default="adapter,base",
+                   help="which to measure, comma-separated: adapter, base (without adapter)")
     p.add_argument("--per-kind", type=int, default=24, help="items per edit kind (>= 20)")
-    p.add_argument("--sessions", type=int, default=8, help="multi-turn sessions, greedy vs copy")
+    p.add_argument("--sessions", type=int, default=8,
+                   help="multi-turn sessions decoded greedy and with copy, by the first model")
     p.add_argument("--turns", type=int, default=3, help="turns per session")
     p.add_argument("--max-tokens", type=int, default=700, help="longest item, prompt + answer")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-lines", type=int, default=MAX_LINES, help="longest function, lines")
+    p.add_argument("--threads", type=int, default=1,
+                   help="1: on a busy 2-core machine two threads ran 8x slower")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     started = time.time()
+    names = args.models.split(",")
     try:
-        adapted = load_model(args.adapter, device="cpu", dtype="float32")
-        base = None if args.no_base else load_model(SMOLLM2.path, device="cpu", dtype="float32")
+        models = {name: load_model(args.adapter if name == "adapter" else SMOLLM2.path,
+                                   device="cpu", dtype="float32") for name in names}
     except ModelLoadError as error:
         print(f"adapter_eval: error: {error}", file=sys.stderr)
         return 1
-    use_cpu_threads(args.threads, adapted)
+    first = next(iter(models.values()))
+    use_cpu_threads(args.threads, first)
     _, held_out = split_files()
-    source = ExampleSource(held_out)
-    batch = items(source, adapted, args.per_kind, args.seed, args.max_tokens)
+    source = ExampleSource(held_out, max_lines=args.max_lines)
+    batch = items(source, first, args.per_kind, args.seed, args.max_tokens)
     report: dict[str, object] = {"adapter": str(args.adapter), "held_out_files": len(held_out),
                                  "held_out_functions": len(source.codes),
                                  "threads": torch.get_num_threads()}
     results = {}
-    for name, lm in (("adapter", adapted), ("base", base)):
-        if lm is not None:
-            print(f"{name}:", flush=True)
-            results[name] = score(lm, batch)
+    for name, lm in models.items():
+        print(f"{name}:", flush=True)
+        results[name] = score(lm, batch)
     report["kinds"] = results
-    sessions = chains(source, args.sessions, args.turns, args.seed, adapted, args.max_tokens)
-    report["greedy_vs_copy"] = greedy_vs_copy(adapted, sessions)
-    report["eval_seconds"] = round(time.time() - started, 1)
     print(table(results))
-    print(json.dumps(report["greedy_vs_copy"], indent=2))
+    if args.sessions:
+        sessions = chains(source, args.sessions, args.turns, args.seed, first, args.max_tokens)
+        report["greedy_vs_copy"] = greedy_vs_copy(first, sessions)
+        print(json.dumps(report["greedy_vs_copy"], indent=2))
+    report["eval_seconds"] = round(time.time() - started, 1)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
