@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from copyspec_lsp import __version__
-from copyspec_lsp.settings import LOG_LEVELS, Settings
+from copyspec_lsp.adapters.settings import LOG_LEVELS, Settings
 from engine.options import Parser, add_copy_arguments, add_max_new_tokens, add_model_arguments, port
 
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from copyspec_lsp.server import build_server  # after logging: importing torch is slow
+    from copyspec_lsp.wire.server import build_server  # after logging: importing torch is slow
 
     server = build_server(settings)
     code = server.serve((args.host, args.port) if args.tcp else None)

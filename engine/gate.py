@@ -2,9 +2,9 @@
 
 Tests that act mid-stream (cancel, drop a stream, type) set COPYSPEC_TEST_GATE=<path> for the
 servers they start, so a turn cannot finish before they act however fast the model is. The
-language server holds per request (copyspec_lsp/gate.py); `copyspec serve` holds its turn after
-each streamed text (engine/serve/engine.py). Without the variable (always, outside tests)
-nothing holds.
+language server holds per request (copyspec_lsp/adapters/gate.py); `copyspec serve` holds its
+turn after each streamed text (engine/serve/engine.py). Without the variable (always, outside
+tests) nothing holds.
 """
 
 from __future__ import annotations

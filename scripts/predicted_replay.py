@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from copyspec_lsp.remote import FENCED
+from copyspec_lsp.adapters.remote import FENCED
 from engine.config import SpecConfig
 from engine.decode import StopRules
 from engine.loading import LoadedModel, load_model

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"
-# Every server a test starts honours the stream gate (copyspec_lsp/gate.py); it stays open
+# Every server a test starts honours the stream gate (copyspec_lsp/adapters/gate.py); it stays open
 # unless a test closes it with lsp_fixtures.held_stream(). A fresh folder per session, gone
 # at its end: no run sees a gate an earlier one left closed.
 os.environ["COPYSPEC_TEST_GATE"] = str(Path(tempfile.mkdtemp(prefix="copyspec-gate-")) / "closed")

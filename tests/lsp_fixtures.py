@@ -22,8 +22,8 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 from pygls.protocol import default_converter
 
-from copyspec_lsp.params import plain
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.flow.params import plain
 from engine.gate import GATE_VARIABLE
 
 from tiny_models import loaded, save
@@ -40,8 +40,8 @@ def tiny_model(base: Path, mixing: float = 0.1, seed: int = 0) -> Path:
 
 
 def close_gate() -> None:
-    """Close the test gate (copyspec_lsp/gate.py): from now on every streaming answer of every
-    server this session started holds after its latest edit."""
+    """Close the test gate (copyspec_lsp/adapters/gate.py): from now on every streaming answer
+    of every server this session started holds after its latest edit."""
     Path(os.environ[GATE_VARIABLE]).touch()
 
 
@@ -54,7 +54,7 @@ def open_gate() -> None:
 @contextlib.contextmanager
 def held_stream() -> Iterator[None]:
     """Every streaming answer holds after its latest edit until the block ends (a cancel still
-    stops it): the real server's test gate (copyspec_lsp/gate.py), so a test that acts
+    stops it): the real server's test gate (copyspec_lsp/adapters/gate.py), so a test that acts
     mid-stream never races the engine, however fast the machine. The gate is open again
     after the block, even when the test failed inside it or opened it itself."""
     close_gate()

@@ -15,8 +15,8 @@ from typing import Any
 
 from lsprotocol import types
 
-from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.flow.params import CONVERTER
 
 from lsp_fixtures import server_command, tiny_model
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from copyspec_lsp.__main__ import build_parser
-from copyspec_lsp.settings import Settings
+from copyspec_lsp.adapters.settings import Settings
 from engine.config import MAX_BLOCK, MAX_NEW_TOKENS, SpecConfig
 from engine.loading import LoadedModel, use_cpu_threads
 from engine.session import Session
@@ -30,7 +30,7 @@ def test_a_block_above_the_adaptive_ceiling_is_valid_and_lossless(
     over MAX_BLOCK used to fail every request ("max_block (64) must be at least block")."""
     settings, problems = Settings().update({"block": MAX_BLOCK + 36})
     assert problems == []
-    spec = SpecConfig("copy", gamma=settings.gamma, block=settings.block)  # as jobs.py does
+    spec = SpecConfig("copy", gamma=settings.gamma, block=settings.block)  # as flow/refine.py does
     assert spec.max_block == settings.block
     prompt = "def add(a, b):\n    return a + b\n" * 3
     wide = Session(copying_llama, spec).send(prompt, max_new_tokens=40)

@@ -1,6 +1,6 @@
 """Hunks: the answer against the original as runs of whole rows, computed once in the server
-(copyspec_lsp/hunks.py) so every editor reviews the same ones; and the test-only scripted
-answer (copyspec_lsp/scripted.py) that gives the editor tests a known three-hunk answer.
+(copyspec_lsp/flow/hunks.py) so every editor reviews the same ones; and the test-only scripted
+answer (copyspec_lsp/adapters/scripted.py) that gives the editor tests a known three-hunk answer.
 
 The end-to-end test runs the real server with COPYSPEC_TEST_ANSWER: the scripted text stands in
 for the tiny model's gibberish (so the hunks are known) and streams through the real path."""
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from copyspec_lsp.hunks import Hunk, diff_rows, region_hunks
-from copyspec_lsp.positions import LineIndex
-from copyspec_lsp.scripted import ANSWER_VARIABLE, PIECE, ScriptedTurn, scripted_answer
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.adapters.scripted import ANSWER_VARIABLE, PIECE, ScriptedTurn, scripted_answer
+from copyspec_lsp.flow.hunks import Hunk, diff_rows, region_hunks
 from engine.stats import TurnStats
 
 from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lsprotocol import types
 
-from copyspec_lsp.jobs import predicted_ids
+from copyspec_lsp.adapters.model_host import predicted_ids
 from engine.config import SpecConfig
 from engine.loading import LoadedModel, load_model
 from engine.paths import default_model_path

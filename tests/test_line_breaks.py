@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from copyspec_lsp import documents
+from copyspec_lsp.adapters import documents
 from engine import shaping
 from engine.shaping import Shaper, line_break
 

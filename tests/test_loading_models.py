@@ -13,8 +13,8 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType
 
-from copyspec_lsp.model import load_notices
-from copyspec_lsp.settings import Settings
+from copyspec_lsp.adapters.model_host import load_notices
+from copyspec_lsp.adapters.settings import Settings
 from engine.config import SpecConfig, device_name
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, ModelLoadError, load_model
 from engine.paths import GGUF_KIND, locate_model

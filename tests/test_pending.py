@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types
 
-from copyspec_lsp.params import CONVERTER, plain
-from copyspec_lsp.pending import passed_lines, while_streaming
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.adapters.buffer_edits import passed_lines, while_streaming
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.flow.params import CONVERTER, plain
 
 from lsp_fixtures import Editor, rng, server_command, start_editor, tiny_model
 

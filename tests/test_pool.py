@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from copyspec_lsp.remote import RemoteModel, RemoteSession
+from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession
 from engine.config import SpecConfig
 from engine.loading import load_model
 from engine.session import Session

@@ -17,8 +17,8 @@ import openai
 import pytest
 import pytest_asyncio
 
-from copyspec_lsp.remote import RemoteModel, predicted_answer
-from copyspec_lsp.settings import Settings
+from copyspec_lsp.adapters.remote import RemoteModel, predicted_answer
+from copyspec_lsp.adapters.settings import Settings
 from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.flow.params import CONVERTER
 
 from raw_rpc import RawServer, rng, start
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from lsprotocol import types
 
-from copyspec_lsp.params import CONVERTER
-from copyspec_lsp.positions import LineIndex
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.flow.params import CONVERTER
 
 from lsp_fixtures import held_stream
 from raw_rpc import UNCLEAR, RawServer, rng, start

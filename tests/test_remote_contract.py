@@ -1,7 +1,7 @@
 """The remote client against vLLM's streaming format, by contract: a loopback HTTP server
 replays SSE transcripts of vLLM's OpenAI server (tests/transcripts; vLLM itself cannot run in
 the tests: it needs its own venv and minutes to start). The client under test is the real
-`copyspec_lsp.remote`; only the server side is a recording."""
+`copyspec_lsp.adapters.remote`; only the server side is a recording."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from copyspec_lsp.remote import RemoteModel, RemoteSession, RemoteUnavailable
+from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession, RemoteUnavailable
 from engine.session import PromptTooLongError
 
 # slow lane: a loopback HTTP server and retries with back-off

@@ -15,7 +15,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 
-from copyspec_lsp.service import MODEL_ERROR_CODE
+from copyspec_lsp.handlers.methods import MODEL_ERROR_CODE
 
 from lsp_fixtures import (
     Editor,

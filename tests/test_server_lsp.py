@@ -15,7 +15,7 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
-from copyspec_lsp.positions import count_units
+from copyspec_lsp.adapters.line_index import count_units
 
 from lsp_fixtures import (
     Editor,
@@ -86,8 +86,8 @@ async def settle(editor: Editor) -> dict[str, Any]:
 
 
 def text_at(editor: Editor, uri: str, where: dict[str, Any]) -> str:
-    from copyspec_lsp.params import CONVERTER
-    from copyspec_lsp.positions import LineIndex
+    from copyspec_lsp.adapters.line_index import LineIndex
+    from copyspec_lsp.flow.params import CONVERTER
 
     start, end = LineIndex(editor.docs[uri]).offsets(CONVERTER.structure(where, types.Range))
     return editor.docs[uri][start:end]
@@ -118,7 +118,7 @@ async def test_streamed_edits_rebuild_the_final_text(editor: Editor) -> None:
 
 
 async def test_the_gate_holds_a_stream_until_it_opens(editor: Editor) -> None:
-    """The test gate (copyspec_lsp/gate.py) that every mid-stream test relies on. Closed, a
+    """The test gate (copyspec_lsp/adapters/gate.py) that every mid-stream test relies on. Closed, a
     request stops after its first edit: no further edit or chunk, no answer, its job still on
     the engine, through round trips that last longer than the whole request took ungated (a
     broken gate lets it finish within that). Opened, it completes with the same answer as
@@ -287,7 +287,7 @@ async def test_cancel_does_not_wait_for_an_unanswered_edit(editor: Editor) -> No
 
 
 def plain_dict(value: Any) -> Any:
-    from copyspec_lsp.params import plain
+    from copyspec_lsp.flow.params import plain
 
     return plain(value)
 

@@ -10,18 +10,18 @@ import sys
 import pytest
 from lsprotocol import types
 
-from copyspec_lsp import prompts
-from copyspec_lsp.check import CheckCommandError, run_check_command
-from copyspec_lsp.documents import Region
-from copyspec_lsp.positions import (
+from copyspec_lsp.adapters.conversations import Conversations
+from copyspec_lsp.adapters.line_index import (
     LineIndex,
     PositionError,
     count_units,
     line_starts,
 )
-from copyspec_lsp.regions import enclosing_region, syntax_errors, widen
-from copyspec_lsp.sessions import Sessions
-from copyspec_lsp.settings import Settings
+from copyspec_lsp.adapters.region_tracking import Region
+from copyspec_lsp.adapters.settings import Settings
+from copyspec_lsp.adapters.syntax import enclosing_region, syntax_errors, widen
+from copyspec_lsp.flow import prompts
+from copyspec_lsp.flow.check import CheckCommandError, run_check_command
 
 P = types.Position
 
@@ -244,7 +244,7 @@ def test_check_command_runs_on_a_copy_with_an_argument_list(tmp_path) -> None:
 
 
 def test_sessions_are_lru_capped_and_keep_their_id() -> None:
-    sessions = Sessions(capacity=2)
+    sessions = Conversations(capacity=2)
     first = sessions.get_or_create(None, "file:///a")
     second = sessions.get_or_create(None, "file:///a")
     assert sessions.get_or_create(first.id, "file:///a") is first  # now the most recent

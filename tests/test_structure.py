@@ -1,7 +1,7 @@
-"""The package's shape: imports form no cycle, and the engine never imports the server. Read
-from the source (ast), so no import hides from it: function-level ones count, and so do those
-under `if TYPE_CHECKING:`, since a module that needs another's names for its annotations
-depends on it as much as one that calls it."""
+"""The package's shape: imports form no cycle, the engine never imports the server, and the
+server's four layers import only downward. Read from the source (ast), so no import hides
+from it: function-level ones count, and so do those under `if TYPE_CHECKING:`, since a module
+that needs another's names for its annotations depends on it as much as one that calls it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "copyspec_lsp")
-KNOWN_CYCLE = frozenset({"copyspec_lsp.jobs", "copyspec_lsp.service"})
-"""`jobs` imports `service` for its annotations and `service` imports `jobs`; the server's
-layering (issue 24) removes it. Any other cycle fails at once."""
+LAYERS = ("wire", "handlers", "flow", "adapters")
+"""The server's layers, top to bottom: each imports only the ones after it."""
 
 
 def module_name(path: Path) -> str:
@@ -94,14 +93,33 @@ def test_cycles_are_found_through_other_modules() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_no_import_cycles_but_the_known_one() -> None:
-    unknown = [sorted(c) for c in cycles(imports()) if c != KNOWN_CYCLE]
-    assert not unknown, f"import cycles: {unknown}"
+def test_no_import_cycles() -> None:
+    found = [sorted(c) for c in cycles(imports())]
+    assert not found, f"import cycles: {found}"
 
 
-@pytest.mark.xfail(strict=True, reason="copyspec_lsp layering: issue 24")
-def test_the_known_cycle_is_gone() -> None:
-    assert KNOWN_CYCLE not in cycles(imports())
+def layer(name: str) -> int | None:
+    """The index in LAYERS of a server module's layer; None outside the layers (the
+    package's `__init__` and `__main__`, the entry point that starts the top one)."""
+    parts = name.split(".")
+    if parts[0] != "copyspec_lsp" or len(parts) < 2 or parts[1] not in LAYERS:
+        return None
+    return LAYERS.index(parts[1])
+
+
+def test_every_server_module_is_in_a_layer() -> None:
+    loose = [name for name in imports() if name.startswith("copyspec_lsp.")
+             and layer(name) is None and name != "copyspec_lsp.__main__"]
+    assert not loose, f"server modules outside the layers {LAYERS}: {loose}"
+
+
+def test_the_layers_import_only_downward() -> None:
+    upward = [
+        f"{name} -> {target}"
+        for name, targets in imports().items() if (own := layer(name)) is not None
+        for target in targets if (other := layer(target)) is not None and other < own
+    ]
+    assert not upward, f"imports into a higher layer: {upward}"
 
 
 def test_the_engine_knows_nothing_of_the_server() -> None:

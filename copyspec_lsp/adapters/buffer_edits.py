@@ -1,4 +1,4 @@
-"""Putting the shaped answer into the client's buffer with `workspace/applyEdit`.
+"""Streamed edits: the shaped answer into the client's buffer with `workspace/applyEdit`.
 
 Each edit is the smallest change that turns the region, as the client last reported it, into
 the text so far (usually an insertion at its end), so even a client that applies it naively
@@ -10,20 +10,32 @@ No edit goes out within USER_PAUSE of the user's own typing. Only one edit is in
 the next waits until the client has reported the previous one back through `didChange`, so the
 server's view never lags behind its own edits; a stop wakes every wait at once, so no edit goes
 out after a cancel was answered.
+
+While it streams, a region shows the answer so far, then the original's rest. A streamed
+edit that replaced the whole region with the answer so far would make the rest of
+the original vanish at the first chunk. Instead the region shows the streamed text followed by
+the original lines the answer has not passed yet ("pending"), which clients decorate as such;
+each pending line disappears once the answer has passed it. The final edit is the answer alone.
+
+Which original lines the answer has passed is decided line by line on the complete streamed
+lines (the last, unfinished one does not count): a line equal to a later original line jumps
+past it (lines kept or copied), any other line stands in for one original line (a changed
+line). The position only moves forward, so a pending line never comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from copyspec_lsp import pending
-from copyspec_lsp.documents import Document, line_break
-from copyspec_lsp.requests import Request
+from copyspec_lsp.adapters.documents import Document, line_break
+from copyspec_lsp.adapters.line_index import LineIndex
+from copyspec_lsp.adapters.requests import Request
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -40,6 +52,79 @@ USER_PAUSE = 0.3
 MAX_REFUSALS = 5
 """Refused edits computed again before the request gives up; a refusal after the user typed
 (a stale version) does not count, since it is the user, not the editor, that moved on."""
+
+PENDING = "copyspec/pending"
+"""Notification `{uri, session, range | null, before, after}`, sent before each edit of a
+request: `range` is where the pending lines will stand once that edit is applied (null: none,
+e.g. before the final edit); `before` and `after` are the whole region's range in the version
+the edit is computed against and once it is applied. An edit is the minimal change inside the
+region, so these tell a client what the region holds without knowing the server's text."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The region's text while streaming; `text[pending:]` is the original's pending rest."""
+
+    text: str
+    pending: int
+    """Offset in `text` where the pending lines start (== len(text) when there are none)."""
+
+
+def passed_lines(original: list[str], streamed: list[str]) -> int:
+    """How many original lines the complete streamed lines have passed."""
+    passed = 0
+    anchor = 0  # where the next exact match is looked for: after the last match
+    for line in streamed:
+        if passed >= len(original):
+            break
+        key = line.strip()
+        match = next(
+            (j for j in range(anchor, len(original)) if key and original[j].strip() == key), None
+        )
+        if match is None:
+            passed += 1
+        else:
+            anchor = match + 1
+            passed = max(passed, anchor)
+    return min(passed, len(original))
+
+
+def while_streaming(original: str, streamed: str, newline: str = "\n") -> Shown:
+    """The text a streamed edit puts into the region: `streamed`, then the pending lines."""
+    old = original.split(newline)
+    complete = streamed.split(newline)[:-1]
+    rest = old[passed_lines(old, complete):]
+    if not streamed or not rest or not original:
+        return Shown(streamed, len(streamed))
+    return Shown(streamed + newline + newline.join(rest), len(streamed) + len(newline))
+
+
+def announce(
+    server: LanguageServer,
+    request: Request,
+    lines: LineIndex,
+    text: str,
+    pending_at: int | None,
+    encoding: str,
+) -> None:
+    """Send `copyspec/pending` for an edit that will put `text` at the request's region of
+    the document `lines` (as the server sees it now)."""
+    region = request.region
+    start, end = region.start, region.start + len(text)
+    after = lines.replaced(region.start, region.end, text)
+    where = None
+    if pending_at is not None and pending_at < len(text):
+        where = _plain(after.range(start + pending_at, end, encoding))
+    server.protocol.notify(PENDING, {
+        "uri": request.uri, "session": request.session, "range": where,
+        "before": _plain(lines.range(start, region.end, encoding)),
+        "after": _plain(after.range(start, end, encoding)),
+    })
+
+
+def _plain(rng: types.Range) -> dict[str, dict[str, int]]:
+    return {"start": {"line": rng.start.line, "character": rng.start.character},
+            "end": {"line": rng.end.line, "character": rng.end.character}}
 
 
 class BufferWriter:
@@ -72,7 +157,7 @@ class BufferWriter:
         """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
         waited = time.monotonic() - self.last >= EDIT_INTERVAL
         if self.apply == "stream" and text and text != self.streamed and waited:
-            shown = pending.while_streaming(self.original, text, self.newline)
+            shown = while_streaming(self.original, text, self.newline)
             await self._edit(shown.text, shown.pending)
             self.streamed = text
 
@@ -96,14 +181,9 @@ class BufferWriter:
                 self.in_buffer = text  # e.g. two streamed texts that show the same lines
                 return
             version = self.document.version
-            region.expected = text
-            pending.announce(self.client, request, self.document.lines, text, pending_at,
-                             self.encoding)
-            try:
-                refused = await self._send(self._change(text))
-            finally:
-                region.expected = None
-            if region.misplaced:
+            announce(self.client, request, self.document.lines, text, pending_at, self.encoding)
+            refused = await self._send(self._change(text), leaves=text)
+            if region.last_misplaced is not None:
                 await self._put_back()
                 refusals.append("the editor applied an edit where it no longer fitted")
                 continue
@@ -121,12 +201,12 @@ class BufferWriter:
         request.cancel(f"the editor did not apply the edit: {reason}", by_server=True)
         raise request.cancelled()
 
-    async def _send(self, change: types.TextEdit) -> str:
+    async def _send(self, change: types.TextEdit, leaves: str | None = None) -> str:
         """Send one edit and wait for its echo: "" once it came back, else why not. While it
-        is in flight the region knows it as sent, to recognise it applied at a stale range."""
+        is in flight the region knows it as sent, to recognise it applied at a stale range;
+        `leaves`: the region's text once it is applied (None for a put-back)."""
         request, region = self.request, self.request.region
-        echoed = region.echoed = asyncio.Event()
-        region.sent = (change.range, change.new_text)
+        echoed = region.edit_sent(change.range, change.new_text, leaves)
         try:
             answer = await request.unless_stopped(
                 self.client.workspace_apply_edit_async(
@@ -142,7 +222,7 @@ class BufferWriter:
         except asyncio.TimeoutError:
             refused = "the editor did not report the applied edit back (didChange)"
         finally:
-            region.sent = None
+            region.edit_settled()
         if request.stopped:
             raise request.cancelled()
         return refused
@@ -155,12 +235,13 @@ class BufferWriter:
         request, region = self.request, self.request.region
         refused = ""
         for _ in range(MAX_REFUSALS):
-            if not region.misplaced or refused:
+            misplaced = region.last_misplaced
+            if misplaced is None or refused:
                 break
-            start, end, overwritten = region.misplaced[-1]
+            start, end, overwritten = misplaced
             where = self.document.lines.range(start, end, self.encoding)
             refused = await self._send(types.TextEdit(where, overwritten))
-        if region.misplaced:
+        if region.last_misplaced is not None:
             request.cancel("the editor applied an edit where it no longer fitted, and it "
                            f"could not be undone: {refused or 'the user kept typing'}",
                            by_server=True)

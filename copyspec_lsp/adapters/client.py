@@ -1,5 +1,8 @@
-"""Server-initiated work-done progress: a fresh uuid token each time (pygls refuses reused
-tokens), cancellable, and silently absent for clients that do not support it."""
+"""The port to the editor that a refine talks through: `copyspec/chunk` notifications,
+work-done progress bars and buffer writers (`buffer_edits.py`).
+
+A progress bar gets a fresh uuid token each time (pygls refuses reused tokens), is
+cancellable, and is silently absent for clients that do not support it."""
 
 from __future__ import annotations
 
@@ -14,9 +17,39 @@ from typing import Any, ClassVar
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from copyspec_lsp.adapters.buffer_edits import BufferWriter
+from copyspec_lsp.adapters.documents import Document, Documents
+from copyspec_lsp.adapters.requests import Request
+
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 0.1
 """Seconds between two reports, so a fast model does not flood the client."""
+CHUNK = "copyspec/chunk"
+
+
+class Client:
+    """The editor as a refine sees it: what it can be sent, and nothing of the server."""
+
+    def __init__(self, server: LanguageServer, documents: Documents) -> None:
+        self.server = server
+        self.documents = documents
+
+    def chunk(self, session: str, uri: str, delta: str, text: str, stats: dict[str, Any]) -> None:
+        """`copyspec/chunk`: the whole replacement so far, for clients that preview."""
+        self.server.protocol.notify(
+            CHUNK, {"session": session, "uri": uri, "delta": delta, "text": text, "stats": stats}
+        )
+
+    def progress(self, title: str, on_cancel: Callable[[], None] | None = None) -> Progress:
+        return Progress(self.server, title, on_cancel)
+
+    def writer(self, document: Document, request: Request, apply: str) -> BufferWriter:
+        """What puts a request's answer into `document` (streamed, at the end, or never)."""
+        return BufferWriter(self.server, self.documents.encoding, document, request, apply)
+
+    def show(self, kind: types.MessageType, message: str) -> None:
+        """A `window/showMessage` popup, prefixed with the product's name."""
+        self.server.window_show_message(types.ShowMessageParams(kind, f"CopySpec: {message}"))
 
 
 class Progress:

@@ -1,6 +1,7 @@
-"""Conversations: one engine `Session` (history + KV cache) per document and id, LRU-capped.
+"""Conversations: one chat session (`chat.ChatSession`: history + KV cache) per document and
+id, LRU-capped.
 
-The engine session is created lazily on the worker thread, the only thread that touches it;
+The chat session is opened lazily on the engine thread, the only thread that touches it;
 the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from engine.session import Session
+from copyspec_lsp.adapters.chat import ChatSession
 
 DEFAULT_CAPACITY = 8
 
@@ -24,10 +25,10 @@ class Conversation:
 
     id: str
     uri: str
-    engine: Session | None = None
-    """The engine session: only the engine thread reads or writes it."""
+    chat: ChatSession | None = None
+    """The chat session: only the engine thread reads or writes it."""
     history: bool = False
-    """Whether the engine session holds earlier turns (kept on the event loop thread)."""
+    """Whether the chat session holds earlier turns (kept on the event loop thread)."""
     turns: int = 0
     trimmed_turns: int = 0
     """Oldest turns dropped so the history fits the model's context window."""
@@ -46,7 +47,7 @@ class Conversation:
                 "trimmedTurns": self.trimmed_turns}
 
 
-class Sessions:
+class Conversations:
     """Conversations by document and id (an id names a session within its document only);
     the least recently used one goes when the cap is reached."""
 

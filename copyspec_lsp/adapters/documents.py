@@ -1,11 +1,5 @@
-"""Open documents, kept in step with incremental `didChange`, and the regions being refined.
-
-A region follows the user's edits: a change before it shifts it, a change after it leaves it
-alone, and a change inside it marks it as touched (the job then stops and leaves the text as
-the user made it). The echo of the server's own streamed edit is recognised as such: the
-region's text after the change equals the text that edit put there. So is the same edit
-applied at its old range after the user typed (a client that ignores versions): it is marked
-misplaced, and the region keeps its place until the writer has put the overwritten text back.
+"""Open documents, kept in step with incremental `didChange`; each moves the regions being
+rewritten in it (`region_tracking.py`).
 
 A change that does not fit the server's copy (a range outside it, a version older than its
 own) means the copy no longer matches the editor's: the document is then dropped as out of
@@ -14,85 +8,15 @@ sync until the client sends its whole text again (didOpen, or a full-text didCha
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lsprotocol import types
 
-from copyspec_lsp.positions import LineIndex, PositionError
+from copyspec_lsp.adapters.line_index import LineIndex, PositionError
+from copyspec_lsp.adapters.region_tracking import Region
 from engine.shaping import line_break as line_break  # a document's line-break style: one rule
-
-
-@dataclass(eq=False)
-class Region:
-    """[start, end) of a document the server is rewriting, in string offsets."""
-
-    uri: str
-    start: int
-    end: int
-    expected: str | None = None
-    """Text the edit in flight will leave in the region; None when none is in flight."""
-    echoed: asyncio.Event | None = None
-    """Set when the edit in flight has come back through didChange (or the user took over)."""
-    sent: tuple[types.Range, str] | None = None
-    """The edit in flight as sent: its range and new text."""
-    misplaced: list[tuple[int, int, str]] = field(default_factory=list)
-    """Our edits a client applied at their stale range, newest last: [start, end) of the text
-    each put there and the text it overwrote, each where it stands with the newer ones undone.
-    The writer puts them back newest first; the region's offsets ignore them meanwhile."""
-    on_touched: Callable[[], None] | None = None
-    touched: bool = False
-
-    def follow(
-        self, before: str, start: int, end: int, new_text: str, where: types.Range | None = None
-    ) -> bool:
-        """Update for one change that replaced before[start:end] (the LSP range `where`) with
-        `new_text`; True when it was the server's own edit coming back."""
-        if self.misplaced and (start, end, new_text) == self.misplaced[-1]:
-            self.misplaced.pop()  # put back: the text reads as before that edit
-            self._echo()
-            return True
-        if self.expected is not None and self.start <= start and end <= self.end:
-            inner = before[self.start : start] + new_text + before[end : self.end]
-            if inner == self.expected:
-                self.end, self.expected = self.start + len(inner), None
-                self._echo()
-                return True
-        if self.sent is not None and (where, new_text) == self.sent:
-            if before[start:end] != new_text:  # a change that changed nothing needs no undo
-                self.misplaced.append((start, start + len(new_text), before[start:end]))
-            self.expected = None
-            self._echo()
-            return True
-        shift = len(new_text) - (end - start)
-        for i in reversed(range(len(self.misplaced))):  # map the change past each misplaced one
-            low, high, overwritten = self.misplaced[i]
-            if end <= low:
-                self.misplaced[i] = (low + shift, high + shift, overwritten)
-            elif start >= high:
-                grown = high - low - len(overwritten)
-                start, end = start - grown, end - grown
-            else:  # onto a misplaced edit: it can no longer be put back exactly
-                self._touch()
-                return False
-        if end <= self.start:
-            self.start, self.end = self.start + shift, self.end + shift
-        elif start < self.end:
-            self._touch()
-        return False
-
-    def _echo(self) -> None:
-        if self.echoed is not None:
-            self.echoed.set()
-
-    def _touch(self) -> None:
-        if not self.touched:
-            self.touched = True
-            if self.on_touched is not None:
-                self.on_touched()
-            self._echo()
 
 
 class UnknownDocument(KeyError):
@@ -205,12 +129,18 @@ class Documents:
             if not any(echoes):
                 document.last_user_change = time.monotonic()
 
-    def track(self, document: Document, start: int, end: int) -> Region:
-        region = Region(document.uri, start, end)
+    def track(
+        self, document: Document, start: int, end: int, on_touched: Callable[[], None]
+    ) -> Region:
+        """Follow [start, end) of `document`; `on_touched` runs once if the user edits in it."""
+        region = Region(document.uri, start, end, on_touched=on_touched)
         document.regions.append(region)
         return region
 
     def untrack(self, region: Region) -> None:
+        """Stop following `region` (and drop its callback: no region ↔ request cycle keeps a
+        finished request, and its KV cache, alive for the GC)."""
+        region.on_touched = None
         document = self._open.get(region.uri)
         if document is not None and region in document.regions:
             document.regions.remove(region)

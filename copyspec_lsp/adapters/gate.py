@@ -20,7 +20,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from copyspec_lsp.requests import Request
+from copyspec_lsp.adapters.requests import Request
 from engine.gate import POLL_SECONDS, gate_path
 
 

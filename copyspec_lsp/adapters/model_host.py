@@ -1,16 +1,30 @@
-"""The loaded model's life cycle: load once in the background, wait for it, reload, free."""
+"""The model host: the model's life cycle (load once in the background, wait for it, reload,
+free) and what runs on the engine thread for a turn (`engine_turn`).
+
+Everything here that touches the model or a chat session runs on the engine thread
+(`engine_thread.py`); the event loop only submits jobs and reads their events."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from copyspec_lsp.remote import RemoteModel
-from copyspec_lsp.settings import Settings
-from copyspec_lsp.worker import EngineWorker, Job
+from copyspec_lsp.adapters.chat import ChatSession, open_session
+from copyspec_lsp.adapters.conversations import Conversation
+from copyspec_lsp.adapters.engine_thread import EngineWorker, Job
+from copyspec_lsp.adapters.gate import Pacer
+from copyspec_lsp.adapters.remote import RemoteModel, predicted_answer
+from copyspec_lsp.adapters.scripted import ScriptedTurn, scripted_answer
+from copyspec_lsp.adapters.settings import Settings
+from engine import prompt_format
 from engine.config import SpecConfig
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
+from engine.session import PromptTooLongError, Session, TurnResult
+from engine.stats import TurnStats
 from engine.turn import draft_state, speculation_notice
 
 
@@ -30,6 +44,8 @@ class ModelHost:
         self.path = ""
         self.generation = 0
         """Bumped on every load, so sessions made with an older model can be told apart."""
+        self.last_stats: dict[str, Any] | None = None
+        """The last turn's figures, for `copyspec/status` (recorded even when cancelled)."""
         self._ready: asyncio.Future[LoadedModel] = asyncio.get_running_loop().create_future()
 
     async def load(self, settings: Settings, generation: int | None = None) -> LoadedModel | None:
@@ -71,6 +87,18 @@ class ModelHost:
             raise ModelUnavailable(
                 f"the model is still loading after {timeout:g} s (setting loadTimeout)"
             ) from None
+
+    def turn_job(self, call: EngineCall, uri: str) -> Job:
+        """A job that runs one turn of `call` on the engine thread (not yet submitted)."""
+        return Job(lambda job: engine_turn(job, call), uri=uri, session=call.conversation.id,
+                   on_result=self._record_stats)
+
+    def submit(self, job: Job) -> int:
+        """Queue `job` on the engine thread; its place in the queue (0: it runs next)."""
+        return self.worker.submit(job)
+
+    def _record_stats(self, result: TurnResult) -> None:
+        self.last_stats = result.stats.to_dict()
 
     def describe(self) -> dict[str, Any]:
         """Path, device and dtype of the loaded model (empty strings while none is loaded)."""
@@ -116,3 +144,84 @@ def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
     notices = [REMOTE_CODE_WARNING] if settings.trust_remote_code else []
     notice = speculation_notice(lm, SpecConfig(method="copy"))
     return [*notices, notice] if notice else notices
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """Everything one engine turn needs: the narrow seam between a request and the model."""
+
+    model: ModelHost
+    conversation: Conversation
+    message: str
+    max_new_tokens: int
+    spec: SpecConfig
+    generation: int
+    pacer: Pacer | None = None
+    """Only under the test gate (`gate.py`): holds the engine while its request is held."""
+    predict: bool = True
+    """Whether an in-process turn gets the code being rewritten as its prediction (the
+    `prediction` setting; a remote session decides for itself what it sends)."""
+
+
+def engine_turn(job: Job, call: EngineCall) -> TurnResult:
+    """On the engine thread: one turn of the conversation, streaming its raw text. When the
+    history no longer fits the context window, its oldest turns go (counted in the stats as
+    `trimmed_turns`); the conversation's chat session is only ever touched here."""
+    lm, conversation = call.model.lm, call.conversation
+    if lm is None or call.model.generation != call.generation:
+        raise ModelUnavailable("the model was reloaded or freed while this request waited")
+    if conversation.chat is None or conversation.chat.lm is not lm:
+        conversation.chat = open_session(
+            lm, call.spec, prompt_format.SYSTEM_PROMPT, call.model.draft, conversation.id
+        )
+    chat: ChatSession = conversation.chat
+    script = scripted_answer()  # test-only (scripted.py): None outside tests
+    send: Callable[..., TurnResult]
+    if script is not None:
+        send = ScriptedTurn(chat, script).send
+    elif call.predict and isinstance(chat, Session):
+        send = partial(chat.send, prediction=predicted_ids(chat, call.message))
+    else:
+        send = chat.send
+    pieces: list[str] = []
+
+    def on_text(delta: str, stats: TurnStats) -> None:
+        pieces.append(delta)
+        job.post("text", "".join(pieces), stats.to_dict())
+        if call.pacer is not None:
+            call.pacer.after_step(job.stop)
+
+    trimmed = 0
+    try:
+        while True:
+            try:
+                result = send(
+                    call.message, call.max_new_tokens, stop_event=job.stop, on_text=on_text
+                )
+                break
+            except PromptTooLongError:
+                if not trim_oldest_turn(chat.messages):
+                    raise
+                trimmed += 1
+    except Exception:
+        conversation.chat = None  # its cache may be half-updated: the next turn starts afresh
+        raise
+    if trimmed:
+        job.post("trimmed", trimmed)
+    return result
+
+
+def predicted_ids(session: Session, message: str) -> list[int]:
+    """What a remote turn would send as `prediction` (the region's code block, else the last
+    answer), as token ids: the in-process copy pointer starts in it from the first pass."""
+    text = predicted_answer([*session.messages, {"role": "user", "content": message}])
+    return session.lm.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:
+    """Drop the oldest user/assistant pair after the system turn; False when none is left."""
+    first = 1 if messages and messages[0]["role"] == "system" else 0
+    if len(messages) - first < 2:
+        return False
+    del messages[first : first + 2]
+    return True

@@ -1,9 +1,10 @@
 """A remote model: any OpenAI-compatible chat-completions server (our pool, vLLM, others).
 
-`RemoteSession` has the shape of the engine's `Session` (`send`, `messages`, `lm`), so a job
-runs a remote turn exactly like a local one: it sends the whole conversation with
-`stream: true` and an `x-session-id` header, turns the server-sent events into `on_text`
-calls, and closes the stream when the stop event is set. It runs on the engine worker thread.
+`RemoteSession` is a chat session (`chat.ChatSession`: `send`, `messages`) like the engine's
+`Session`, so a job runs a remote turn exactly like a local one: it sends the whole
+conversation with `stream: true` and an `x-session-id` header, turns the server-sent events
+into `on_text` calls, and closes the stream when the stop event is set. It runs on the engine
+thread.
 
 Stats come from the finishing chunk when the server sends ours (`copyspec.stats`), else from
 OpenAI `usage` (vLLM reports prefix-cache hits as `cached_tokens`), else from counting: one
@@ -29,11 +30,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from copyspec_lsp.settings import Settings
-from engine.config import SamplingConfig, SpecConfig
-from engine.loading import LoadedModel
+from copyspec_lsp.adapters.settings import Settings
+from engine.config import SamplingConfig
 from engine.serve.protocol import OWNER, PREDICTION
-from engine.session import PromptTooLongError, Session, TurnResult
+from engine.session import PromptTooLongError, TurnResult
 from engine.stats import TurnStats
 
 SESSION_HEADER = "x-session-id"
@@ -114,19 +114,6 @@ class RemoteModel:
 
     def close(self) -> None:
         self.client.close()
-
-
-def open_session(
-    lm: LoadedModel | RemoteModel,
-    spec: SpecConfig,
-    system: str | None,
-    draft: LoadedModel | None,
-    session_id: str,
-) -> Session | RemoteSession:
-    """The conversation a job sends turns to: remote when `lm` is a `RemoteModel`."""
-    if isinstance(lm, RemoteModel):
-        return RemoteSession(lm, session_id, system)
-    return Session(lm, spec, system=system, draft=draft)
 
 
 class RemoteSession:

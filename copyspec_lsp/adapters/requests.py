@@ -13,8 +13,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from copyspec_lsp.documents import Region
-from copyspec_lsp.worker import Job
+from copyspec_lsp.adapters.documents import Region
+from copyspec_lsp.adapters.engine_thread import Job
 
 
 class RequestError(ValueError):

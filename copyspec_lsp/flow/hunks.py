@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from copyspec_lsp.positions import LINE_BREAK, LineIndex
+from copyspec_lsp.adapters.line_index import LINE_BREAK, LineIndex
 
 
 @dataclass(frozen=True)

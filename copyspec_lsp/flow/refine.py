@@ -1,9 +1,10 @@
 """One refine or fix request, from its params to the final text in the buffer.
 
 The flow, top to bottom: resolve the region → build the prompt → run a turn on the engine
-thread → stream its shaped text as `copyspec/chunk` notifications and `workspace/applyEdit`
-calls (`edits.py`) → (fix only) check the attempt and, on failure, send the errors as the
-next turn of the same session.
+thread (`adapters/model_host.py`) → stream its shaped text as `copyspec/chunk` notifications
+and `workspace/applyEdit` calls (through the client port) → (fix only) check the attempt and,
+on failure, send the errors as the next turn of the same conversation. It sees only its
+`FlowContext`.
 """
 
 from __future__ import annotations
@@ -11,33 +12,27 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from copyspec_lsp import prompts, regions
-from copyspec_lsp.check import CheckResult, run_check_command
-from copyspec_lsp.documents import Document, Region, line_break
-from copyspec_lsp.edits import BufferWriter
-from copyspec_lsp.gate import Pacer
-from copyspec_lsp.hunks import region_hunks
-from copyspec_lsp.model import ModelHost
-from copyspec_lsp.params import RequestParams
-from copyspec_lsp.progress import Progress, live_figures
-from copyspec_lsp.remote import RemoteUnavailable, open_session, predicted_answer
-from copyspec_lsp.requests import Request, RequestError
-from copyspec_lsp.scripted import ScriptedTurn, scripted_answer
-from copyspec_lsp.sessions import Conversation
-from copyspec_lsp.worker import Job
+from copyspec_lsp.adapters import syntax
+from copyspec_lsp.adapters.client import Progress, live_figures
+from copyspec_lsp.adapters.conversations import Conversation
+from copyspec_lsp.adapters.documents import Document
+from copyspec_lsp.adapters.gate import Pacer
+from copyspec_lsp.adapters.model_host import EngineCall, ModelUnavailable
+from copyspec_lsp.adapters.region_tracking import Region
+from copyspec_lsp.adapters.remote import RemoteUnavailable
+from copyspec_lsp.adapters.requests import Request, RequestError
+from copyspec_lsp.flow import prompts
+from copyspec_lsp.flow.check import CheckResult, run_check_command
+from copyspec_lsp.flow.context import FlowContext
+from copyspec_lsp.flow.hunks import region_hunks
+from copyspec_lsp.flow.params import CONVERTER, RequestParams
 from engine import prompt_format
 from engine.config import SpecConfig
-from engine.session import PromptTooLongError, Session, TurnResult
-from engine.shaping import Shaper
-from engine.stats import TurnStats
-
-if TYPE_CHECKING:
-    from copyspec_lsp.service import Service
+from engine.session import PromptTooLongError
+from engine.shaping import Shaper, line_break
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -60,12 +55,14 @@ class Turn:
 
 
 @dataclass
-class RequestRunner:
-    """Runs one request; `fix=True` adds the check-and-retry loop."""
+class RefineFlow:
+    """Runs one refine; `fix=True` adds the check-and-retry loop."""
 
-    service: Service
+    context: FlowContext
     params: RequestParams
     fix: bool
+    msg_id: int | str | None = None
+    """The JSON-RPC id of the request, for `$/cancelRequest`."""
     turns: list[Turn] = field(default_factory=list)
     stopped_early: str = ""
     """Why the fix loop ended before a check passed or maxTurns was reached."""
@@ -73,23 +70,26 @@ class RequestRunner:
     """The region's text before the first turn: what the result's hunks compare against."""
 
     async def run(self) -> dict[str, Any]:
-        service, params = self.service, self.params
+        context, params = self.context, self.params
         await self._resolve()  # bad input fails at once, not after the model has loaded
-        await service.model.wait(service.settings.load_timeout)
+        await context.model.wait(context.settings.load_timeout)
         document, start, end, instruction = await self._resolve()  # the text may have changed
-        conversation = service.sessions.get_or_create(params.session, params.uri)
-        for other in list(service.requests):
+        conversation = context.conversations.get_or_create(params.session, params.uri)
+        for other in list(context.running):
             if other.overlaps(params.uri, start, end):
                 other.cancel("superseded by a newer request for the same region", by_server=True)
-        region = service.documents.track(document, start, end)
-        msg_id = service.server.protocol.msg_id
-        request = Request(params.uri, conversation.id, region, msg_id=msg_id)
-        region.on_touched = lambda: request.cancel(
-            "cancelled: the region was edited while the answer streamed", by_server=True
+
+        def touched() -> None:
+            request.cancel("cancelled: the region was edited while the answer streamed",
+                           by_server=True)
+
+        region = context.documents.track(document, start, end, on_touched=touched)
+        request = Request(params.uri, conversation.id, region, msg_id=self.msg_id)
+        context.running.append(request)
+        progress = context.client.progress(
+            "CopySpec: " + ("fix" if self.fix else "refine"),
+            lambda: request.cancel("cancelled from the progress bar"),
         )
-        service.requests.append(request)
-        progress = Progress(service.server, "CopySpec: " + ("fix" if self.fix else "refine"),
-                            lambda: request.cancel("cancelled from the progress bar"))
         outcome = "cancelled"
         try:
             await progress.begin("waiting for the model")
@@ -104,9 +104,8 @@ class RequestRunner:
             return self._result(document, conversation, request, False)
         finally:
             request.cancel("the request ended")
-            service.requests.remove(request)
-            service.documents.untrack(region)
-            region.on_touched = None  # no request ↔ region cycle keeps the KV cache for the GC
+            context.running.remove(request)
+            context.documents.untrack(region)
             progress.end(outcome)
 
     async def _resolve(self) -> tuple[Document, int, int, str]:
@@ -116,7 +115,7 @@ class RequestRunner:
             document = self._document()
             text = document.text
             start, end = await self._region(document)
-            if document.text is text and self.service.documents.get(document.uri) is document:
+            if document.text is text and self.context.documents.get(document.uri) is document:
                 break
         where = first_lone_surrogate(text[start:end])
         if where is not None:
@@ -126,7 +125,7 @@ class RequestRunner:
         return document, start, end, self._instruction(document, start, end)
 
     def _document(self) -> Document:
-        document = self.service.documents.get(self.params.uri)
+        document = self.context.documents.get(self.params.uri)
         if document is None:
             raise RequestError(f"unknown document {self.params.uri}: the client must open it first")
         return document
@@ -140,9 +139,9 @@ class RequestRunner:
             raise RequestError(f"the range is outside the document: {error}") from None
         if start == end:
             start, end = await asyncio.to_thread(
-                regions.enclosing_region, text, document.language_id, start
+                syntax.enclosing_region, text, document.language_id, start
             )
-        return regions.widen(text, start, end)
+        return syntax.widen(text, start, end)
 
     def _instruction(self, document: Document, start: int, end: int) -> str:
         """The user's instruction, with the diagnostics at the region as "Fix this error"."""
@@ -164,7 +163,7 @@ class RequestRunner:
 
     @property
     def encoding(self) -> str:
-        return self.service.documents.encoding
+        return self.context.documents.encoding
 
     async def _turns(
         self,
@@ -211,29 +210,22 @@ class RequestRunner:
         shaper: Shaper,
         progress: Progress,
     ) -> tuple[str, dict[str, Any]]:
-        service = self.service
-        settings = service.settings
+        context = self.context
+        settings, model = context.settings, context.model
         max_new = self.params.max_new_tokens or settings.max_new_tokens
-        method = "copy+draft" if service.model.draft is not None else "copy"
+        method = "copy+draft" if model.draft is not None else "copy"
         spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
-        generation = service.model.generation
-        pacer = service.gate.pacer() if service.gate is not None else None
+        pacer = context.gate.pacer() if context.gate is not None else None
         predict = settings.prediction != "off"  # `auto` is on in process: it is our engine
-        call = EngineCall(service.model, conversation, message, max_new, spec, generation, pacer,
+        call = EngineCall(model, conversation, message, max_new, spec, model.generation, pacer,
                           predict)
-        job = Job(
-            lambda job: engine_turn(job, call),
-            uri=request.uri,
-            session=conversation.id,
-            on_result=service.record_stats,
-        )
-        request.job = job
+        job = request.job = model.turn_job(call, request.uri)
         if request.stopped:
             raise request.cancelled()
-        place = service.worker.submit(job)
+        place = model.submit(job)
         if place:
             progress.report(f"queued: {place} ahead", force=True)
-        writer = BufferWriter(service.server, self.encoding, document, request, self.params.apply)
+        writer = context.client.writer(document, request, self.params.apply)
         stats: dict[str, Any] = {}
         shown = ""
         started = time.perf_counter()
@@ -248,7 +240,8 @@ class RequestRunner:
                 raise request.cancelled()
             if event.kind == "error":
                 conversation.history = False
-                if isinstance(event.value, (PromptTooLongError, RemoteUnavailable)):
+                if isinstance(event.value, (PromptTooLongError, RemoteUnavailable,
+                                            ModelUnavailable)):
                     raise event.value
                 raise ModelFailed(f"the model failed: {event.value}") from event.value
             if event.kind == "position":
@@ -265,7 +258,7 @@ class RequestRunner:
             text = shaper(event.value)
             if text != shown:
                 delta = text[len(shown):] if text.startswith(shown) else ""
-                service.notify_chunk(conversation.id, request.uri, delta, text, stats)
+                context.client.chunk(conversation.id, request.uri, delta, text, stats)
                 shown = text
                 progress.report(*live_figures(stats, max_new, started))
                 await writer.write(shown)
@@ -279,7 +272,7 @@ class RequestRunner:
         progress.report(*live_figures(stats, max_new, started), force=True)
         final = shaper(result.text, final=True)
         if final != shown:
-            service.notify_chunk(conversation.id, request.uri, "", final, stats)
+            context.client.chunk(conversation.id, request.uri, "", final, stats)
         await writer.finish(final)
         await held(pacer, request, True)
         return final, stats
@@ -289,15 +282,15 @@ class RequestRunner:
         whole = document.text[: region.start] + text + document.text[region.end :]
         end = region.start + len(text)
         errors = await asyncio.to_thread(  # off the loop: big documents parse for long
-            regions.syntax_errors, whole, document.language_id, region.start, end
+            syntax.syntax_errors, whole, document.language_id, region.start, end
         )
         if errors:
             return CheckResult(False, errors)
-        command = self.service.settings.check_command
-        if not command:
+        settings = self.context.settings
+        if not settings.check_command:
             return CheckResult(True)
-        timeout = self.service.settings.check_timeout
-        return await run_check_command(command, whole, document.uri, self.service.root, timeout)
+        return await run_check_command(settings.check_command, whole, document.uri,
+                                       self.context.root, settings.check_timeout)
 
     def _result(
         self, document: Document, conversation: Conversation, request: Request, ok: bool
@@ -312,12 +305,12 @@ class RequestRunner:
         result: dict[str, Any] = {
             "session": conversation.id,
             "text": final,
-            "range": self.service.converter.unstructure(where),
+            "range": CONVERTER.unstructure(where),
             "stats": self.turns[-1].stats,
         }
         if self.params.apply == "none":  # what a previewing client replaces on Accept
             replaced = document.lines.range(region.start, region.end, self.encoding)
-            result["replacedRange"] = self.service.converter.unstructure(replaced)
+            result["replacedRange"] = CONVERTER.unstructure(replaced)
         in_document = self.original if self.params.apply == "none" else final
         hunks = region_hunks(document.lines, region.start, region.start + len(in_document),
                              self.original, final)
@@ -334,93 +327,12 @@ class ModelFailed(RuntimeError):
     """The model raised while answering (its message says what went wrong)."""
 
 
-@dataclass(frozen=True)
-class EngineCall:
-    """Everything one engine turn needs: the narrow seam between a request and the model."""
-
-    model: ModelHost
-    conversation: Conversation
-    message: str
-    max_new_tokens: int
-    spec: SpecConfig
-    generation: int
-    pacer: Pacer | None = None
-    """Only under the test gate (`gate.py`): holds the engine while its request is held."""
-    predict: bool = True
-    """Whether an in-process turn gets the code being rewritten as its prediction (the
-    `prediction` setting; a remote session decides for itself what it sends)."""
-
-
 async def held(pacer: Pacer | None, request: Request, up_to_date: bool) -> None:
     """Under the test gate, hold while the client is up to date with what was shown."""
     if pacer is not None and up_to_date:
         await pacer.hold(request)
         if request.stopped:
             raise request.cancelled()
-
-
-def engine_turn(job: Job, call: EngineCall) -> TurnResult:
-    """On the engine thread: one turn of the conversation, streaming its raw text. When the
-    history no longer fits the context window, its oldest turns go (counted in the stats as
-    `trimmed_turns`); the conversation's engine session is only ever touched here."""
-    lm, conversation = call.model.lm, call.conversation
-    if lm is None or call.model.generation != call.generation:
-        raise RuntimeError("the model was reloaded or freed while this request waited")
-    if conversation.engine is None or conversation.engine.lm is not lm:
-        conversation.engine = open_session(
-            lm, call.spec, prompt_format.SYSTEM_PROMPT, call.model.draft, conversation.id
-        )
-    engine = conversation.engine
-    script = scripted_answer()  # test-only (scripted.py): None outside tests
-    send: Callable[..., TurnResult]
-    if script is not None:
-        send = ScriptedTurn(engine, script).send
-    elif call.predict and isinstance(engine, Session):
-        send = partial(engine.send, prediction=predicted_ids(engine, call.message))
-    else:
-        send = engine.send
-    pieces: list[str] = []
-
-    def on_text(delta: str, stats: TurnStats) -> None:
-        pieces.append(delta)
-        job.post("text", "".join(pieces), stats.to_dict())
-        if call.pacer is not None:
-            call.pacer.after_step(job.stop)
-
-    trimmed = 0
-    try:
-        while True:
-            try:
-                result = send(
-                    call.message, call.max_new_tokens, stop_event=job.stop, on_text=on_text
-                )
-                break
-            except PromptTooLongError:
-                if not trim_oldest_turn(engine.messages):
-                    raise
-                trimmed += 1
-    except Exception:
-        conversation.engine = None  # its cache may be half-updated: the next turn starts afresh
-        raise
-    if trimmed:
-        job.post("trimmed", trimmed)
-    return result
-
-
-def predicted_ids(engine: Session, message: str) -> list[int]:
-    """What a remote turn would send as `prediction` (the region's code block, else the last
-    answer), as token ids: the in-process copy pointer starts in it from the first pass."""
-    text = predicted_answer([*engine.messages, {"role": "user", "content": message}])
-    return engine.lm.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-
-def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:
-    """Drop the oldest user/assistant pair after the system turn; False when none is left."""
-    first = 1 if messages and messages[0]["role"] == "system" else 0
-    if len(messages) - first < 2:
-        return False
-    del messages[first : first + 2]
-    return True
 
 
 def first_lone_surrogate(text: str) -> int | None:

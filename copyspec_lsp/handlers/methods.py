@@ -1,7 +1,9 @@
-"""The server's state and what each LSP method does with it; `server.py` only wires.
+"""The handlers: the server's state and one method per LSP method; `wire/server.py` only wires.
 
-Every method here runs on the event loop thread, which is the only thread that sends
-messages; the model runs on the engine worker thread (`worker.py`).
+Each method is short: a refine or fix is handed to the flow (`flow/refine.py`) with a narrow
+context, and what it raises comes back as a JSON-RPC error code. Every method here runs on
+the event loop thread, which is the only thread that sends messages; the model runs on the
+engine thread (`adapters/engine_thread.py`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from lsprotocol import converters, types
+from lsprotocol import types
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInternalError,
@@ -21,27 +23,28 @@ from pygls.exceptions import (
 from pygls.lsp.server import LanguageServer
 
 from copyspec_lsp import __version__
-from copyspec_lsp.check import CheckCommandError, kill_check_commands
-from copyspec_lsp.documents import ChangeRejected, Documents, UnknownDocument
-from copyspec_lsp.gate import StreamGate
-from copyspec_lsp.jobs import ModelFailed, RequestRunner, first_lone_surrogate
-from copyspec_lsp.model import ModelHost, ModelUnavailable, load_notices
-from copyspec_lsp.params import ParamsError, parse_request, plain
-from copyspec_lsp.progress import Progress
-from copyspec_lsp.remote import RemoteUnavailable
-from copyspec_lsp.requests import Request, RequestCancelled, RequestError
-from copyspec_lsp.sessions import Sessions
-from copyspec_lsp.settings import Settings
-from copyspec_lsp.worker import EngineWorker
+from copyspec_lsp.adapters.client import Client, Progress
+from copyspec_lsp.adapters.conversations import Conversations
+from copyspec_lsp.adapters.documents import ChangeRejected, Documents, UnknownDocument
+from copyspec_lsp.adapters.engine_thread import EngineWorker
+from copyspec_lsp.adapters.gate import StreamGate
+from copyspec_lsp.adapters.model_host import ModelHost, ModelUnavailable, load_notices
+from copyspec_lsp.adapters.remote import RemoteUnavailable
+from copyspec_lsp.adapters.requests import Request, RequestCancelled, RequestError
+from copyspec_lsp.adapters.settings import Settings
+from copyspec_lsp.flow.check import CheckCommandError, kill_check_commands
+from copyspec_lsp.flow.context import FlowContext
+from copyspec_lsp.flow.params import CONVERTER, ParamsError, parse_request, plain
+from copyspec_lsp.flow.refine import ModelFailed, RefineFlow, first_lone_surrogate
 from engine.loading import LoadedModel
 from engine.session import PromptTooLongError
 
 log = logging.getLogger(__name__)
-CHUNK = "copyspec/chunk"
 MODEL_ERROR_CODE = -32000
+"""JSON-RPC server error code for "the model is not available" (load failed, too slow, or
+reloaded while the request waited)."""
 SHUTDOWN_WAIT = 2.0
 """Seconds `shutdown` waits for the stopped requests to send their answers."""
-"""JSON-RPC server error code for "the model is not available" (load failed or too slow)."""
 
 
 class JsonRpcServerCancelled(JsonRpcException):
@@ -52,18 +55,18 @@ class JsonRpcServerCancelled(JsonRpcException):
     MESSAGE = "Server Cancelled"
 
 
-class Service:
-    """Documents, sessions, running requests, the model and the settings of one server."""
+class Handlers:
+    """Documents, conversations, running requests, the model and the settings of one server,
+    and a method per LSP method."""
 
     def __init__(self, server: LanguageServer, settings: Settings) -> None:
         self.server = server
         self.settings = settings
         self.documents = Documents()
-        self.sessions = Sessions()
+        self.conversations = Conversations()
+        self.client = Client(server, self.documents)
         self.requests: list[Request] = []
-        self.last_stats: dict[str, Any] | None = None
         self.root: str | None = None
-        self.converter = converters.get_converter()
         self.worker: EngineWorker | None = None
         self.model: ModelHost | None = None
         self.gate = StreamGate.from_environment()
@@ -92,22 +95,18 @@ class Service:
     async def _load(self, generation: int | None = None) -> None:
         assert self.model is not None
         settings = self.settings
-        progress = Progress(self.server, "CopySpec: loading the model")
+        progress = self.client.progress("CopySpec: loading the model")
         await progress.begin(settings.model or "built-in model")
         try:
             lm = await self.model.load(settings, generation)
         except ModelUnavailable as error:
             progress.end("failed")
-            self.server.window_show_message(
-                types.ShowMessageParams(types.MessageType.Error, f"CopySpec: {error}")
-            )
+            self.client.show(types.MessageType.Error, str(error))
             return
         progress.end("ready")
         if isinstance(lm, LoadedModel):
             for notice in load_notices(lm, settings):
-                self.server.window_show_message(
-                    types.ShowMessageParams(types.MessageType.Warning, f"CopySpec: {notice}")
-                )
+                self.client.show(types.MessageType.Warning, notice)
 
     async def shutdown(self) -> None:
         """Stop every request (each answers ServerCancelled, -32802), the engine thread and
@@ -126,7 +125,7 @@ class Service:
         if self.model is not None:
             self.model.free()
         kill_check_commands()
-        self.sessions.clear()
+        self.conversations.clear()
 
     # settings
 
@@ -141,7 +140,7 @@ class Service:
         self._apply_settings(raw)
         if before.needs_reload(self.settings) and self._loading is not None:
             assert self.model is not None
-            self.sessions.clear()
+            self.conversations.clear()
             generation = self.model.begin_load(self.settings)
             self._loading = asyncio.ensure_future(self._load(generation))
 
@@ -149,9 +148,7 @@ class Service:
         self.settings, problems = self.settings.update(raw)
         logging.getLogger().setLevel(self.settings.log_level)
         for problem in problems:
-            self.server.window_show_message(
-                types.ShowMessageParams(types.MessageType.Warning, f"CopySpec: {problem}")
-            )
+            self.client.show(types.MessageType.Warning, problem)
 
     # documents
 
@@ -194,10 +191,8 @@ class Service:
         if self.documents.drop_out_of_sync(uri, why):
             log.warning("%s is out of sync with the editor (%s): dropped until its whole text "
                         "comes again", uri, why)
-            self.server.window_show_message(types.ShowMessageParams(
-                types.MessageType.Warning,
-                f"CopySpec: {uri} is out of sync with the editor ({why}). Close and reopen it.",
-            ))
+            self.client.show(types.MessageType.Warning,
+                             f"{uri} is out of sync with the editor ({why}). Close and reopen it.")
 
     @staticmethod
     def out_of_sync_message(uri: str, why: str) -> str:
@@ -232,7 +227,7 @@ class Service:
         params = None
         try:
             params = parse_request(raw)
-            return await RequestRunner(self, params, fix).run()
+            return await RefineFlow(self._flow_context(), params, fix, msg_id).run()
         except (ParamsError, RequestError, PromptTooLongError) as error:
             # a document dropped as out of sync reads as not open: say what happened instead
             why = self.documents.out_of_sync(params.uri) if params else None
@@ -260,6 +255,12 @@ class Service:
         finally:
             if self._tasks.get(msg_id) is task:
                 del self._tasks[msg_id]
+
+    def _flow_context(self) -> FlowContext:
+        """What a refine may touch, with the settings as they are now."""
+        assert self.model is not None
+        return FlowContext(self.documents, self.conversations, self.requests, self.model,
+                           self.settings, self.client, self.root, self.gate)
 
     def cancel_by_id(self, msg_id: Any) -> None:
         """`$/cancelRequest`: stop the model and the handler now, whichever route started it
@@ -298,9 +299,9 @@ class Service:
         if self.model.error:
             status["error"] = self.model.error
         status["queue"] = len(self.worker.jobs())
-        status["sessions"] = self.sessions.describe()
-        if self.last_stats is not None:
-            status["lastStats"] = self.last_stats
+        status["sessions"] = self.conversations.describe()
+        if self.model.last_stats is not None:
+            status["lastStats"] = self.model.last_stats
         return status
 
     def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
@@ -315,7 +316,7 @@ class Service:
         explicit = params.context.trigger_kind == types.CodeActionTriggerKind.Invoked
         selected = params.range.start != params.range.end
         if wanted(types.CodeActionKind.RefactorRewrite) and (explicit or selected):
-            argument = {"uri": uri, "range": self.converter.unstructure(params.range)}
+            argument = {"uri": uri, "range": CONVERTER.unstructure(params.range)}
             command = types.Command(
                 "CopySpec: refine selection…", "copyspec.refine", arguments=[argument]
             )
@@ -326,8 +327,8 @@ class Service:
         for diagnostic in fixable:
             argument = {
                 "uri": uri,
-                "range": self.converter.unstructure(diagnostic.range),
-                "diagnostics": [self.converter.unstructure(diagnostic)],
+                "range": CONVERTER.unstructure(diagnostic.range),
+                "diagnostics": [CONVERTER.unstructure(diagnostic)],
             }
             command = types.Command(
                 "CopySpec: fix this error", "copyspec.fix", arguments=[argument]
@@ -337,16 +338,3 @@ class Service:
                 diagnostics=[diagnostic], command=command,
             ))
         return actions
-
-    def record_stats(self, result: Any) -> None:
-        """The last turn's figures for `copyspec/status`, recorded even when it was cancelled."""
-        self.last_stats = result.stats.to_dict()
-
-    def notify_chunk(
-        self, session: str, uri: str, delta: str, text: str, stats: dict[str, Any]
-    ) -> None:
-        """`copyspec/chunk`: the whole replacement so far, for clients that preview."""
-        self.server.protocol.notify(
-            CHUNK, {"session": session, "uri": uri, "delta": delta, "text": text, "stats": stats}
-        )
-

@@ -1,4 +1,5 @@
-"""Wiring only: each LSP method to the `Service` method that handles it, and the run."""
+"""Wiring only: each LSP method to the handler that answers it (`handlers/methods.py`), and
+the run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from copyspec_lsp import __version__
-from copyspec_lsp.protocol import CopySpecProtocol
-from copyspec_lsp.service import Service
-from copyspec_lsp.settings import Settings
-from copyspec_lsp.transport import serve_stdio, serve_tcp
+from copyspec_lsp.adapters.settings import Settings
+from copyspec_lsp.handlers.methods import Handlers
+from copyspec_lsp.wire.protocol import CopySpecProtocol
+from copyspec_lsp.wire.transport import serve_stdio, serve_tcp
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class CopySpecServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
             protocol_cls=CopySpecProtocol,
         )
-        self.service = Service(self, settings)
+        self.handlers = Handlers(self, settings)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         log.warning("%s", error)
@@ -48,59 +49,59 @@ class CopySpecServer(LanguageServer):
         try:
             return loop.run_until_complete(running)
         finally:
-            self.service.stop()
+            self.handlers.stop()
 
 
 def build_server(settings: Settings) -> CopySpecServer:
     """A server with every CopySpec feature registered; it serves once started."""
     server = CopySpecServer(settings)
-    service = server.service
-    server.protocol.on_cancel = service.cancel_by_id
-    server.protocol.on_refused = service.notification_refused
+    handlers = server.handlers
+    server.protocol.on_cancel = handlers.cancel_by_id
+    server.protocol.on_refused = handlers.notification_refused
 
     @server.feature(types.INITIALIZE)
     def initialize(params: types.InitializeParams) -> None:
-        service.initialize(params)
+        handlers.initialize(params)
 
     @server.feature(types.INITIALIZED)
     def initialized(params: types.InitializedParams) -> None:
-        service.initialized()
+        handlers.initialized()
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(params: None) -> None:
-        await service.shutdown()
+        await handlers.shutdown()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(params: types.DidChangeConfigurationParams) -> None:
-        service.change_configuration(params)
+        handlers.change_configuration(params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
-        service.did_open(params)
+        handlers.did_open(params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(params: types.DidChangeTextDocumentParams) -> None:
-        service.did_change(params)
+        handlers.did_change(params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: types.DidCloseTextDocumentParams) -> None:
-        service.did_close(params)
+        handlers.did_close(params)
 
     @server.feature(REFINE)
     async def refine(params: Any) -> dict[str, Any]:
-        return await service.refine(params)
+        return await handlers.refine(params)
 
     @server.feature(FIX)
     async def fix(params: Any) -> dict[str, Any]:
-        return await service.refine(params, fix=True)
+        return await handlers.refine(params, fix=True)
 
     @server.feature(STATUS)
     def status(params: Any) -> dict[str, Any]:
-        return service.status()
+        return handlers.status()
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def cancel_progress(params: types.WorkDoneProgressCancelParams) -> None:
-        service.cancel_progress(params)
+        handlers.cancel_progress(params)
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
@@ -109,18 +110,18 @@ def build_server(settings: Settings) -> CopySpecServer:
         ),
     )
     def code_action(params: types.CodeActionParams) -> list[types.CodeAction]:
-        return service.code_actions(params)
+        return handlers.code_actions(params)
 
     @server.command("copyspec.refine")
     async def refine_command(*args: Any) -> dict[str, Any]:
-        return await service.refine(args[0] if args else None)
+        return await handlers.refine(args[0] if args else None)
 
     @server.command("copyspec.fix")
     async def fix_command(*args: Any) -> dict[str, Any]:
-        return await service.refine(args[0] if args else None, fix=True)
+        return await handlers.refine(args[0] if args else None, fix=True)
 
     @server.command("copyspec.cancel")
     def cancel_command(*args: Any) -> dict[str, int]:
-        return service.cancel(args[0] if args else None)
+        return handlers.cancel(args[0] if args else None)
 
     return server

@@ -33,7 +33,7 @@ from typing import Any
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcParseError
 
-from copyspec_lsp.protocol import CopySpecProtocol
+from copyspec_lsp.wire.protocol import CopySpecProtocol
 
 log = logging.getLogger(__name__)
 

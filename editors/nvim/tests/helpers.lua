@@ -4,7 +4,7 @@
 -- every edit would merge into one undo block anyway and the one-undo test could not fail.
 local H = {}
 
--- The server's test gate (copyspec_lsp/gate.py; run.sh sets COPYSPEC_TEST_GATE for the server
+-- The server's test gate (copyspec_lsp/adapters/gate.py; run.sh sets COPYSPEC_TEST_GATE for the server
 -- Neovim starts): while the file exists, a streaming request holds after each edit that left
 -- the buffer up to date (and after its final edit, before it answers) until the file is gone or
 -- the request stops; its engine holds too. This is what tests fake: a stream held open by a
@@ -35,7 +35,7 @@ function H.step()
   end
 end
 
--- The server's test-only scripted answer (copyspec_lsp/scripted.py; run.sh sets
+-- The server's test-only scripted answer (copyspec_lsp/adapters/scripted.py; run.sh sets
 -- COPYSPEC_TEST_ANSWER): while the file exists, every turn answers its text instead of the tiny
 -- model's gibberish, streamed through the real path. What tests fake with it: the model's words,
 -- so that they know where the answer's hunks are.

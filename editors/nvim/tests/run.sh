@@ -15,11 +15,11 @@ export XDG_STATE_HOME="$work/state" XDG_CACHE_HOME="$work/cache" XDG_DATA_HOME="
   XDG_CONFIG_HOME="$work/config" XDG_RUNTIME_DIR="$work/runtime"
 mkdir -p "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_RUNTIME_DIR"
 chmod 700 "$XDG_RUNTIME_DIR"
-# The server's test gate (copyspec_lsp/gate.py): while this file exists, a streaming request
+# The server's test gate (copyspec_lsp/adapters/gate.py): while this file exists, a streaming request
 # holds after each edit, so a test acts mid-stream however fast the machine (helpers.lua:
 # H.hold / H.release / H.step). No test starts with it closed.
 export COPYSPEC_TEST_GATE="$work/gate"
-# The test-only scripted answer (copyspec_lsp/scripted.py): while this file exists, every turn
+# The test-only scripted answer (copyspec_lsp/adapters/scripted.py): while this file exists, every turn
 # answers its text instead of the tiny model's gibberish, through the real streaming path, so a
 # test knows the answer's hunks (helpers.lua: H.script / H.unscript).
 export COPYSPEC_TEST_ANSWER="$work/answer"

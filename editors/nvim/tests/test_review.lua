@@ -1,6 +1,6 @@
 -- Hunk-by-hunk review against the real server. What is faked, and why: the answer. The tiny test
 -- model answers gibberish, so a test could not know where the hunks are; the server's test-only
--- scripted answer (H.script: COPYSPEC_TEST_ANSWER, copyspec_lsp/scripted.py) makes every turn
+-- scripted answer (H.script: COPYSPEC_TEST_ANSWER, copyspec_lsp/adapters/scripted.py) makes every turn
 -- answer a known text, which still streams through the real path (shaping, streamed edits, the
 -- result and its hunks, computed by the server). Keys are fed as typed, each action followed by
 -- a return to the main loop, so each is its own undo step, as for a user.

@@ -34,7 +34,7 @@ mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache}
 # closes it around the mid-stream scenarios). Exported so code-server's extension host, and so
 # the server it starts, inherit it; the server wrapper below names it too.
 export COPYSPEC_TEST_GATE=$TMP/gate
-# The test-only scripted answer (copyspec_lsp/scripted.py): while this file exists every turn
+# The test-only scripted answer (copyspec_lsp/adapters/scripted.py): while this file exists every turn
 # answers its text instead of the tiny model's gibberish (suite.js writes it for the hunk review
 # and the screenshots, which need a known answer that reads like a real refinement).
 export COPYSPEC_TEST_ANSWER=$TMP/answer

@@ -6,12 +6,12 @@
 // Scenarios that act mid-stream (Escape, typing while it streams, the streaming-diff shot) close
 // the server's test gate first: run.sh starts the server with COPYSPEC_TEST_GATE=$E2E_GATE, and
 // while that file exists the real server holds a stream after each edit the editor is up to date
-// with (copyspec_lsp/gate.py). So the stream is surely still running when they act, however fast
+// with (copyspec_lsp/adapters/gate.py). So the stream is surely still running when they act, however fast
 // the model; they open the gate once they have acted.
 //
 // The hunk review and the README's screenshots need an answer known in advance that reads like a
 // real refinement; the built-in model answers gibberish. So those scenarios write the server's
-// test-only scripted answer (run.sh: COPYSPEC_TEST_ANSWER=$E2E_ANSWER, copyspec_lsp/scripted.py):
+// test-only scripted answer (run.sh: COPYSPEC_TEST_ANSWER=$E2E_ANSWER, copyspec_lsp/adapters/scripted.py):
 // while that file exists every turn answers its text instead of decoding, streamed through the
 // real path (shaping, streamed edits, gate, the result's hunks). Nothing else is faked.
 'use strict';

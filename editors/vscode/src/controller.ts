@@ -39,7 +39,7 @@ interface JobResult {
   session: string; text: string; range: Range; stats: Stats; turns?: unknown[]; ok?: boolean;
   /** With apply "none": the range the answer would replace. */
   replacedRange?: Range;
-  /** The answer against the original, as whole-row hunks (copyspec_lsp/hunks.py). */
+  /** The answer against the original, as whole-row hunks (copyspec_lsp/flow/hunks.py). */
   hunks?: WireHunk[];
 }
 /** `copyspec/pending`, sent before each streamed edit: `range` is where the original's pending

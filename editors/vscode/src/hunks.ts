@@ -1,5 +1,5 @@
 // Hunk-by-hunk review, the pure part: no `vscode` import, so `node --test` loads it directly.
-// The server computes the hunks once for every editor (copyspec_lsp/hunks.py) and sends them
+// The server computes the hunks once for every editor (copyspec_lsp/flow/hunks.py) and sends them
 // with the result; here they are followed by row through the user's edits and turned into
 // edits of whole rows. Rows are LSP lines; a hunk's rows never include part of a line.
 import { Change, Range, endOf } from './logic';

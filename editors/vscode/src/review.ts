@@ -1,5 +1,5 @@
 // Hunk-by-hunk review of a finished answer, in the editor itself. The server sends the hunks
-// with the result (copyspec_lsp/hunks.py); the document holds one side of each hunk and the
+// with the result (copyspec_lsp/flow/hunks.py); the document holds one side of each hunk and the
 // other side is shown beside its rows:
 // - a streamed answer is in the buffer: its lines are marked as added (green) and the original
 //   lines they replaced are shown struck through in red after them; Reject puts a hunk's

@@ -1,5 +1,5 @@
 // The Controller's handling of workspace/applyEdit and copyspec/pending, against a scripted
-// server: each edit and announcement is built here the way copyspec_lsp/edits.py and
+// server: each edit and announcement is built here the way copyspec_lsp/adapters/buffer_edits.py and
 // pending.py build them (the minimal change inside the region; `before` / `after`), so every
 // ordering, including the ones a real model makes rare, is tested exactly. The stubbed
 // window is ./vscode-stub.js; protocol.test.js runs the same code against the real server.

@@ -1,7 +1,7 @@
 // Hunk-by-hunk review against the REAL server: the extension's Controller and Review, with only
 // the VS Code window faked (./vscode-stub.js). What is faked on the server's side, and why: the
 // answer. The tiny test model answers gibberish, so a test could not know where the hunks are;
-// the server's test-only scripted answer (COPYSPEC_TEST_ANSWER, copyspec_lsp/scripted.py; s.script
+// the server's test-only scripted answer (COPYSPEC_TEST_ANSWER, copyspec_lsp/adapters/scripted.py; s.script
 // in ./server.js) makes every turn answer a known text, which still streams through the real
 // path (shaping, streamed edits, the result and its hunks, computed by the server).
 'use strict';

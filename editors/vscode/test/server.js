@@ -3,12 +3,12 @@
 // document sync: every change to a synced document is sent as an incremental didChange.
 //
 // The server runs with COPYSPEC_TEST_GATE naming a file in its own temp dir: the real server's
-// test-only gate (copyspec_lsp/gate.py). While `s.hold()` keeps that file in place, a streaming
+// test-only gate (copyspec_lsp/adapters/gate.py). While `s.hold()` keeps that file in place, a streaming
 // request holds after each streamed edit the editor is up to date with (and after its final
 // edit, before answering) until `s.release()`, a cancel, or typing inside its region. Tests that
 // act mid-stream use it so that the tiny model, which copies thousands of tokens a second,
 // cannot finish first. It also runs with COPYSPEC_TEST_ANSWER naming another file there: the
-// test-only scripted answer (copyspec_lsp/scripted.py). While `s.script(text)` keeps that file
+// test-only scripted answer (copyspec_lsp/adapters/scripted.py). While `s.script(text)` keeps that file
 // in place, every turn answers `text` instead of the tiny model's gibberish, streamed through
 // the real path (shaping, streamed edits, gate, result), so a test knows the answer's hunks.
 // Nothing else about the server or its answers is faked.

@@ -1,5 +1,5 @@
 -- Hunk-by-hunk review of a finished answer, in the buffer itself. The server sends the hunks with
--- the result (copyspec_lsp/hunks.py: whole rows, the same for every editor); the buffer holds one
+-- the result (copyspec_lsp/flow/hunks.py: whole rows, the same for every editor); the buffer holds one
 -- side of each hunk and the other side shows as virtual lines:
 -- - a streamed answer is in the buffer: its rows are marked as added and the original lines they
 --   replaced show above them as removed; reject puts a hunk's original lines back, accept keeps it;
