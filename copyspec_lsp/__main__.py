@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 from copyspec_lsp import __version__
 from copyspec_lsp.adapters.settings import LOG_LEVELS, Settings
-from engine.options import Parser, add_copy_arguments, add_max_new_tokens, add_model_arguments, port
+from engine.options import (
+    Parser,
+    add_compile_argument,
+    add_copy_arguments,
+    add_cost_aware_argument,
+    add_max_new_tokens,
+    add_model_arguments,
+    port,
+)
 
 
 def build_parser() -> Parser:
@@ -25,6 +33,8 @@ def build_parser() -> Parser:
     parser.add_argument("--port", type=port, default=2087)
     add_model_arguments(parser)
     add_copy_arguments(parser)
+    add_cost_aware_argument(parser)
+    add_compile_argument(parser)
     add_max_new_tokens(parser)
     parser.add_argument("--log-level", default="WARNING", type=str.upper, choices=LOG_LEVELS)
     parser.add_argument("--log-file", help="write logs here instead of stderr")
@@ -43,6 +53,8 @@ def settings_from(args: argparse.Namespace, parser: Parser) -> Settings:
         "threads": args.threads,
         "gamma": args.gamma,
         "block": args.block,
+        "costAware": args.cost_aware,
+        "compile": args.compile,
         "maxNewTokens": args.max_new_tokens,
         "logLevel": args.log_level,
     }

@@ -184,8 +184,10 @@ def test_lsp_flags_become_validated_settings(
     (model / "config.json").write_text("{}")
     parser = build_parser()
     args = parser.parse_args(["--tcp", "--port", "9000", "--model", str(model), "--gamma", "4",
-                              "--max-new-tokens", "64", "--log-level", "debug", "--threads", "1"])
+                              "--max-new-tokens", "64", "--log-level", "debug", "--threads", "1",
+                              "--no-cost-aware", "--compile", "off"])
     settings = settings_from(args, parser)
+    assert (settings.cost_aware, settings.compile) == (False, "off")
     assert args.tcp and args.port == 9000
     assert (settings.model, settings.gamma, settings.max_new_tokens) == (str(model), 4, 64)
     assert settings.threads == 1

@@ -13,8 +13,9 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType
 
-from copyspec_lsp.adapters.model_host import load_notices
+from copyspec_lsp.adapters.model_host import load_models, load_notices
 from copyspec_lsp.adapters.settings import Settings
+from engine.compiled import decodes_compiled
 from engine.config import SpecConfig, device_name
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, ModelLoadError, load_model
 from engine.paths import GGUF_KIND, locate_model
@@ -23,6 +24,7 @@ from engine.turn import generate_ids
 
 from architectures import tiny
 from gguf_files import cut, write_gguf
+from lsp_fixtures import tiny_model
 
 PROMPT = "def add(a, b):\n    return a + b\n" * 3 + "def add("
 
@@ -174,3 +176,14 @@ def test_gguf_files_transformers_cannot_read_get_one_line_naming_them(
         load_model(path, device="cpu")
     message = str(refused.value)
     assert "\n" not in message and repr(str(path)) in message and reason in message, message
+
+
+@pytest.mark.timeout(60)
+def test_the_compile_setting_reaches_the_target_and_the_draft(tmp_path: Path) -> None:
+    """The server's `compile` setting is the engine's per-model switch, for both models."""
+    model = str(tiny_model(tmp_path))
+    for setting, compiled in (("on", True), ("off", False)):
+        settings = Settings(model=model, draft_model=model, device="cpu", compile=setting)
+        lm, draft = load_models(settings)
+        assert isinstance(lm, LoadedModel) and draft is not None
+        assert decodes_compiled(lm.model) is compiled and decodes_compiled(draft.model) is compiled

@@ -11,6 +11,7 @@ from lsprotocol import types
 
 from copyspec_lsp.adapters.line_index import LineIndex
 from copyspec_lsp.flow.params import CONVERTER
+from copyspec_lsp.handlers.methods import MODEL_ERROR_CODE
 
 from lsp_fixtures import held_stream
 from raw_rpc import UNCLEAR, RawServer, rng, start
@@ -80,7 +81,7 @@ def test_did_close_while_streaming_stops_the_request(server: RawServer) -> None:
 def test_reload_with_a_job_queued_fails_it_clearly(server: RawServer) -> None:
     """A settings change that reloads the model while one job runs and another waits: the
     running one finishes on the model it started with, the waiting one fails with a message
-    that says the model was reloaded (not a traceback, not a hang), and the reloaded model
+    that says the model was reloaded (-32000, not a traceback, not a hang), and the reloaded model
     answers the next request. The gate holds the running job until both are in place."""
     uri = "file:///reload.py"
     server.open(uri, DOC)
@@ -106,6 +107,7 @@ def test_reload_with_a_job_queued_fails_it_clearly(server: RawServer) -> None:
     failed = server.response(queued, 120)
     message = failed.get("error", {}).get("message", "")
     assert "reloaded" in message, failed
+    assert failed["error"]["code"] == MODEL_ERROR_CODE, "the model was unavailable to it"
     assert not UNCLEAR.search(message), message
     server.wait_ready()
     assert "result" in server.call("copyspec/refine", params(uri, apply="none"), timeout=120)

@@ -22,6 +22,7 @@ from copyspec_lsp.adapters.settings import Settings
 from copyspec_lsp.adapters.syntax import enclosing_region, syntax_errors, widen
 from copyspec_lsp.flow import prompts
 from copyspec_lsp.flow.check import CheckCommandError, run_check_command
+from engine.config import COMPILE, SpecConfig
 
 P = types.Position
 
@@ -163,6 +164,16 @@ def test_settings_validate_and_fall_back() -> None:
     assert threads.threads is None and "threads" in problems[0]
     assert Settings().update({"threads": 2})[0].threads == 2
     assert Settings().needs_reload(Settings(threads=1)), "threads are set when the model loads"
+
+
+def test_cost_aware_and_compile_settings() -> None:
+    settings, problems = Settings().update({"costAware": False, "compile": "ON"})
+    assert (settings.cost_aware, settings.compile, problems) == (False, "on", [])
+    bad, problems = Settings().update({"costAware": "no", "compile": "always"})
+    assert (bad.cost_aware, bad.compile) == (SpecConfig.cost_aware, COMPILE)
+    assert len(problems) == 2 and "costAware" in problems[0] and "compile" in problems[1]
+    assert Settings().needs_reload(Settings(compile="on")), "compiling is set when it loads"
+    assert not Settings().needs_reload(Settings(cost_aware=False)), "a session's setting"
 
 
 # region tracking

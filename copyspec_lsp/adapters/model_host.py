@@ -20,6 +20,7 @@ from copyspec_lsp.adapters.remote import RemoteModel, predicted_answer
 from copyspec_lsp.adapters.scripted import ScriptedTurn, scripted_answer
 from copyspec_lsp.adapters.settings import Settings
 from engine import prompt_format
+from engine.compiled import use_compile
 from engine.config import SpecConfig
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
@@ -126,12 +127,14 @@ def load_models(settings: Settings) -> tuple[LoadedModel | RemoteModel, LoadedMo
         return RemoteModel(settings.server, prediction=settings.prediction), None
     lm = load_model(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
     use_cpu_threads(settings.threads, lm)
+    use_compile(lm.model, settings.compile)
     if not settings.draft_model:
         return lm, None
     try:
         draft = load_model(
             settings.draft_model, settings.device, settings.dtype, settings.trust_remote_code
         )
+        use_compile(draft.model, settings.compile)
         draft_state(lm, SpecConfig(method="copy+draft"), draft)
     except (ModelLoadError, ValueError) as error:
         raise ModelLoadError(f"draft model: {error}") from error

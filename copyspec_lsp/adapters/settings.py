@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.config import DTYPES, MAX_NEW_TOKENS, SpecConfig, device_name
+from engine.config import COMPILE, COMPILE_CHOICES, DTYPES, MAX_NEW_TOKENS, SpecConfig, device_name
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MODEL_KEYS = ("model", "device", "dtype", "trustRemoteCode", "draftModel", "threads", "server")
-"""Settings whose change needs the model loaded again (threads are set when it loads)."""
+MODEL_KEYS = (
+    "model", "device", "dtype", "trustRemoteCode", "draftModel", "threads", "compile", "server",
+)
+"""Settings whose change needs the model loaded again (threads and compiling are set when it
+loads)."""
 REMOTE_KEYS = ("prediction",)
 """Settings the remote model carries: with `server` set, a change makes it again (no weights
 to load)."""
@@ -42,6 +45,13 @@ class Settings:
     """γ: tokens in a copy lookup key."""
     block: int = SpecConfig.block
     """K: tokens proposed per copy attempt."""
+    cost_aware: bool = SpecConfig.cost_aware
+    """Cut each draft to the length worth its pass on this device (`SpecConfig.cost_aware`);
+    off verifies every draft at the proposer's own length. Conversations started after a
+    change use it."""
+    compile: str = COMPILE
+    """Decode with a static KV cache and torch.compile (`engine.compiled.use_compile`, target
+    and draft model): `auto` where measuring showed it pays, `on`, `off`."""
     max_new_tokens: int = MAX_NEW_TOKENS
     check_command: tuple[str, ...] | None = None
     """Argument list run after each fix attempt; `{file}` is a temp copy of the document."""
@@ -152,6 +162,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "threads": _optional_positive_int,
     "gamma": _positive_int,
     "block": _positive_int,
+    "cost_aware": _bool,
+    "compile": _choice(COMPILE_CHOICES, str.lower),
     "max_new_tokens": _positive_int,
     "check_command": _command,
     "check_timeout": _positive_number,

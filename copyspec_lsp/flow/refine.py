@@ -214,7 +214,8 @@ class RefineFlow:
         settings, model = context.settings, context.model
         max_new = self.params.max_new_tokens or settings.max_new_tokens
         method = "copy+draft" if model.draft is not None else "copy"
-        spec = SpecConfig(method, gamma=settings.gamma, block=settings.block)
+        spec = SpecConfig(method, gamma=settings.gamma, block=settings.block,
+                          cost_aware=settings.cost_aware)
         pacer = context.gate.pacer() if context.gate is not None else None
         predict = settings.prediction != "off"  # `auto` is on in process: it is our engine
         call = EngineCall(model, conversation, message, max_new, spec, model.generation, pacer,

@@ -68,12 +68,17 @@ export interface Status {
 /** Settings whose value travels to the server in `initializationOptions` (camelCase keys). */
 export const SERVER_SETTINGS = [
   'model', 'device', 'dtype', 'trustRemoteCode', 'draftModel', 'threads', 'gamma', 'block',
-  'maxNewTokens', 'checkCommand', 'checkTimeout', 'logLevel', 'poolUrl', 'prediction',
+  'maxNewTokens', 'checkCommand', 'checkTimeout', 'logLevel', 'poolUrl', 'prediction', 'costAware',
+  'compile',
 ] as const;
 
 /** Extension settings whose server key differs: `copyspec.server.*` already names the server
  * command, so the pool's URL is `copyspec.poolUrl` here and `server` on the wire. */
 const SERVER_KEYS: Record<string, string> = { poolUrl: 'server' };
+
+/** Switches whose `false` is the server's default too: left out like any unset value. A
+ * switch on by default (costAware) travels as `false` when the user turns it off. */
+const OFF_BY_DEFAULT = new Set(['trustRemoteCode']);
 
 /** Unset settings (null, "", []) are left out so the server applies its own defaults. */
 export function initializationOptions(get: (key: string) => unknown): Record<string, unknown> {
@@ -82,7 +87,7 @@ export function initializationOptions(get: (key: string) => unknown): Record<str
     const value = get(key);
     const unset = value === undefined || value === null || value === ''
       || (Array.isArray(value) && value.length === 0);
-    if (!unset && value !== false) options[SERVER_KEYS[key] ?? key] = value;
+    if (!unset && !(value === false && OFF_BY_DEFAULT.has(key))) options[SERVER_KEYS[key] ?? key] = value;
   }
   return options;
 }

@@ -28,6 +28,14 @@ test('initializationOptions forwards the prediction mode, and leaves it to the s
   assert.deepEqual(initializationOptions((k) => (k === 'prediction' ? '' : undefined)), {});
 });
 
+test('initializationOptions forwards costAware off and the compile mode, and leaves them to the server when unset', () => {
+  const settings = { costAware: false, compile: 'on' };
+  assert.deepEqual(initializationOptions((k) => settings[k]), { costAware: false, compile: 'on' });
+  assert.deepEqual(initializationOptions((k) => ({ costAware: null, compile: '' })[k]), {});
+  const properties = require('../package.json').contributes.configuration.properties;
+  assert.deepEqual(properties['copyspec.compile'].enum, ['', 'auto', 'on', 'off']);
+});
+
 test('every server setting is contributed to the configuration, and prediction offers the server\'s modes', () => {
   const { SERVER_SETTINGS } = require('../out/logic');
   const properties = require('../package.json').contributes.configuration.properties;
