@@ -19,8 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
+from copyspec_lsp.adapters.chat import ChatSession
 from engine.session import TurnResult
 from engine.stats import TurnStats
 
@@ -29,12 +29,6 @@ STEP_SECONDS = 0.01
 """Seconds per piece: slow enough that a test sees the answer stream, fast enough to wait for."""
 PIECE = re.compile(r"\s*\S{1,4}|\s+")
 """Token-sized pieces: up to four characters with the white space before them."""
-
-
-class Conversation(Protocol):
-    """What a scripted turn updates of the session it stands in for: its history."""
-
-    messages: list[dict[str, str]]
 
 
 def scripted_answer() -> str | None:
@@ -51,7 +45,8 @@ def scripted_answer() -> str | None:
 class ScriptedTurn:
     """Stands in for a session's `send` for one turn, answering `text`."""
 
-    def __init__(self, session: Conversation, text: str) -> None:
+    def __init__(self, session: ChatSession, text: str) -> None:
+        """`session`: the chat session it stands in for; only its history is updated."""
         self.session = session
         self.text = text
 
