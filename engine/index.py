@@ -67,13 +67,17 @@ class NgramIndex:
 
     def lookup(self, k: int) -> list[int]:
         """Up to `k` tokens that followed an earlier occurrence of the last γ tokens."""
+        start = self.continuation()
+        return [] if k <= 0 or start is None else self.copy(start, k)
+
+    def continuation(self) -> int | None:
+        """Where the policy's earlier occurrence of the last γ tokens ends (what `lookup`
+        copies from); None when they never occurred before."""
         end = len(self.tokens)
-        if k <= 0 or end < self.gamma:
-            return []
+        if end < self.gamma:
+            return None
         positions = self._follows[tuple(self.tokens[end - self.gamma : end])]
-        if len(positions) < 2:
-            return []
-        return self.copy(self._choose(positions[:-1]), k)
+        return self._choose(positions[:-1]) if len(positions) >= 2 else None
 
     def match(self, cap: int = AGREEMENT_CAP, scan: int = LONGEST_SCAN) -> int | None:
         """Where the last γ tokens occurred before with the longest agreement (newest on ties)

@@ -7,19 +7,18 @@ are never fed to the model, so the output is exactly what it would be without th
 a deterministic draft is lossless, greedy or sampled); only the forward passes change.
 
 `SourcedIndex` is the index the copy proposer sees: the prediction at positions [0, S), `GAP`
-empty positions, then the sequence. `Predicted` wraps a copy proposer around it and counts the
-prediction tokens it had verified: OpenAI's accepted and rejected prediction tokens.
+empty positions, then the sequence. `Predicted` wraps a copy proposer around it and counts,
+with OpenAI's meanings, the prediction tokens that appeared in the output (accepted) and those
+it drafted that the output did not use (rejected), each prediction token once.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import cast
 
 from engine.index import AGREEMENT_CAP, ANCHOR_SCAN, LONGEST_SCAN, NgramIndex
-from engine.proposers import Proposal, Proposer
-from engine.sequence import SequenceState
+from engine.proposers import Context, Indexed, Proposal, Proposer
 from engine.stats import TurnStats
 
 GAP = 2
@@ -34,8 +33,8 @@ class SourcedIndex:
     """A read-only view of the sequence's index with the prediction placed before it.
 
     It answers the questions a copy proposer asks of `NgramIndex` (agreement, match, anchor,
-    copy, lookup) over both; the prediction wins ties, and until the output's first token the
-    prediction's first token is the match: the prediction is what follows the prompt."""
+    copy, continuation) over both; the prediction wins ties, and until the output's first token
+    the prediction's first token is the match: the prediction is what follows the prompt."""
 
     def __init__(self, prediction: Sequence[int], index: NgramIndex) -> None:
         self.source = list(prediction)
@@ -45,8 +44,6 @@ class SourcedIndex:
         self.begin = len(index)
         """The sequence's length when the output began (the prompt's)."""
         self.tokens = _Joined(self)
-        self.copied = 0
-        """Prediction tokens in the last `copy` (the proposer's proposal)."""
         self._follows: dict[tuple[int, ...], list[int]] = {}
         """The prediction's γ-grams → the positions just after them, as in `NgramIndex`..."""
         self._after: dict[int, list[int]] = {}
@@ -74,11 +71,8 @@ class SourcedIndex:
     def copy(self, start: int, k: int) -> list[int]:
         """The `k` tokens from `start` on; a copy from the prediction stops at its end."""
         if start >= self.offset:
-            self.copied = 0
             return self.index.copy(start - self.offset, k)
-        proposal = self.source[start : start + k]
-        self.copied = len(proposal)
-        return proposal
+        return self.source[start : start + k]
 
     def match(self, cap: int = AGREEMENT_CAP, scan: int = LONGEST_SCAN) -> int | None:
         """`NgramIndex.match` over the prediction and the sequence."""
@@ -112,12 +106,15 @@ class SourcedIndex:
                 best, best_key = position, key
         return best, best_key[0]
 
-    def lookup(self, k: int) -> list[int]:
-        """`NgramIndex.lookup` (the γ-gram policies), the prediction first."""
+    def continuation(self) -> int | None:
+        """`NgramIndex.continuation` (the γ-gram policies), the prediction first."""
         if len(self.index) == self.begin:
-            return self.copy(0, k)
+            return 0
         ours = self._source_match(AGREEMENT_CAP, LONGEST_SCAN)
-        return self.copy(ours, k) if ours is not None else self.index.lookup(k)
+        if ours is not None:
+            return ours
+        found = self.index.continuation()
+        return None if found is None else found + self.offset
 
     def _source_match(self, cap: int, scan: int) -> int | None:
         """Where in the prediction the sequence's last γ tokens occur with the longest
@@ -150,16 +147,11 @@ class _Joined:
         return view.source[position] if position < len(view.source) else EMPTY
 
 
-class _SourcedState:
-    """What a copy proposer reads of the state: the index, here with the prediction."""
-
-    def __init__(self, index: SourcedIndex) -> None:
-        self.index = index
-
-
 class Predicted:
-    """A copy proposer that reads the prediction first, counting the prediction tokens it had
-    verified into `stats`: accepted ones are in the output, rejected ones were thrown away.
+    """A copy proposer that reads the prediction first, counting into `stats`, with OpenAI's
+    meanings, the prediction tokens that appeared in the output (accepted: the output wrote
+    them where the pointer expected them, drafted or as a pass's own token) and those some
+    pass verified that the output did not use (rejected), each prediction position once.
 
     It goes first among the turn's proposers; once its pointer runs off the prediction's end
     it proposes nothing more, and the turn's own copy proposer goes on."""
@@ -167,40 +159,48 @@ class Predicted:
     source = "copy"
 
     def __init__(
-        self, proposer: Proposer, prediction: Sequence[int], state: SequenceState,
+        self, proposer: Proposer, prediction: Sequence[int], index: NgramIndex,
         stats: TurnStats,
     ) -> None:
         self.proposer = proposer
-        self.index = SourcedIndex(prediction, state.index)
-        self.state = cast(SequenceState, _SourcedState(self.index))
+        self.index = SourcedIndex(prediction, index)
         self.stats = stats
-        self._copied = 0
-        self._last: tuple[int, int] | None = None
-        """(sequence length, accepted) at the last verified copy from the prediction, until
-        the next step: only the turn's last step can be cut short by a stop."""
+        self._verified: set[int] = set()
+        """Prediction positions some pass verified."""
+        self._used: set[int] = set()
+        """Prediction positions whose token the output wrote where the pointer expected it."""
+        self._last: tuple[int, Proposal] | None = None
+        """The sequence's length at the last proposal, and that proposal: what the output then
+        wrote is compared with it at the next one (or when the turn settles)."""
 
-    def propose(self, state: SequenceState, limit: int) -> Proposal:
-        self._last = None
-        self.index.copied = 0
-        proposal = self.proposer.propose(self.state, limit)
-        self._copied = self.index.copied
+    def propose(self, context: Context, limit: int) -> Proposal:
+        self._compare()
+        proposal = self.proposer.propose(Indexed(self.index), limit)
         proposal.proposer = self
+        self._last = (len(self.index.index), proposal)
         return proposal
 
     def feedback(self, proposal: Proposal, accepted: int) -> None:
         self.proposer.feedback(proposal, accepted)
-        copied = min(self._copied, len(proposal))  # a chooser may have cut the copy short
-        if copied:
-            self.stats.accepted_prediction_tokens += accepted
-            self.stats.rejected_prediction_tokens += copied - accepted
-            self._last = (len(self.index.index), accepted)
+        size = len(self.index.source)
+        self._verified.update(p for p in proposal.origins[: len(proposal)] if 0 <= p < size)
 
     def settle(self) -> None:
-        """After the turn: accepted tokens past a stop (EOS, a stop string) in the last step
-        never reached the output, so they count as rejected."""
+        """After the turn: count what the last pass wrote. Tokens a stop (EOS, a stop string)
+        cut off never reached the output: verified, they count as rejected."""
+        self._compare()
+
+    def _compare(self) -> None:
+        """Which prediction tokens of the last proposal's candidate the output then wrote."""
         if self._last is None:
             return
-        before, accepted = self._last
-        cut = accepted - min(accepted, len(self.index.index) - before)
-        self.stats.accepted_prediction_tokens -= cut
-        self.stats.rejected_prediction_tokens += cut
+        before, proposal = self._last
+        written, size = self.index.index.tokens[before:], len(self.index.source)
+        matched = 0
+        while (matched < min(len(written), len(proposal.candidate))
+               and proposal.candidate[matched] == written[matched]):
+            matched += 1
+        self._used.update(p for p in proposal.origins[:matched] if 0 <= p < size)
+        self._last = None
+        self.stats.accepted_prediction_tokens = len(self._used)
+        self.stats.rejected_prediction_tokens = len(self._verified - self._used)

@@ -14,10 +14,10 @@ from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
 from engine.prediction import Predicted
 from engine.proposers import Proposer
-from engine.proposers.copy import CopyProposer, ResyncProposer
+from engine.proposers.copy import copy_proposer
 from engine.proposers.draft import DraftProposer
 from engine.sampling import Sampler
-from engine.schedule import Acceptance, BlockSchedule, DraftChooser
+from engine.schedule import Acceptance, DraftChooser
 from engine.sequence import SequenceState, recurrent
 from engine.stats import SPECULATION_OFF, SPECULATION_ON, SPECULATION_RECURRENT, TurnStats
 
@@ -61,24 +61,19 @@ def draft_state(
 
 
 def build_proposers(
-    spec: SpecConfig, draft: SequenceState | None = None, sampler: Sampler | None = None
+    spec: SpecConfig, draft: SequenceState | None = None, sampler: Sampler | None = None,
+    width: int | None = None,
 ) -> list[Proposer]:
     """The proposers a method uses, in priority order: a copy when the index has a match, else
-    a draft."""
+    a draft (which needs `width`, the target's logit width)."""
     proposers: list[Proposer] = []
     if spec.copies:
-        # Verifying a few more copied tokens costs next to nothing, so K never drops below the
-        # starting block: measured on the bench, shrinking to 1–2 lost more than it saved.
-        if spec.policy == "resync":
-            proposers.append(ResyncProposer(spec.block, spec.max_block))
-        else:
-            schedule = BlockSchedule(spec.block, spec.adaptive, spec.max_block,
-                                     min_block=spec.block)
-            proposers.append(CopyProposer(schedule))
+        proposers.append(copy_proposer(spec))
     if spec.drafts:
-        if draft is None:
+        if draft is None or width is None:
             raise ValueError(f"method {spec.method!r} needs a draft model")
-        proposers.append(DraftProposer(draft, spec.draft_block, spec.adaptive, sampler))
+        proposers.append(DraftProposer(draft, spec.draft_block, spec.adaptive, sampler,
+                                       width=width))
     return proposers
 
 
@@ -119,11 +114,12 @@ def run_turn(
     elif not state.speculative:
         stats.speculation, proposers = SPECULATION_RECURRENT, []
     else:
-        stats.speculation, proposers = SPECULATION_ON, build_proposers(spec, draft, sampler)
+        stats.speculation, proposers = SPECULATION_ON, build_proposers(
+            spec, draft, sampler, state.model.config.vocab_size)
     lead = None
     if prediction and spec.copies and proposers:
         copier = build_proposers(replace(spec, method="copy"))[0]
-        lead = Predicted(copier, prediction, state, stats)
+        lead = Predicted(copier, prediction, state.index, stats)
         proposers.insert(0, lead)
     chooser = None
     if proposers and spec.cost_aware:

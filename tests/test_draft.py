@@ -153,7 +153,8 @@ def test_draft_cache_stays_in_sync_after_copies_and_rejections() -> None:
     ids = lm.tokenizer(REPETITIVE)["input_ids"]
     state = SequenceState(lm.model, gamma=2)
     state.sync(ids)
-    drafter = DraftProposer(SequenceState(draft.model), block=4, adaptive=False)
+    drafter = DraftProposer(SequenceState(draft.model), block=4, adaptive=False,
+                            width=lm.model.config.vocab_size)
     checked = SyncChecked(drafter)
     copier = CopyProposer(BlockSchedule(8, adaptive=False, max_block=8))
     rules = StopRules(lm.eos_token_ids, 64)
@@ -315,7 +316,8 @@ def test_draft_sampling_follows_the_target_distribution(samples: int) -> None:
     sampler = Sampler(SamplingConfig(temperature=2.0, top_k=20, top_p=0.95, seed=11), lm.device)
     expected = exact_pairs(lm, ids, sampler) * samples
     state = SequenceState(lm.model)
-    drafter = DraftProposer(SequenceState(draft.model), block=2, adaptive=False, sampler=sampler)
+    drafter = DraftProposer(SequenceState(draft.model), block=2, adaptive=False, sampler=sampler,
+                            width=lm.model.config.vocab_size)
     counts = torch.zeros_like(expected)
     stats = TurnStats()
     for _ in range(samples):

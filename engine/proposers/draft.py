@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.proposers import Proposal
+from engine.proposers import Context, Proposal
 from engine.sampling import Sampler
 from engine.schedule import BlockSchedule
 from engine.sequence import PREFILL_CHUNK, SequenceState
@@ -37,22 +37,26 @@ class DraftProposer:
         block: int,
         adaptive: bool,
         sampler: Sampler | None = None,
+        *,
+        width: int,
     ) -> None:
         self.draft = draft
+        self.width = width
+        """The target's logit width (its config's vocab_size): ids it can take, rows of q."""
         self.schedule = BlockSchedule(block, adaptive, MAX_BLOCK_FACTOR * block)
         self.sampler = sampler
         self.embeddable = draft.model.get_input_embeddings().weight.shape[0]
         self.window: int | None = getattr(draft.model.config, "max_position_embeddings", None)
 
-    def propose(self, state: SequenceState, limit: int) -> Proposal:
-        ids = state.tokens
+    def propose(self, context: Context, limit: int) -> Proposal:
+        ids = list(context.tokens)
         size = min(self.schedule.size, limit)
         if self.window is not None:
             # A draft with a shorter context than the target stops drafting at its window.
             size = min(size, self.window - len(ids))
         if size <= 0:
             return Proposal()
-        width = state.model.config.vocab_size
+        width = self.width
         if width > self.embeddable and max(ids) >= self.embeddable:
             # The target emitted one of its padding ids, which the draft cannot embed.
             return Proposal()

