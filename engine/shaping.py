@@ -15,6 +15,7 @@ tag or trailing blank lines is held back. Whatever is undecided is shown only at
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -97,6 +98,37 @@ class Parsed:
     leading_partial: str | None = None
     blocks: list[Block] = field(default_factory=list)
 
+    @property
+    def open_block(self) -> Block | None:
+        """The block still being written, if any."""
+        block = self.blocks[-1] if self.blocks else None
+        return block if block is not None and not block.closed else None
+
+    def add_line(self, line: str) -> None:
+        """One complete line: it opens, fills or closes a block, or adds to the leading text."""
+        block = self.open_block
+        if block is not None:
+            if block.closes(line):
+                block.closed, block.partial = True, None
+            else:
+                block.add(line)
+            return
+        opening = FENCE_LINE.match(line)
+        if opening and not (opening["fence"][0] == "`" and "`" in opening["info"]):
+            block = Block(opening["fence"], len(opening["indent"]), opening["info"].strip())
+            self.blocks.append(block)
+        elif not self.blocks:
+            self.leading.append(line)
+
+    def set_partial(self, partial: str | None) -> None:
+        """The unfinished last line: leading text before any fence, else the open block's."""
+        if not self.blocks:
+            self.leading_partial = partial
+            return
+        self.leading_partial = None
+        if self.open_block is not None:
+            self.open_block.partial = partial
+
 
 @dataclass(frozen=True)
 class Shaper:
@@ -121,6 +153,10 @@ class Shaper:
         lines, partial = self._choose(parsed, final)
         return self._place(lines, partial, final)
 
+    def stream(self) -> ShapingStream:
+        """An answer's shaping fed delta by delta: each step parses only the new text."""
+        return ShapingStream(self)
+
     @property
     def first_line(self) -> str:
         return next((line.strip() for line in self.region.split("\n") if line.strip()), "")
@@ -137,7 +173,7 @@ class Shaper:
     def commits(self, lines: list[str], complete: bool) -> bool | None:
         """True/False once it is decided whether a block rewrites the region (one of its first
         COMMIT_LINES non-blank lines resembles the region's first line); None while undecided."""
-        head = [line for line in lines if line.strip()][:COMMIT_LINES]
+        head = list(itertools.islice((line for line in lines if line.strip()), COMMIT_LINES))
         if not self.first_line:
             return True if head or complete else None  # no region to compare: take it
         if any(self.resembles(line) for line in head):
@@ -191,9 +227,13 @@ class Shaper:
             chosen = parsed.leading
         return chosen if any(line.strip() for line in chosen) else region
 
-    def _place(self, lines: list[str], partial: str | None, final: bool) -> str:
+    def _place(
+        self, lines: list[str], partial: str | None, final: bool, placed: Placed | None = None
+    ) -> str:
         """Lines in the buffer: leading and trailing blank lines dropped, the region's indent
         added unless the model already kept it, the region's line breaks."""
+        if placed is not None:
+            return placed.place(self, lines, partial)
         lines = [*lines, partial] if partial else list(lines)
         while lines and not lines[0].strip():
             lines.pop(0)
@@ -202,10 +242,142 @@ class Shaper:
                 lines.pop()
         if not lines:
             return ""
+        add = self._added_indent(lines[0])
+        return self.newline.join(add + line if line.strip() else line for line in lines)
+
+    def _added_indent(self, first_shown: str) -> str:
+        """The region's indent, unless the model's first line already has it."""
         first = next((line for line in self.region.split("\n") if line.strip()), "")
         rel = first[: len(first) - len(first.lstrip())]
-        add = "" if self.indent and lines[0].startswith(self.indent + rel) else self.indent
-        return self.newline.join(add + line if line.strip() else line for line in lines)
+        kept = self.indent and first_shown.startswith(self.indent + rel)
+        return "" if kept else self.indent
+
+
+@dataclass
+class Placed:
+    """What `Shaper._place` made of a growing list of lines while streaming, so each step
+    places only the lines added since (the chosen list only ever grows while it streams)."""
+
+    source: list[str] | None = None
+    count: int = 0
+    """Lines of `source` placed so far."""
+    add: str | None = None
+    """The indent added to each line, fixed by the first non-blank line (None: none yet)."""
+    solid: str = ""
+    """The placed lines up to the last non-blank one, joined."""
+    blanks: list[str] = field(default_factory=list)
+    """Blank lines after it: shown only once a non-blank line follows them."""
+
+    def place(self, shaper: Shaper, lines: list[str], partial: str | None) -> str:
+        if lines is not self.source or len(lines) < self.count:
+            self.source, self.count, self.add, self.solid, self.blanks = lines, 0, None, "", []
+        newline = shaper.newline
+        for line in itertools.islice(lines, self.count, None):
+            if not line.strip():
+                if self.add is not None:
+                    self.blanks.append(line)
+                continue
+            if self.add is None:
+                self.add = shaper._added_indent(line)
+                self.solid = self.add + line
+            else:
+                self.solid = newline.join([self.solid, *self.blanks, self.add + line])
+                self.blanks = []
+        self.count = len(lines)
+        if not partial:
+            return self.solid
+        if self.add is None:
+            return shaper._added_indent(partial) + partial
+        return newline.join([self.solid, *self.blanks, self.add + partial])
+
+
+class ShapingStream:
+    """One answer's shaping, fed the raw text delta by delta: `push` returns what
+    `Shaper.__call__` returns for the whole answer so far, but parses only the new text (the
+    `<think>` tags and CRLFs that may still complete are held in a short tail)."""
+
+    def __init__(self, shaper: Shaper) -> None:
+        self.shaper = shaper
+        self.tail = ""
+        """Raw text not yet parsed: the start of a tag or a CR that may still complete."""
+        self.thinking = False
+        """Inside a `<think>` block: the text is dropped until it closes."""
+        self.tagged = False
+        """A `<think>` or `</think>` was seen, so a first `</think>` can no longer mean the
+        generation prompt opened the block (which drops all the text before it)."""
+        self._restart()
+
+    def _restart(self) -> None:
+        self.parsed = Parsed()
+        self.line = ""
+        self.placed = Placed()
+
+    def push(self, delta: str) -> str:
+        """The buffer text for the answer so far, `delta` being its newest raw text."""
+        self._feed(self._clean(delta))
+        display = "" if self.thinking else held_back(self.tail)
+        self.parsed.set_partial(self.line + display)
+        lines, partial = self.shaper._choose(self.parsed, False)
+        return self.shaper._place(lines, partial, False, self.placed)
+
+    def _clean(self, delta: str) -> str:
+        """The new text, without `<think>` blocks and with CRLF as LF, as `strip_thinking`
+        would cut it; what may still change is kept in `tail`."""
+        text = (self.tail + delta).replace("\r\n", "\n")
+        kept: list[str] = []
+        while True:
+            if self.thinking:
+                end = text.find(THINK_CLOSE)
+                if end < 0:
+                    self.tail = text[-(len(THINK_CLOSE) - 1) :]
+                    return "".join(kept)
+                text, self.thinking = text[end + len(THINK_CLOSE) :], False
+                continue
+            start = text.find(THINK_OPEN)
+            close = -1 if self.tagged else text.find(THINK_CLOSE)
+            if close >= 0 and (start < 0 or close < start):
+                self.tagged, kept, text = True, [], text[close + len(THINK_CLOSE) :]
+                self._restart()  # the generation prompt opened the block: all before goes
+                continue
+            if start >= 0:
+                self.tagged, self.thinking = True, True
+                kept.append(text[:start])
+                text = text[start + len(THINK_OPEN) :]
+                continue
+            hold = unsettled_tail(text, self.tagged)
+            self.tail = text[len(text) - hold :]
+            kept.append(text[: len(text) - hold])
+            return "".join(kept)
+
+    def _feed(self, text: str) -> None:
+        if not text:
+            return
+        lines = (self.line + text).split("\n")
+        self.line = lines.pop()
+        for line in lines:
+            self.parsed.add_line(line)
+
+
+def unsettled_tail(text: str, tagged: bool) -> int:
+    """How many characters at the end of `text` may still turn into a tag or a CRLF."""
+    cr = 1 if text.endswith("\r") else 0
+    body = text[: len(text) - cr]
+    tags = (THINK_OPEN,) if tagged else (THINK_OPEN, THINK_CLOSE)
+    size = max(
+        (n for tag in tags for n in range(len(tag) - 1, 0, -1) if body.endswith(tag[:n])),
+        default=0,
+    )
+    return cr + size
+
+
+def held_back(rest: str) -> str:
+    """`rest` less what a streaming answer holds back at its end: a CR that may be half of a
+    CRLF, then what may be the start of `<think>`."""
+    rest = rest.removesuffix("\r")
+    for size in range(len(THINK_OPEN) - 1, 0, -1):
+        if rest.endswith(THINK_OPEN[:size]):
+            return rest[:-size]
+    return rest
 
 
 def strip_thinking(text: str, final: bool) -> str:
@@ -219,13 +391,7 @@ def strip_thinking(text: str, final: bool) -> str:
         end = text.find(THINK_CLOSE, start)
         pos = len(text) if end < 0 else end + len(THINK_CLOSE)
     rest = text[pos:]
-    if not final:
-        rest = rest.removesuffix("\r")
-        for size in range(len(THINK_OPEN) - 1, 0, -1):
-            if rest.endswith(THINK_OPEN[:size]):
-                rest = rest[:-size]
-                break
-    return "".join([*kept, rest])
+    return "".join([*kept, rest if final else held_back(rest)])
 
 
 def parse(text: str, final: bool) -> Parsed:
@@ -233,26 +399,11 @@ def parse(text: str, final: bool) -> Parsed:
     lines = text.split("\n")
     partial = None if final else lines.pop()
     parsed = Parsed()
-    block: Block | None = None
     for line in lines:
-        if block is not None and not block.closed:
-            if block.closes(line):
-                block.closed = True
-            else:
-                block.add(line)
-            continue
-        opening = FENCE_LINE.match(line)
-        if opening and not (opening["fence"][0] == "`" and "`" in opening["info"]):
-            block = Block(opening["fence"], len(opening["indent"]), opening["info"].strip())
-            parsed.blocks.append(block)
-        elif block is None:
-            parsed.leading.append(line)
-    if block is None:
-        parsed.leading_partial = partial
-    elif not block.closed:
-        block.partial = partial
-        if final:
-            drop_partial_fence(block)
+        parsed.add_line(line)
+    parsed.set_partial(partial)
+    if final and parsed.open_block is not None:
+        drop_partial_fence(parsed.open_block)
     return parsed
 
 

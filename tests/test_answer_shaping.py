@@ -4,6 +4,7 @@ grows and is always a prefix of the final text."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -98,3 +99,28 @@ def test_without_a_region_the_first_block_is_the_code() -> None:
     assert shaper(answer, final=True) == "print('hi')"
     assert streamed(shaper, list(answer)) == "print('hi')"
     assert shaper("x = 1\ny = 2\n", final=True) == "x = 1\ny = 2"
+
+
+THINKING_AND_CRLF = [
+    "Let me see.</think>\r\n```python\r\ndef f():\r\n    return 1\r\n```\r\n",
+    "<think>plan\r\n```py\nx\n```</think>\n\n```python\ndef f():\n    return 2\n```",
+    "<thi\nnot a tag\n```python\ndef f(x):\r\r\n    return x  # </thin\n```\n</think>tail",
+    "def f():\n\n\n    return 3\n\n\n<think>half",
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", range(3))
+def test_the_stream_shows_what_the_whole_answer_shapes_to_at_every_step(seed: int) -> None:
+    """`Shaper.stream` parses only each new piece, yet at every step it shows exactly what
+    shaping the whole answer so far shows: in one piece, char by char and in random deltas."""
+    rng = random.Random(seed)
+    answers = [(case.region, case.answer) for case in CASES]
+    answers += [("def f():\n    return 0\n", answer) for answer in THINKING_AND_CRLF]
+    for region, answer in answers:
+        shaper = Shaper.for_region(region)
+        cuts = sorted(rng.sample(range(1, len(answer)), max(0, len(answer) // 3 - 1)))
+        for bounds in ([0, len(answer)], list(range(len(answer) + 1)), [0, *cuts, len(answer)]):
+            stream = shaper.stream()
+            for start, end in itertools.pairwise(bounds):
+                assert stream.push(answer[start:end]) == shaper(answer[:end]), (answer, end)
