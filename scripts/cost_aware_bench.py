@@ -236,20 +236,20 @@ class Chosen:
         self.name, self.cost, self.choose, self.seconds = "chosen", cost, choose, 0.0
 
     def begin(self, pair_id: str, context: list[int]) -> None:
-        from engine.bench.peers import _IndexState
         from engine.index import NgramIndex
         from engine.schedule import DraftChooser
         from engine.turn import build_proposers
 
-        self.state = _IndexState(NgramIndex(SpecConfig.gamma, SpecConfig.policy))
-        self.state.index.extend(context)
+        self.index = NgramIndex(SpecConfig.gamma, SpecConfig.policy)
+        self.index.extend(context)
         self.proposer = build_proposers(SpecConfig())[0]
         self.chooser = DraftChooser(self.cost) if self.choose else None
 
     def propose(self, tokens: list[int]) -> list[int]:
         from engine.bench.peers import NO_LIMIT
+        from engine.proposers import Indexed
 
-        proposal = self.proposer.propose(self.state, NO_LIMIT)  # type: ignore[arg-type]
+        proposal = self.proposer.propose(Indexed(self.index), NO_LIMIT)
         self.made = [proposal] if proposal.candidate else []
         if self.chooser is not None and self.made:
             proposal = self.chooser.cut(proposal)
@@ -259,7 +259,7 @@ class Chosen:
     def feedback(self, drafted: list[int], accepted: int, emitted: list[int]) -> None:
         if self.chooser is not None:
             self.chooser.observe(self.made, emitted)
-        self.state.index.extend(emitted)
+        self.index.extend(emitted)
 
     def end(self) -> None:
         """Nothing to release."""

@@ -8,6 +8,7 @@ and tokenizer); the shared replay data is not needed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import shutil
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.bench.peers import (
+    NO_LIMIT,
     CopySpecReference,
     HFPromptLookup,
     LlamaCppNgramSimple,
@@ -26,13 +28,23 @@ from engine.bench.peers import (
     VLLMNgram,
     arctic_available,
 )
-from engine.bench.replay import Pair, bound_passes, replay
-from engine.bench.replay_cli import OURS, check_vocabulary
+from engine.bench.replay import (
+    Pair,
+    bound_name,
+    bound_passes,
+    bound_results,
+    replay,
+    summarize,
+)
+from engine.bench.replay_cli import CHOSEN, OURS, WITHOUT_CARRY, check_vocabulary
 from engine.bench.workloads import extract
 from engine.cli import main
 from engine.config import SpecConfig
+from engine.costs import CostCurve
 from engine.index import NgramIndex
 from engine.options import UsageError
+from engine.proposers import COPIED_ELSEWHERE, Indexed, Proposal
+from engine.proposers.copy import ResyncProposer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,6 +128,154 @@ def test_resync_recovers_from_a_substitution_without_waiting_gamma_tokens() -> N
     exact = replay(Ours("resync", SpecConfig()), Pair("p", "w", 1, [1, *code, 2], code))
     assert resync.passes <= exact.passes + 3
     assert resync.passes < longest.passes
+
+
+def drive(proposer: ResyncProposer, context: list[int], target: list[int],
+          limit: int = NO_LIMIT) -> list[tuple[Proposal, int]]:
+    """The replay's protocol through the engine's proposer interface: each pass's proposal
+    (at most `limit` tokens, as a chooser would cut it) and how many of its tokens the target
+    accepted."""
+    index = NgramIndex(3, "resync")
+    index.extend(context)
+    done, passes = 0, []
+    while done < len(target):
+        proposal = proposer.propose(Indexed(index), limit)
+        accepted = 0
+        while (accepted < min(len(proposal), len(target) - done)
+               and proposal.tokens[accepted] == target[done + accepted]):
+            accepted += 1
+        proposer.feedback(proposal, accepted)
+        emitted = target[done : done + accepted + 1]
+        index.extend(emitted)
+        done += len(emitted)
+        passes.append((proposal, accepted))
+    return passes
+
+
+def carried(passes: list[tuple[Proposal, int]]) -> tuple[int, int]:
+    """Tokens of carried edits accepted, and passes that broke at one."""
+    accepted = sum(p.origins[:a].count(COPIED_ELSEWHERE) for p, a in passes)
+    broke = sum(a < len(p) and p.origins[a] == COPIED_ELSEWHERE for p, a in passes)
+    return accepted, broke
+
+
+def with_runs(rng: random.Random, runs: list[list[int]], gap: int = 40) -> list[int]:
+    """Random code (ids 100-3999, no repeats to speak of) with each run placed `gap` apart."""
+    code = []
+    for run in runs:
+        code += [rng.randrange(100, 4000) for _ in range(gap)] + run
+    return code + [rng.randrange(100, 4000) for _ in range(gap)]
+
+
+def rename_pair(seed: int, renamed: list[bool], old: list[int], new: list[int]
+                ) -> tuple[list[int], list[int]]:
+    """(context, target): code holding `old` at each place; the target writes `new` at the
+    places `renamed` says, `old` at the others."""
+    source = with_runs(random.Random(seed), [[-1]] * len(renamed))
+    code = [t for t in source if t != -1]
+    places = [i for i, t in enumerate(source) if t == -1]
+    before, after = [], []
+    for i, token in enumerate(source):
+        if token == -1:
+            number = places.index(i)
+            before += old
+            after += new if renamed[number] else old
+        else:
+            before.append(token)
+            after.append(token)
+    assert len(code) == len(source) - len(places)
+    return [1, *before, 2], after
+
+
+def test_a_rename_made_twice_is_carried_into_later_drafts() -> None:
+    """`x` → `y_z` at six places: the output makes it at the first two, then every draft
+    writes it wherever `x` recurs, and the model accepts it there; without carrying, every
+    occurrence breaks a draft, and the replay counts those repeated substitutions."""
+    context, target = rename_pair(3, [True] * 6, [7], [8, 9])
+    with_carry = drive(ResyncProposer(16, 256), context, target)
+    accepted, broke = carried(with_carry)
+    assert accepted == 1 + 2 * 4 and broke == 0, (
+        "the rest of it at the second place, where the output is making it again; "
+        "then all of it at places 3-6")
+    without = ResyncProposer(16, 256, carry=False)
+    assert carried(drive(without, context, target)) == (0, 0)
+    pair = Pair("p", "w", 1, context, target)
+    ours = replay(Ours("ours", SpecConfig()), pair)
+    ablation = replay(Ours("ours", SpecConfig(), carry=False), pair)
+    assert ablation.repeats >= 4 and ours.repeats <= 1
+    assert ours.passes <= ablation.passes - 4
+
+
+def test_an_edit_the_output_declines_is_not_carried_again() -> None:
+    """The rename is carried at the third place, where the output keeps `x`: from then on no
+    draft carries it to a place ahead, though the output makes it again at the places after
+    (where, once the output has begun it, the rest of it is still proposed)."""
+    context, target = rename_pair(4, [True, True, False, True, True, True], [7], [8, 9])
+    passes = drive(ResyncProposer(16, 256), context, target)
+    declined = next(i for i, (p, a) in enumerate(passes)
+                    if a < len(p) and p.origins[a] == COPIED_ELSEWHERE)
+    for proposal, _ in passes[declined + 1 :]:
+        leading = len(proposal.origins) - len(
+            list(itertools.dropwhile(lambda o: o == COPIED_ELSEWHERE, proposal.origins)))
+        assert COPIED_ELSEWHERE not in proposal.origins[leading:]
+    assert sum(a < len(p) and p.tokens[a] == 7 for p, a in passes[declined + 1 :]) >= 3
+
+
+def test_an_insertion_is_carried_only_between_its_neighbours() -> None:
+    """An argument added between `(b` and `)` at five places is carried where that pair
+    recurs, never declined; a `)` after anything else is left alone. A run that only grows
+    (indentation: one more of the same token) is ambiguous and never carried."""
+    rng = random.Random(5)
+    pieces = [[20, 21, 22] if i % 2 == 0 else [23, 22] for i in range(10)]
+    source = with_runs(rng, pieces)
+    target = []
+    for token, following in zip(source, [*source[1:], None], strict=True):
+        target.append(token)
+        if token == 21 and following == 22:
+            target.append(30)
+    accepted, broke = carried(drive(ResyncProposer(16, 256), [1, *source, 2], target))
+    assert accepted >= 3 and broke == 0
+    grown = with_runs(rng, [[5, 5, 5, 24]] * 6)
+    deeper = [t for token in grown for t in ([5, token] if token == 24 else [token])]
+    passes = drive(ResyncProposer(16, 256), [1, *grown, 2], deeper)
+    assert all(COPIED_ELSEWHERE not in p.origins for p, _ in passes)
+
+
+def test_a_carried_edit_cut_short_is_finished_before_the_source_resumes() -> None:
+    """One token per pass (a chooser cutting every draft to one): after a pass that wrote the
+    start of a carried three-token edit, the next drafts the rest of it, then the source after
+    the old run."""
+    context, target = rename_pair(6, [True] * 5, [7], [8, 9, 10])
+    passes = drive(ResyncProposer(16, 256), context, target, limit=1)
+    owed = [p.tokens for p, a in passes if p.origins[:1] == [COPIED_ELSEWHERE] and a
+            and p.tokens[0] in (9, 10)]
+    assert owed, "no pass went on with the rest of a carried edit"
+    assert carried(passes)[1] == 0
+
+
+def test_costs_weigh_each_pass_by_its_width() -> None:
+    """Σ cost(1 + draft) / cost(1) per token: a flat curve counts passes, a linear one the
+    tokens each pass verified; the bounds' passes are weighed by their own runs."""
+    target = list(range(100, 150))
+    pair = Pair("p", "w", 1, [1, 2, 3], target)
+    result = replay(Oracle(target, 3, 9), pair)
+    curves = {"flat": CostCurve.flat(), "linear": CostCurve((1, 2), (1.0, 2.0))}
+    rows = summarize([result, *bound_results([pair])], "oracle", curves)
+    oracle = next(r for r in rows if r.method == "oracle")
+    assert oracle.cost_per_token == {"flat": 5 / 50, "linear": (5 + 45) / 50}
+    known = Pair("q", "w", 1, [1, *target, 2], target)
+    bound = next(r for r in summarize(bound_results([known]), "none", curves)
+                 if r.method == bound_name(None))
+    assert bound.cost_per_token == {"flat": 1 / 50, "linear": (1 + 50) / 50}, "one 50-token run"
+
+
+def test_repeated_substitutions_are_counted() -> None:
+    """A drafter that always guesses 7 where the output writes 5: every break after the first
+    repeats it."""
+    result = replay(Oracle([7] * 60, 3, 1), Pair("p", "w", 1, [1, 2, 3], [5] * 50))
+    assert (result.passes, result.repeats) == (50, 49)
+    row = summarize([result], "oracle")[0]
+    assert row.repeated_share == 49 / 50
 
 
 def kmp_vllm(tokens: list[int], min_n: int, max_n: int, k: int) -> list[int]:
@@ -260,9 +420,18 @@ def test_replay_command_writes_table_json_and_plot(tmp_path: Path, history: Path
     assert code == 0
     payload = json.loads((out / "replay.json").read_text(encoding="utf-8"))
     methods = {row["method"] for row in payload["rows"]}
-    assert {"ours (default)", "vLLM ngram (2–5, K 10)", "bound, K ≤ 64"} <= methods
+    chosen = {CHOSEN.format(curve=name) for name in ("cpu", "gpu")}
+    assert {OURS, "vLLM ngram (2–5, K 10)", "bound, K ≤ 64", *chosen} <= methods
+    assert {name + WITHOUT_CARRY for name in (OURS, *chosen)} <= methods
+    assert all(set(row["cost_per_token"]) == {"cpu", "gpu"} for row in payload["rows"])
     assert (out / "replay.png").stat().st_size > 0
-    assert "passes/token" in (out / "replay.md").read_text(encoding="utf-8")
+    text = (out / "replay.md").read_text(encoding="utf-8")
+    assert "passes/token" in text and "cost per output token, cpu curve" in text
+    assert main(["bench", "replay", "--repo", str(history), "--peers", "", "--no-ablations",
+                 "--curve", "wide=1:1,8:2", "--out", str(out)]) == 0
+    payload = json.loads((out / "replay.json").read_text(encoding="utf-8"))
+    assert {row["method"] for row in payload["rows"]} >= {OURS, CHOSEN.format(curve="wide")}
+    assert all(set(row["cost_per_token"]) == {"wide"} for row in payload["rows"])
 
 
 def test_replay_command_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -270,6 +439,9 @@ def test_replay_command_refuses_bad_input(tmp_path: Path, capsys: pytest.Capture
     assert main(["bench", "replay", "--workload", str(missing)]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert main(["bench", "replay", "--workload", str(missing), "--peers", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["bench", "replay", "--workload", str(missing), "--curve", "cpu=1:x"]) == 2
+    assert "--curve '1:x'" in capsys.readouterr().err
 
 
 def test_timed_replay_reports_tok_s_per_method(tmp_path: Path, history: Path) -> None:

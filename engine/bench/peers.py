@@ -15,47 +15,69 @@ from dataclasses import dataclass
 import torch
 
 from engine.config import SpecConfig
+from engine.costs import CostCurve
 from engine.index import NgramIndex
-from engine.proposers import Proposal
+from engine.proposers import Indexed, Proposal, Proposer
+from engine.proposers.copy import ResyncProposer
+from engine.schedule import Acceptance, DraftChooser
 from engine.turn import build_proposers
 
 NO_LIMIT = 1 << 30
 """The replay has no token budget, so the engine's proposer is never clipped by one."""
 
 
-class _IndexState:
-    """What the engine's copy proposer reads from a `SequenceState`: its tokens and index."""
-
-    def __init__(self, index: NgramIndex) -> None:
-        self.index = index
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.index.tokens
-
-
 class Ours:
-    """The engine's copy proposer exactly as a session builds it from a `SpecConfig`."""
+    """The engine's copy proposer exactly as a session builds it from a `SpecConfig`, driven
+    through the engine's own proposer interface on a model-free context.
 
-    def __init__(self, name: str, spec: SpecConfig) -> None:
-        self.name, self.spec = name, spec
-        self._state = _IndexState(NgramIndex(spec.gamma, spec.policy))
-        self._proposer = build_proposers(spec)[0]
+    With a `cost` curve, the engine's draft-length chooser cuts each candidate as decoding
+    would on that device, learning acceptance as `copyspec serve` does: each conversation is
+    a session of one running estimate over all of them (`Acceptance.session`), so what a
+    session learns carries across its turns and seeds the next conversation. `carry=False` is
+    the ablation without carried edits."""
+
+    def __init__(self, name: str, spec: SpecConfig, cost: CostCurve | None = None,
+                 carry: bool = True) -> None:
+        self.name, self.spec, self.cost, self.carry = name, spec, cost, carry
+        self._index = NgramIndex(spec.gamma, spec.policy)
+        self._proposer = self._build()
+        self._chooser: DraftChooser | None = None
+        self._conversation = ""
+        self._running = Acceptance()
+        self._acceptance = self._running.session()
+        self._made: list[Proposal] = []
         self._last = Proposal()
 
+    def _build(self) -> Proposer:
+        proposer = build_proposers(self.spec)[0]
+        if isinstance(proposer, ResyncProposer):
+            proposer.carry = self.carry
+        return proposer
+
     def begin(self, pair_id: str, context: list[int]) -> None:
-        self._state = _IndexState(NgramIndex(self.spec.gamma, self.spec.policy))
-        self._state.index.extend(context)
-        self._proposer = build_proposers(self.spec)[0]
+        self._index = NgramIndex(self.spec.gamma, self.spec.policy)
+        self._index.extend(context)
+        self._proposer = self._build()
+        conversation = pair_id.rpartition("/")[0]
+        if conversation != self._conversation:
+            self._conversation, self._acceptance = conversation, self._running.session()
+        if self.cost is not None:
+            self._chooser = DraftChooser(self.cost, None, self._acceptance)
 
     def propose(self, tokens: list[int]) -> list[int]:
-        self._last = self._proposer.propose(self._state, NO_LIMIT)  # type: ignore[arg-type]
-        return self._last.tokens
+        proposal = self._proposer.propose(Indexed(self._index), NO_LIMIT)
+        self._made = [proposal]
+        if self._chooser is not None:
+            proposal = self._chooser.cut(proposal)
+        self._last = proposal
+        return proposal.tokens
 
     def feedback(self, drafted: list[int], accepted: int, emitted: list[int]) -> None:
         if self._last.proposer is not None:
             self._last.proposer.feedback(self._last, accepted)
-        self._state.index.extend(emitted)
+        if self._chooser is not None:
+            self._chooser.observe(self._made, emitted)
+        self._index.extend(emitted)
 
     def end(self) -> None:
         pass

@@ -10,6 +10,9 @@ The two bounds are the fewest passes any copy proposer can take: at each pass it
 longest run of the target that occurs in what is known (context plus output so far), with K
 unbounded (the N/D limit) or K ≤ 64. Jumping as far as possible is optimal because the frontier
 i + L(i) never moves backwards (a suffix of a known run is known).
+
+Passes are not seconds: each figure is also weighed by device cost curves, Σ cost(1 + draft)
+over the passes in plain steps (cost(1) = 1) per target token; 1.0 is plain decoding.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from engine.costs import CostCurve
 
 BOUND_CAP = 64
 """K of the capped bound, the issue's table and most engines' largest speculation length."""
@@ -74,6 +79,9 @@ class PairResult:
     widths: list[int] = field(default_factory=list)
     """Draft length of every pass, in order: what a timed replay has to verify."""
     context: int = 0
+    repeats: int = 0
+    """Passes whose draft broke at a substitution the output had already made: the drafted
+    token and the token written instead are those of an earlier break in this pair."""
 
     @property
     def passes_per_token(self) -> float:
@@ -92,6 +100,7 @@ def replay(proposer: ReplayProposer, pair: Pair) -> PairResult:
     proposer.begin(pair.pair_id, list(pair.context))
     result.setup_seconds = clock() - started
     spent = 0.0
+    breaks: set[tuple[int, int]] = set()
     while done < len(target):
         started = clock()
         draft = proposer.propose(tokens)
@@ -100,6 +109,10 @@ def replay(proposer: ReplayProposer, pair: Pair) -> PairResult:
         limit = min(len(draft), len(target) - done)
         while accepted < limit and draft[accepted] == target[done + accepted]:
             accepted += 1
+        if accepted < limit:
+            substitution = (draft[accepted], target[done + accepted])
+            result.repeats += substitution in breaks
+            breaks.add(substitution)
         emitted = target[done : min(done + accepted + 1, len(target))]
         tokens.extend(emitted)
         done += len(emitted)
@@ -164,18 +177,24 @@ class SuffixAutomaton:
         return n
 
 
-def bound_passes(context: Sequence[int], target: Sequence[int], cap: int) -> int:
-    """The fewest passes any copy proposer with K ≤ `cap` needs for this pair."""
+def bound_drafts(context: Sequence[int], target: Sequence[int], cap: int) -> list[int]:
+    """The drafts (their lengths) of the fewest passes any copy proposer with K ≤ `cap` needs
+    for this pair: each the longest known run of the target, up to `cap`."""
     automaton = SuffixAutomaton(context)
-    done = passes = 0
+    done, drafts = 0, []
     while done < len(target):
         run = automaton.run_length(target, done, cap)
         emitted = min(run + 1, len(target) - done)
         for token in target[done : done + emitted]:
             automaton.append(token)
         done += emitted
-        passes += 1
-    return passes
+        drafts.append(run)
+    return drafts
+
+
+def bound_passes(context: Sequence[int], target: Sequence[int], cap: int) -> int:
+    """The fewest passes any copy proposer with K ≤ `cap` needs for this pair."""
+    return len(bound_drafts(context, target, cap))
 
 
 def bound_results(pairs: Sequence[Pair]) -> list[PairResult]:
@@ -183,9 +202,10 @@ def bound_results(pairs: Sequence[Pair]) -> list[PairResult]:
     results = []
     for pair in pairs:
         for name, cap in ((bound_name(None), UNBOUNDED), (bound_name(BOUND_CAP), BOUND_CAP)):
-            passes = bound_passes(pair.context, pair.target, cap)
+            drafts = bound_drafts(pair.context, pair.target, cap)
             results.append(PairResult(pair.pair_id, pair.workload, pair.turn, name,
-                                      len(pair.target), passes=passes, context=len(pair.context)))
+                                      len(pair.target), passes=len(drafts), widths=drafts,
+                                      context=len(pair.context)))
     return results
 
 
@@ -208,6 +228,10 @@ class Row:
     accepted_per_attempt: float
     drafted_per_pass: float
     us_per_pass: float
+    repeated_share: float = 0.0
+    """Share of passes that broke at a substitution the output had already made."""
+    cost_per_token: dict[str, float] = field(default_factory=dict)
+    """Per cost curve: Σ cost(1 + draft) over the passes, in plain steps, per target token."""
     ratio_vs_ours: float | None = None
 
     @property
@@ -222,8 +246,16 @@ def group_label(result: PairResult, chains: set[str]) -> tuple[str, str]:
     return result.workload, "all"
 
 
-def summarize(results: Sequence[PairResult], ours: str) -> list[Row]:
-    """Rows per workload and per turn (chains), with each method's ratio against `ours`."""
+def cost_in_steps(widths: Sequence[int], curve: CostCurve) -> float:
+    """What passes with these drafts cost on `curve`, in plain steps (one-token passes)."""
+    plain = curve(1)
+    return sum(curve(1 + width) for width in widths) / plain
+
+
+def summarize(results: Sequence[PairResult], ours: str,
+              curves: dict[str, CostCurve] | None = None) -> list[Row]:
+    """Rows per workload and per turn (chains), with each method's ratio against `ours` and
+    its cost per token on each of `curves`."""
     chains = {r.workload for r in results if r.turn > 1}
     groups: dict[tuple[str, str, str], list[PairResult]] = {}
     for result in results:
@@ -240,6 +272,9 @@ def summarize(results: Sequence[PairResult], ours: str) -> list[Row]:
             sum(r.accepted for r in members) / attempts if attempts else 0.0,
             sum(r.drafted for r in members) / passes if passes else 0.0,
             1e6 * sum(r.seconds for r in members) / passes if passes else 0.0,
+            sum(r.repeats for r in members) / passes if passes else 0.0,
+            {name: sum(cost_in_steps(r.widths, curve) for r in members) / tokens
+             for name, curve in (curves or {}).items()} if tokens else {},
         ))
     reference = {(r.workload, r.turn): r.passes_per_token for r in rows if r.method == ours}
     for row in rows:

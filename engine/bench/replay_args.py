@@ -14,11 +14,20 @@ from engine.paths import default_model_path
 
 PEERS = ("hf", "vllm-ngram", "llamacpp-ngram-simple", "copyspec-ref", "suffix-24", "suffix-64")
 """The peers `--peers` can name; the SuffixDecoding ones need the [replay] extra."""
+CURVES = {
+    "cpu": "1:1,2:1.08,4:1.59,8:2.08,16:2.25,32:2.81,64:3.97",
+    "gpu": "1:1,256:1,512:2",
+}
+"""The cost curves passes are weighed by, relative to one token. cpu: SmolLM2-135M on a 2-core
+x86_64 CPU at one thread, as the engine measured it (`engine.costs.measure`; wider passes
+extrapolated along its average slope, as the engine does); gpu: flat to 256 tokens, then
+linear (a GPU below its roofline knee)."""
 
 
 def run_replay(args: argparse.Namespace) -> int:
     from engine.bench.replay_cli import run_replay as run
 
+    args.curve = args.curve or [f"{name}={curve}" for name, curve in CURVES.items()]
     return run(args)
 
 
@@ -55,7 +64,15 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-block", type=positive_int, default=defaults.max_block)
     parser.add_argument("--policy", choices=POLICIES, default=defaults.policy)
     parser.add_argument("--no-ablations", action="store_true",
-                        help="skip the previous default and the `longest` policy")
+                        help="skip the previous default, the `longest` policy and ours without "
+                        "carried edits")
+    parser.add_argument("--curve", action="append", metavar="NAME=CURVE",
+                        help="a cost curve to weigh passes by (and to run the engine's "
+                        "draft-length chooser on): W:COST,… relative to one token, shape:NAME "
+                        "(measured now on this CPU, a random-init shape or builtin), or "
+                        "model:PATH (the engine's curve for those weights as they run here, "
+                        "stored or measured); default: "
+                        + " ".join(f"{name}={curve}" for name, curve in CURVES.items()))
     parser.add_argument("--timed", action="store_true",
                         help="also time the passes through a real-size model (--model-shape)")
     parser.add_argument("--model-shape", choices=NAMES,

@@ -30,7 +30,7 @@ from engine.bench.shapes import BUILTIN, UnknownShape, build, vocab_size
 from engine.bench.timing import TimedPair, forward_costs, suggested_cap, timed_replay
 from engine.bench.workloads import WorkloadError, extract, read_jsonl, tokenize
 from engine.config import SpecConfig
-from engine.costs import CONTEXT, measure
+from engine.costs import CONTEXT, CostCurve, curve_for, measure
 from engine.loading import (
     ModelLoadError,
     load_model,
@@ -41,6 +41,10 @@ from engine.loading import (
 from engine.options import UsageError
 
 OURS = "ours (default)"
+"""The engine's copy proposer at its own draft lengths (what `cost_aware=False` verifies)."""
+CHOSEN = "ours + chooser, {curve} curve"
+"""The engine's default as it decodes on a device: the chooser cuts each draft by that curve."""
+WITHOUT_CARRY = " without carried edits"
 PREVIOUS = "previous default (recent, K 10→64)"
 LONGEST = "ours, policy longest (K 10→64)"
 PROPOSER_CONTEXTS = (8192, 32768)
@@ -77,14 +81,19 @@ def load_pairs(args: argparse.Namespace, tokenizer: Any) -> tuple[list[Pair], di
     return pairs, source
 
 
-def methods(args: argparse.Namespace) -> list[Any]:
+def methods(args: argparse.Namespace, curves: dict[str, CostCurve]) -> list[Any]:
+    """Ours first (the reference of every ratio), then ours with the chooser on each curve,
+    the ablations, and the peers."""
     try:
         spec = SpecConfig(gamma=args.gamma, block=args.block, policy=args.policy,
                           max_block=max(args.max_block, args.block))
     except ValueError as error:
         raise UsageError(str(error)) from error
-    chosen: list[Any] = [Ours(OURS, spec)]
+    variants = [(OURS, None), *((CHOSEN.format(curve=name), curve)
+                                for name, curve in curves.items())]
+    chosen: list[Any] = [Ours(name, spec, cost) for name, cost in variants]
     if not args.no_ablations:
+        chosen += [Ours(name + WITHOUT_CARRY, spec, cost, carry=False) for name, cost in variants]
         chosen += [Ours(PREVIOUS, SpecConfig(policy="recent", block=10, max_block=64)),
                    Ours(LONGEST, SpecConfig(policy="longest", block=10, max_block=64))]
     factories = peer_factories()
@@ -101,33 +110,67 @@ def methods(args: argparse.Namespace) -> list[Any]:
 def run_replay(args: argparse.Namespace) -> int:
     if args.timed and not args.model_shape:
         raise UsageError("--timed needs --model-shape")
+    curves = cost_curves(args)
     tokenizer = load_tokenizer(args.tokenizer)
     pairs, source = load_pairs(args, tokenizer)
     if args.timed:
         check_vocabulary(args, pairs)
-    chosen = methods(args)
+    chosen = methods(args, curves)
     results: list[PairResult] = bound_results(pairs)
     for method in chosen:
         started = time.perf_counter()
         results += [replay(method, pair) for pair in pairs]
         print(f"{method.name}: {len(pairs)} pairs in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
-    rows = summarize(results, OURS)
+    rows = summarize(results, OURS, curves)
     extra: dict[str, Any] = {"proposer_us_per_pass": proposer_costs(chosen[0], pairs)}
     if args.timed:
         extra["timed"] = run_timed(args, pairs, chosen[0])
     meta = {"command": " ".join(["copyspec", *sys.argv[1:]]), "tokenizer": str(args.tokenizer),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "ours": chosen[0].spec.__dict__, "pairs": len(pairs), **source,
+            "curves": {name: curve.to_dict() for name, curve in curves.items()},
             "protocol": "draft before every pass; emitted = accepted + 1, capped at the target's "
-                        "end; no token budget; the end token counts"}
+                        "end; no token budget; the end token counts; cost per token = Σ "
+                        "cost(1 + draft) / cost(1) over the passes, per target token"}
     paths = write_all(args.out, rows, meta, extra)
     print(summary_table(rows))
+    for name in curves:
+        print(f"\ncost per token, {name} curve (plain decoding = 1):\n"
+              + summary_table(rows, name))
     print(f"proposer µs per pass: {extra['proposer_us_per_pass']}")
     if args.timed:
         print(timed_table(extra["timed"]))
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
+
+
+def cost_curves(args: argparse.Namespace) -> dict[str, CostCurve]:
+    """The curves `--curve` names (`replay_args.CURVES` unless given), by name."""
+    curves = {}
+    for text in args.curve:
+        name, _, spec = text.partition("=")
+        if not name or not spec:
+            raise UsageError(f"--curve expects NAME=CURVE, got {text!r}")
+        curves[name] = cost_curve(spec)
+    return curves
+
+
+def cost_curve(spec: str) -> CostCurve:
+    """W:COST,… as given; shape:NAME measured now on this CPU; model:PATH as the engine keeps
+    it for those weights (measured at first use, then read from its cache)."""
+    kind, _, name = spec.partition(":")
+    try:
+        if kind == "shape":
+            if name == BUILTIN:
+                return measure(load_model(None, "cpu").model)
+            return measure(build(name, torch.device("cpu"), torch.float32))
+        if kind == "model":
+            return curve_for(load_model(name, "cpu").model)
+        points = [point.split(":") for point in spec.split(",")]
+        return CostCurve(tuple(int(w) for w, _ in points), tuple(float(c) for _, c in points))
+    except (ModelLoadError, ValueError) as error:  # UnknownShape is a ValueError
+        raise UsageError(f"--curve {spec!r}: {error}") from error
 
 
 def load_tokenizer(path: Path) -> Any:

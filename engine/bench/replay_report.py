@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ COLUMNS = (
     ("accepted/attempt", lambda r: f"{r.accepted_per_attempt:.1f}" if r.us_per_pass else ""),
     ("drafted/pass", lambda r: f"{r.drafted_per_pass:.1f}" if r.us_per_pass else ""),
     ("µs/pass", lambda r: f"{r.us_per_pass:.0f}" if r.us_per_pass else ""),
+    ("repeated substitution", lambda r: f"{r.repeated_share:.1%}" if r.us_per_pass else ""),
 )
 
 
@@ -30,29 +31,42 @@ def groups(rows: Sequence[Row]) -> list[tuple[str, str]]:
 def markdown(rows: Sequence[Row], title: str) -> str:
     """One table per (workload, turn), methods sorted by passes per token."""
     out = [f"# {title}", ""]
+    curves = sorted({name for r in rows for name in r.cost_per_token})
+    columns = [*COLUMNS, *((f"cost/token, {name}", cost_cell(name)) for name in curves)]
     for workload, turn in groups(rows):
         members = sorted((r for r in rows if (r.workload, r.turn) == (workload, turn)),
                          key=lambda r: r.passes_per_token)
         label = workload if turn == "all" else f"{workload}, {turn}"
         out += [f"## {label} ({members[0].pairs} pairs, {members[0].tokens} target tokens)", "",
-                "| method | " + " | ".join(name for name, _ in COLUMNS) + " |",
-                "|---|" + "---:|" * len(COLUMNS)]
-        out += [f"| {r.method} | " + " | ".join(cell(r) for _, cell in COLUMNS) + " |"
+                "| method | " + " | ".join(name for name, _ in columns) + " |",
+                "|---|" + "---:|" * len(columns)]
+        out += [f"| {r.method} | " + " | ".join(cell(r) for _, cell in columns) + " |"
                 for r in members]
         out.append("")
     return "\n".join(out)
 
 
-def summary_table(rows: Sequence[Row]) -> str:
-    """Passes per token only, methods down, workloads across: the headline table."""
+def cost_cell(curve: str) -> Callable[[Row], str]:
+    return lambda r: f"{r.cost_per_token[curve]:.3f}" if curve in r.cost_per_token else ""
+
+
+def figure(row: Row, curve: str | None) -> float:
+    """Passes per token, or the cost per token on `curve`."""
+    return row.passes_per_token if curve is None else row.cost_per_token[curve]
+
+
+def summary_table(rows: Sequence[Row], curve: str | None = None) -> str:
+    """Passes per token (or the cost per token on `curve`), methods down, workloads across:
+    the headline table."""
     columns = groups(rows)
+    rows = [r for r in rows if curve is None or curve in r.cost_per_token]
     methods = sorted({r.method for r in rows},
-                     key=lambda m: sum(r.passes_per_token for r in rows if r.method == m))
+                     key=lambda m: sum(figure(r, curve) for r in rows if r.method == m))
     by_key = {(r.method, r.workload, r.turn): r for r in rows}
     head = ["method", *(w if t == "all" else f"{w} {t}" for w, t in columns)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(columns)]
     for method in methods:
-        cells = [f"{by_key[(method, w, t)].passes_per_token:.3f}" if (method, w, t) in by_key
+        cells = [f"{figure(by_key[(method, w, t)], curve):.3f}" if (method, w, t) in by_key
                  else "" for w, t in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -78,9 +92,12 @@ def write_all(out: Path, rows: Sequence[Row], meta: dict[str, Any],
     out.mkdir(parents=True, exist_ok=True)
     title = f"Oracle replay ({meta.get('tokenizer', '')})"
     timed = f"\n{timed_table(extra['timed'])}\n" if extra and "timed" in extra else ""
+    costs = "".join(f"\n## Summary: cost per output token, {name} curve (plain decoding = 1)"
+                    f"\n\n{summary_table(rows, name)}\n"
+                    for name in sorted({n for r in rows for n in r.cost_per_token}))
     (out / "replay.md").write_text(
         markdown(rows, title) + "\n## Summary: passes per output token\n\n"
-        + summary_table(rows) + "\n" + timed, encoding="utf-8")
+        + summary_table(rows) + "\n" + costs + timed, encoding="utf-8")
     payload = {"meta": meta, "rows": [{**asdict(r), "passes_per_token": r.passes_per_token}
                                       for r in rows], **(extra or {})}
     (out / "replay.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
