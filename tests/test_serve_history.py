@@ -12,10 +12,10 @@ import pytest
 from engine.config import SamplingConfig, SpecConfig
 from engine.loading import LoadedModel, load_model
 from engine.schedule import Acceptance
-from engine.serve.cache import SessionCache
 from engine.serve.engine import ServeEngine
 from engine.serve.history import ServedSession
 from engine.session import Session
+from engine.session_cache import SessionCache
 from engine.stats import TurnStats
 from engine.turn import generate_ids
 
@@ -35,8 +35,8 @@ def served_turns(served: ServedSession, turns: list[str], max_new: int,
     texts = []
     for user in turns:
         messages.append({"role": "user", "content": user})
-        result, _ = served.answer(messages, max_new, sampling or SamplingConfig(), (),
-                                  threading.Event(), lambda *_: None, TurnStats())
+        result, _ = served.send(messages, max_new, sampling or SamplingConfig(), (),
+                                threading.Event(), lambda *_: None, TurnStats())
         messages.append({"role": "assistant", "content": result.text})
         texts.append(result.text)
     return texts
@@ -56,12 +56,12 @@ def test_follow_up_turns_carry_the_generated_ids_verbatim() -> None:
     lm: LoadedModel = load_model(None, "cpu")  # the built-in BPE: re-tokenizing can differ
     served = ServedSession(lm, SpecConfig("copy"), None)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TURNS[0]}]
-    first, _ = served.answer(messages, 48, SamplingConfig(), (), threading.Event(),
-                             lambda *_: None, TurnStats())
+    first, _ = served.send(messages, 48, SamplingConfig(), (), threading.Event(),
+                           lambda *_: None, TurnStats())
     messages += [{"role": "assistant", "content": first.text},
                  {"role": "user", "content": TURNS[1]}]
-    second, carried = served.answer(messages, 48, SamplingConfig(), (), threading.Event(),
-                                    lambda *_: None, TurnStats())
+    second, carried = served.send(messages, 48, SamplingConfig(), (), threading.Event(),
+                                  lambda *_: None, TurnStats())
     generated = [t for t in first.token_ids if t not in lm.eos_token_ids]
     assert second.prompt_ids[:carried] == first.prompt_ids + generated
     # fed: the new suffix less its pending last token, plus turn 1's own last token, which was
@@ -73,12 +73,14 @@ def test_follow_up_turns_carry_the_generated_ids_verbatim() -> None:
 
 def test_the_lru_keeps_the_budget_and_the_latest_session() -> None:
     lm = loaded("llama", mixing=0.1)
-    cache = SessionCache(1, lambda: ServedSession(lm, SpecConfig("copy"), None))
+    cache: SessionCache[str, ServedSession] = SessionCache(1)
     for name in ("a", "b"):
-        served_turns(cache.get(name), TURNS[:1], 16)
+        cache.put(name, ServedSession(lm, SpecConfig("copy"), None))
+        served_turns(cache.peek(name), TURNS[:1], 16)
         cache.trim()
     assert cache.peek("a") is None and cache.peek("b") is not None and cache.evicted == 1
-    again = cache.get("a")
+    assert cache.get("a") is None, "an evicted session is made afresh"
+    again = ServedSession(lm, SpecConfig("copy"), None)
     assert served_turns(again, TURNS[:1], 16) == served_turns(
         ServedSession(lm, SpecConfig("copy"), None), TURNS[:1], 16
     ), "an evicted session costs a re-prefill, not a different answer"
@@ -105,10 +107,10 @@ def test_a_new_session_starts_from_the_servers_running_estimate() -> None:
     estimate holds it, which goes on learning from the new session too."""
     engine = ServeEngine(loaded("llama", mixing=0.1), SpecConfig("copy"))
     try:
-        served_turns(engine.cache.get("a"), TURNS[:2], 40)
-        first = engine.cache.get("a").acceptance.summary()
+        served_turns(engine.session("a"), TURNS[:2], 40)
+        first = engine.session("a").acceptance.summary()
         assert first and engine.acceptance.summary() == first
-        fresh = engine.cache.get("b")
+        fresh = engine.session("b")
         assert fresh.acceptance.summary() == first
         served_turns(fresh, TURNS[2:], 40)
         assert engine.acceptance.summary() == fresh.acceptance.summary() != first

@@ -126,3 +126,18 @@ def test_the_engine_knows_nothing_of_the_server() -> None:
     for name, targets in imports().items():
         if name.startswith("engine"):
             assert not [t for t in targets if t.startswith("copyspec_lsp")], name
+
+
+def test_one_engine_thread_and_one_session_cache_serve_the_lsp_and_copyspec_serve() -> None:
+    """The language server's model host and each `copyspec serve` replica run turns on the
+    same engine-thread class and keep sessions in the same LRU; no other module runs the model
+    on a thread pool of its own."""
+    graph = imports()
+    for user in ("copyspec_lsp.adapters.model_host", "engine.serve.engine"):
+        assert "engine.engine_thread" in graph[user], user
+    for user in ("copyspec_lsp.adapters.conversations", "engine.serve.engine"):
+        assert "engine.session_cache" in graph[user], user
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            source = path.read_text(encoding="utf-8")
+            assert "ThreadPoolExecutor" not in source and "run_in_executor" not in source, path

@@ -1,5 +1,6 @@
 """Conversations: one chat session (`chat.ChatSession`: history + KV cache) per document and
-id, LRU-capped.
+id, kept in the engine's memory-bounded LRU (`engine.session_cache`, as `copyspec serve` keeps
+its sessions), with a count cap too.
 
 The chat session is opened lazily on the engine thread, the only thread that touches it;
 the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.
@@ -8,15 +9,17 @@ the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/statu
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
 
 from copyspec_lsp.adapters.chat import ChatSession
+from engine.session import Session
+from engine.session_cache import DEFAULT_BUDGET_BYTES, SessionCache, state_bytes
 
 DEFAULT_CAPACITY = 8
+"""Conversations kept at most, however little memory they hold (a remote one holds none)."""
 
 
 @dataclass(eq=False)
@@ -36,6 +39,14 @@ class Conversation:
     """The dedented code of the last answer, to tell whether the buffer still shows it."""
     range: types.Range | None = None
 
+    def nbytes(self) -> int:
+        """Estimated memory of an in-process chat session's caches and history (read on the
+        event loop thread while the engine thread may be growing them: an estimate)."""
+        chat = self.chat
+        if isinstance(chat, Session):
+            return state_bytes(chat.state, chat.draft_state)
+        return 0
+
     def describe(self) -> dict[str, Any]:
         where = None
         if self.range is not None:
@@ -49,21 +60,21 @@ class Conversation:
 
 class Conversations:
     """Conversations by document and id (an id names a session within its document only);
-    the least recently used one goes when the cap is reached."""
+    the least recently used ones go once they pass the memory budget or the count cap."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
+    def __init__(self, capacity: int = DEFAULT_CAPACITY,
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        self._items: SessionCache[tuple[str, str], Conversation] = SessionCache(
+            budget_bytes, capacity
+        )
 
     def get_or_create(self, session_id: str | None, uri: str) -> Conversation:
         """The named conversation, or a new one (with that id when the old one expired)."""
         conversation = self._items.get((uri, session_id)) if session_id else None
         if conversation is None:
             conversation = Conversation(session_id or uuid.uuid4().hex, uri)
-            self._items[uri, conversation.id] = conversation
-        self._items.move_to_end((uri, conversation.id))
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+            self._items.put((uri, conversation.id), conversation)
+        self._items.trim()
         return conversation
 
     def describe(self) -> list[dict[str, Any]]:

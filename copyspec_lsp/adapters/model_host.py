@@ -2,11 +2,12 @@
 free) and what runs on the engine thread for a turn (`engine_turn`).
 
 Everything here that touches the model or a chat session runs on the engine thread
-(`engine_thread.py`); the event loop only submits jobs and reads their events."""
+(`engine.engine_thread`); the event loop only submits jobs and reads their events."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -14,7 +15,6 @@ from typing import Any
 
 from copyspec_lsp.adapters.chat import ChatSession, open_session
 from copyspec_lsp.adapters.conversations import Conversation
-from copyspec_lsp.adapters.engine_thread import EngineWorker, Job
 from copyspec_lsp.adapters.gate import Pacer
 from copyspec_lsp.adapters.remote import RemoteModel, predicted_answer
 from copyspec_lsp.adapters.scripted import ScriptedTurn, scripted_answer
@@ -22,6 +22,7 @@ from copyspec_lsp.adapters.settings import Settings
 from engine import prompt_format
 from engine.compiled import use_compile
 from engine.config import SpecConfig
+from engine.engine_thread import EngineThread, Job
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
 from engine.session import PromptTooLongError, Session, TurnResult
@@ -36,7 +37,7 @@ class ModelUnavailable(RuntimeError):
 class ModelHost:
     """Loads on the engine thread, so loading queues ahead of every job like any other."""
 
-    def __init__(self, worker: EngineWorker) -> None:
+    def __init__(self, worker: EngineThread) -> None:
         self.worker = worker
         self.state = "loading"
         self.error: str | None = None
@@ -150,6 +151,15 @@ def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
+class TextDelta:
+    """What one engine step added to the raw answer, with the turn's figures at that step
+    (a copy: the engine thread goes on updating its own)."""
+
+    text: str
+    stats: TurnStats
+
+
+@dataclass(frozen=True)
 class EngineCall:
     """Everything one engine turn needs: the narrow seam between a request and the model."""
 
@@ -186,11 +196,8 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
         send = partial(chat.send, prediction=predicted_ids(chat, call.message))
     else:
         send = chat.send
-    pieces: list[str] = []
-
     def on_text(delta: str, stats: TurnStats) -> None:
-        pieces.append(delta)
-        job.post("text", "".join(pieces), stats.to_dict())
+        job.post("text", TextDelta(delta, copy.copy(stats)))
         if call.pacer is not None:
             call.pacer.after_step(job.stop)
 

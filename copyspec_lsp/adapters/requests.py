@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from copyspec_lsp.adapters.documents import Region
-from copyspec_lsp.adapters.engine_thread import Job
+from engine.engine_thread import Job
 
 
 class RequestError(ValueError):

@@ -3,7 +3,7 @@
 Each method is short: a refine or fix is handed to the flow (`flow/refine.py`) with a narrow
 context, and what it raises comes back as a JSON-RPC error code. Every method here runs on
 the event loop thread, which is the only thread that sends messages; the model runs on the
-engine thread (`adapters/engine_thread.py`).
+engine thread (`engine/engine_thread.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from copyspec_lsp import __version__
 from copyspec_lsp.adapters.client import Client, Progress
 from copyspec_lsp.adapters.conversations import Conversations
 from copyspec_lsp.adapters.documents import ChangeRejected, Documents, UnknownDocument
-from copyspec_lsp.adapters.engine_thread import EngineWorker
 from copyspec_lsp.adapters.gate import StreamGate
 from copyspec_lsp.adapters.model_host import ModelHost, ModelUnavailable, load_notices
 from copyspec_lsp.adapters.remote import RemoteUnavailable
@@ -36,6 +35,7 @@ from copyspec_lsp.flow.check import CheckCommandError, kill_check_commands
 from copyspec_lsp.flow.context import FlowContext
 from copyspec_lsp.flow.params import CONVERTER, ParamsError, parse_request, plain
 from copyspec_lsp.flow.refine import ModelFailed, RefineFlow, first_lone_surrogate
+from engine.engine_thread import EngineThread
 from engine.loading import LoadedModel
 from engine.session import PromptTooLongError
 
@@ -67,7 +67,7 @@ class Handlers:
         self.client = Client(server, self.documents)
         self.requests: list[Request] = []
         self.root: str | None = None
-        self.worker: EngineWorker | None = None
+        self.worker: EngineThread | None = None
         self.model: ModelHost | None = None
         self.gate = StreamGate.from_environment()
         """Set only by tests that must act mid-stream (see gate.py)."""
@@ -83,7 +83,7 @@ class Handlers:
         self.documents.encoding = str(getattr(encoding, "value", encoding))
         root = self.server.workspace.root_path
         self.root = root if root else None
-        self.worker = EngineWorker(asyncio.get_running_loop())
+        self.worker = EngineThread()
         self.model = ModelHost(self.worker)
         if params.initialization_options:
             self._apply_settings(plain(params.initialization_options))

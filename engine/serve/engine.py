@@ -1,29 +1,29 @@
-"""The service's model, session cache and the one thread that runs turns, bridged to asyncio.
+"""The service's model, its sessions (`engine.session_cache`) and the engine thread that runs
+their turns (`engine.engine_thread`, the one the language server uses too).
 
-A turn streams its text through an asyncio queue. Whatever stops the consumer (a client
-disconnect cancels it at its `await`) sets the turn's stop event on the way out, which the
-decode loop checks before every step: a dropped stream stops the model within one step.
+A turn streams its text as the job's events. Whatever stops the consumer (a client
+disconnect cancels it at its `await`) cancels the job on the way out, which sets the stop
+event the decode loop checks before every step: a dropped stream stops the model within one
+step.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.config import SpecConfig
+from engine.engine_thread import EngineThread, Job
 from engine.gate import gate_path, hold_while_closed
 from engine.loading import LoadedModel
 from engine.schedule import Acceptance
-from engine.serve.cache import SessionCache
 from engine.serve.history import ServedSession
 from engine.serve.protocol import ChatRequest
 from engine.session import TurnResult
+from engine.session_cache import DEFAULT_BUDGET_BYTES, SessionCache
 from engine.stats import TurnStats
 
 
@@ -44,7 +44,7 @@ class ServeEngine:
         lm: LoadedModel,
         spec: SpecConfig,
         draft: LoadedModel | None = None,
-        cache_bytes: int = 1 << 30,
+        cache_bytes: int = DEFAULT_BUDGET_BYTES,
         replica: str = "",
     ) -> None:
         self.lm, self.spec, self.draft = lm, spec, draft
@@ -52,10 +52,8 @@ class ServeEngine:
         self.acceptance = Acceptance()
         """How drafts fared over every session: a new session starts from it, not from scratch
         (its own estimate then goes on from there and feeds this one)."""
-        self.cache = SessionCache(
-            cache_bytes, lambda: ServedSession(lm, spec, draft, self.acceptance.session())
-        )
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="copyspec-serve")
+        self.cache: SessionCache[str, ServedSession] = SessionCache(cache_bytes)
+        self.thread = EngineThread()
         self.passes_after_stop: dict[str, int] = {}
         """Per session: target forward passes its last cancelled turn made after the stop."""
         self.gate = gate_path()
@@ -67,65 +65,69 @@ class ServeEngine:
 
     async def turn(self, session_id: str, chat: ChatRequest) -> AsyncIterator[str | TurnEnd]:
         """Text deltas of the answer, then a `TurnEnd`; closing the iterator stops the turn."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stop = threading.Event()
         stats = TurnStats()  # live: the decode loop counts into it
         stopped_at: list[int] = []
-
-        def on_text(delta: str, _stats: TurnStats) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, ("text", delta))
-            hold_while_closed(self.gate, stop)  # tests only: see engine/gate.py
-
-        future = loop.run_in_executor(
-            self.executor, self._run, session_id, chat, stop, on_text, stats
-        )
-        future.add_done_callback(lambda done: queue.put_nowait(("end", done)))
+        job = Job(lambda job: self._run(session_id, chat, job, stats), session=session_id,
+                  on_end=lambda: self._record_stop(session_id, stats, stopped_at))
+        ended = False
+        self.thread.submit(job)
         try:
             while True:
-                kind, value = await queue.get()
-                if kind == "text":
-                    yield value
-                    continue
-                result, carried = value.result()
-                yield TurnEnd(result, carried, self.replica)
-                return
+                event = await job.events.get()
+                if event.kind == "text":
+                    yield event.value
+                elif event.kind == "done":
+                    ended = True
+                    result, carried = event.value
+                    yield TurnEnd(result, carried, self.replica)
+                    return
+                elif event.kind == "error":
+                    ended = True
+                    raise event.value
         finally:
-            if not future.done():
+            if not ended:
                 stopped_at.append(stats.forward_passes)
-                stop.set()
-                future.add_done_callback(
-                    lambda _: self._record_stop(session_id, stats, stopped_at[0])
-                )
+                job.cancel()
 
-    def _record_stop(self, session_id: str, stats: TurnStats, passes_at_stop: int) -> None:
-        self.passes_after_stop[session_id] = stats.forward_passes - passes_at_stop
+    def _record_stop(self, session_id: str, stats: TurnStats, stopped_at: list[int]) -> None:
+        """Once a job is over: if its stream was dropped, how many passes ran after that."""
+        if stopped_at:
+            self.passes_after_stop[session_id] = stats.forward_passes - stopped_at[0]
 
-    def _run(
-        self,
-        session_id: str,
-        chat: ChatRequest,
-        stop: threading.Event,
-        on_text: Any,
-        stats: TurnStats,
-    ) -> tuple[TurnResult, int]:
+    def _run(self, session_id: str, chat: ChatRequest, job: Job,
+             stats: TurnStats) -> tuple[TurnResult, int]:
         """On the engine thread: one turn of the session; a failed turn drops the session,
         whose cache may be half-updated, so the next turn starts afresh."""
-        if stop.is_set():  # the client left while the turn waited for the thread
-            stats.cancelled, stats.stop_reason = True, "cancelled"
-            return TurnResult("", [], stats), 0
-        session = self.cache.get(session_id)
+        session = self.session(session_id)
         prediction = session.predicted(chat.prediction)  # refused before the session changes
         try:
-            answered = session.answer(
-                chat.messages, chat.max_tokens, chat.sampling, chat.stop, stop, on_text, stats,
-                prediction,
+            answered = session.send(
+                chat.messages, chat.max_tokens, chat.sampling, chat.stop, job.stop,
+                self._streamer(job), stats, prediction,
             )
         except Exception:
             self.cache.drop(session_id)
             raise
         self.cache.trim()
         return answered
+
+    def session(self, session_id: str) -> ServedSession:
+        """The session's state (engine thread), made afresh when it is new or was evicted:
+        seeded from the running acceptance estimate."""
+        session = self.cache.get(session_id)
+        if session is None:
+            session = ServedSession(self.lm, self.spec, self.draft, self.acceptance.session())
+            self.cache.put(session_id, session)
+        return session
+
+    def _streamer(self, job: Job) -> Callable[[str, TurnStats], None]:
+        """What the session calls with each text delta (on the engine thread)."""
+
+        def on_text(delta: str, _stats: TurnStats) -> None:
+            job.post("text", delta)
+            hold_while_closed(self.gate, job.stop)  # tests only: see engine/gate.py
+
+        return on_text
 
     def describe(self, session_id: str) -> dict[str, Any]:
         """What this replica holds for a session (for health checks and tests)."""
@@ -156,4 +158,5 @@ class ServeEngine:
         }
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop every turn (the running one within one step) and let the thread end."""
+        self.thread.close()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-import torch
-
 from engine.chat import render_text
 from engine.config import SamplingConfig, SpecConfig
 from engine.detokenize import TextStream
@@ -22,6 +20,7 @@ from engine.schedule import Acceptance
 from engine.sequence import SequenceState
 from engine.serve.protocol import PREDICTION, BadRequest
 from engine.session import TurnResult, turn_rules
+from engine.session_cache import state_bytes
 from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn
 
@@ -65,7 +64,7 @@ class ServedSession:
                              f"{window} (its window)", PREDICTION)
         return ids
 
-    def answer(
+    def send(
         self,
         messages: Sequence[dict[str, str]],
         max_new_tokens: int,
@@ -106,16 +105,5 @@ class ServedSession:
         return TurnResult(stream.text, tokens, stats, ids), carried
 
     def nbytes(self) -> int:
-        """Memory held by the session's caches (the LRU's measure)."""
-        return cache_bytes(self.state) + (cache_bytes(self.draft_state) if self.draft_state else 0)
-
-
-def cache_bytes(state: SequenceState) -> int:
-    """Bytes of every key/value tensor in the state's DynamicCache."""
-    total = 0
-    for layer in getattr(state.cache, "layers", ()):
-        for name in ("keys", "values"):
-            tensor = getattr(layer, name, None)
-            if isinstance(tensor, torch.Tensor):
-                total += tensor.numel() * tensor.element_size()
-    return total
+        """Memory held by the session's caches and history (the LRU's measure)."""
+        return state_bytes(self.state, self.draft_state)

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 from engine.config import COMPILE, SpecConfig
 from engine.paths import default_draft_model_path
+from engine.session_cache import DEFAULT_BUDGET_BYTES
 
 if TYPE_CHECKING:  # torch-heavy: the command line parses these options before loading
     from engine.serve.engine import ServeEngine
 
-DEFAULT_CACHE_MB = 1024
-"""KV-cache memory per replica before least-recently-used sessions are dropped."""
+DEFAULT_CACHE_MB = DEFAULT_BUDGET_BYTES >> 20
+"""Session memory per replica before least-recently-used sessions are dropped."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The one thread that owns the model, bridged to asyncio.
+"""The one thread that owns the model, bridged to asyncio: the language server's model host
+and every `copyspec serve` replica run their turns on one of these.
 
 Jobs run one at a time in arrival order. Each job talks back to the event loop only by
 posting events (queue position, streamed text, its result or error) with
@@ -41,12 +42,19 @@ class Job:
     loop: asyncio.AbstractEventLoop | None = None
     on_result: Callable[[Any], None] | None = None
     """Called on the event loop thread with what `run` returned, even after a cancel."""
+    on_end: Callable[[], None] | None = None
+    """Called on the event loop thread once the job is over: run, failed or skipped because
+    it was cancelled while it waited."""
 
     def post(self, kind: str, value: Any = None, stats: dict[str, Any] | None = None) -> None:
         """Hand an event to the event loop; safe from any thread, a no-op once it closed."""
+        self.call_soon(self.events.put_nowait, Event(kind, value, stats))
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run `callback(*args)` on the event loop thread; a no-op once the loop closed."""
         assert self.loop is not None
         with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.events.put_nowait, Event(kind, value, stats))
+            self.loop.call_soon_threadsafe(callback, *args)
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the model within one step and wake whoever awaits this job (loop thread)."""
@@ -59,11 +67,10 @@ class Job:
         return self.stop.is_set()
 
 
-class EngineWorker:
+class EngineThread:
     """A FIFO of jobs served by one dedicated daemon thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self._waiting: deque[Job] = deque()
         self._running: Job | None = None
         self._wake = threading.Condition()
@@ -72,8 +79,9 @@ class EngineWorker:
         self._thread.start()
 
     def submit(self, job: Job) -> int:
-        """Queue a job; returns its place in the queue (0: it runs next)."""
-        job.loop = self.loop
+        """Queue a job (on the event loop thread that awaits it); returns its place in the
+        queue (0: it runs next)."""
+        job.loop = asyncio.get_running_loop()
         with self._wake:
             if self._closing:
                 raise RuntimeError("the server is shutting down")
@@ -115,12 +123,13 @@ class EngineWorker:
                 try:
                     result = job.run(job)
                     if job.on_result is not None:
-                        with contextlib.suppress(RuntimeError):
-                            self.loop.call_soon_threadsafe(job.on_result, result)
+                        job.call_soon(job.on_result, result)
                     job.post("done", result)
                 except Exception as error:  # reported to the request, never kills the thread
                     log.debug("job failed", exc_info=True)
                     job.post("error", error)
+            if job.on_end is not None:
+                job.call_soon(job.on_end)
             with self._wake:
                 self._running = None
             job = result = None  # drop references (the model's outputs) before waiting again
