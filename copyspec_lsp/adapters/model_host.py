@@ -7,7 +7,6 @@ Everything here that touches the model or a chat session runs on the engine thre
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -151,15 +150,6 @@ def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TextDelta:
-    """What one engine step added to the raw answer, with the turn's figures at that step
-    (a copy: the engine thread goes on updating its own)."""
-
-    text: str
-    stats: TurnStats
-
-
-@dataclass(frozen=True)
 class EngineCall:
     """Everything one engine turn needs: the narrow seam between a request and the model."""
 
@@ -196,8 +186,11 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
         send = partial(chat.send, prediction=predicted_ids(chat, call.message))
     else:
         send = chat.send
+    pieces: list[str] = []
+
     def on_text(delta: str, stats: TurnStats) -> None:
-        job.post("text", TextDelta(delta, copy.copy(stats)))
+        pieces.append(delta)
+        job.post("text", "".join(pieces), stats.to_dict())
         if call.pacer is not None:
             call.pacer.after_step(job.stop)
 
