@@ -133,6 +133,14 @@ def chunks_of(messages: list[dict[str, Any]], uri: str) -> list[dict[str, Any]]:
             if m.get("method") == "copyspec/chunk" and m["params"]["uri"] == uri]
 
 
+def rebuilt(chunks: list[dict[str, Any]]) -> str:
+    """The replacement rebuilt from a turn's chunk changes (`start`: UTF-16 code units)."""
+    units = b""
+    for chunk in chunks:
+        units = units[: 2 * chunk["start"]] + chunk["insert"].encode("utf-16-le")
+    return units.decode("utf-16-le")
+
+
 def start(server: Server, deadline: float) -> dict[str, Any]:
     """Initialize and wait until the model has loaded; the status names device and dtype."""
     capabilities = {"workspace": {"applyEdit": True}, "window": {"workDoneProgress": True}}
@@ -158,7 +166,7 @@ def refine(server: Server, deadline: float) -> dict[str, Any]:
     return {
         "seconds": round(time.monotonic() - began, 3),
         "chunks": len(chunks), "edits": len(edits), "stats": result["stats"],
-        "text_ok": bool(result["text"]) and "".join(c["delta"] for c in chunks) == result["text"],
+        "text_ok": bool(result["text"]) and rebuilt(chunks) == result["text"],
     }
 
 

@@ -223,3 +223,16 @@ def rng(start: tuple[int, int], end: tuple[int, int]) -> dict[str, Any]:
         "start": {"line": start[0], "character": start[1]},
         "end": {"line": end[0], "character": end[1]},
     }
+
+
+def rebuilt(chunks: list[dict[str, Any]]) -> list[str]:
+    """The replacement after each `copyspec/chunk` of one turn, rebuilt from their changes the
+    way a client does (`text[:start] + insert`, in UTF-16 code units), checking each one's
+    sequence number and resulting length."""
+    units, texts = b"", []
+    for seq, chunk in enumerate(chunks, start=chunks[0]["seq"] if chunks else 1):
+        assert chunk["seq"] == seq, "a chunk is missing or out of order"
+        units = units[: 2 * chunk["start"]] + chunk["insert"].encode("utf-16-le")
+        assert len(units) // 2 == chunk["length"], chunk
+        texts.append(units.decode("utf-16-le"))
+    return texts

@@ -5,13 +5,14 @@ the refine code action appears only on a selection or when asked for."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from lsprotocol import types
 
-from copyspec_lsp.adapters.buffer_edits import passed_lines, while_streaming
+from copyspec_lsp.adapters.buffer_edits import PendingLines, passed_lines, while_streaming
 from copyspec_lsp.adapters.line_index import LineIndex
 from copyspec_lsp.flow.params import CONVERTER, plain
 
@@ -136,3 +137,20 @@ async def test_refine_action_only_on_a_selection_or_when_invoked(editor: Editor)
     assert await titles((4, 0), (5, 3), automatic) == ["CopySpec: refine selection…"]
     invoked = types.CodeActionTriggerKind.Invoked
     assert await titles((4, 3), (4, 3), invoked) == ["CopySpec: refine selection…"]
+
+
+@pytest.mark.timeout(30)
+def test_pending_lines_fed_a_growing_answer_match_a_fresh_count_at_every_step() -> None:
+    """The writer's PendingLines looks only at newly completed lines, yet shows what working
+    out the whole answer afresh shows, also when the answer's beginning changes."""
+    dice = random.Random(7)
+    words = ["a", "b", "c", "x", "  a", ""]
+    for _ in range(200):
+        original = "\n".join(dice.choice(words) for _ in range(dice.randint(0, 8)))
+        pending = PendingLines(original.split("\n"))
+        answer = ""
+        for _ in range(12):
+            if dice.random() < 0.1:
+                answer = answer[: dice.randint(0, len(answer))]  # the shaped text changed
+            answer += dice.choice([*words, "\n", "\n", "y"])
+            assert pending.shown(answer) == while_streaming(original, answer), (original, answer)

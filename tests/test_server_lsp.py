@@ -15,12 +15,14 @@ import pytest_asyncio
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
+from copyspec_lsp.adapters.client import ChunkStream
 from copyspec_lsp.adapters.line_index import count_units
 
 from lsp_fixtures import (
     Editor,
     held_stream,
     open_gate,
+    rebuilt,
     rng,
     server_command,
     start_editor,
@@ -112,8 +114,9 @@ async def test_streamed_edits_rebuild_the_final_text(editor: Editor) -> None:
     assert editor.docs[uri] == expected
     assert text_at(editor, uri, result["range"]) == result["text"]
     chunks = [c for c in editor.chunks[chunks_before:] if c["uri"] == uri]
-    assert chunks[-1]["text"] == result["text"]
-    assert "".join(c["delta"] for c in chunks) == result["text"]
+    assert chunks[-1]["final"] and chunks[-1]["text"] == result["text"]
+    assert "text" not in chunks[0] or len(chunks) == 1, "only the last chunk has the whole text"
+    assert rebuilt(chunks)[-1] == result["text"]
     assert result["stats"]["new_tokens"] > 0 and "forward_passes" in result["stats"]
 
 
@@ -565,3 +568,19 @@ async def test_a_draft_model_is_loaded_and_leaves_the_answer_unchanged(
     finally:
         await configure(editor, draftModel=None)
         assert (await editor.wait_ready())["draftModel"] is None
+
+
+@pytest.mark.timeout(10)
+async def test_chunk_changes_rebuild_each_text_in_utf16_units() -> None:
+    """A chunk's `start` and `length` count UTF-16 code units (an emoji is two), and a text
+    that does not extend the last one (shaping took something back) is sent from where they
+    first differ."""
+    texts = ["", "a😀", "a😀b\n", "a😀b\nc", "a😀X", "a😀X😀 é", "a😀X😀 é"]
+    stream = ChunkStream()
+    chunks = []
+    for text in texts[1:]:
+        change = stream.change(text)
+        chunks.append({"seq": change.seq, "start": change.start, "insert": change.insert,
+                       "length": change.length})
+    assert rebuilt(chunks) == texts[1:]
+    assert chunks[3]["start"] == 3 and chunks[3]["insert"] == "X", "sent from the first change"

@@ -26,6 +26,7 @@ line). The position only moves forward, so a pending line never comes back.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,33 +71,68 @@ class Shown:
     """Offset in `text` where the pending lines start (== len(text) when there are none)."""
 
 
+class PendingLines:
+    """Which original lines a growing answer has passed, worked out once per complete line:
+    each call looks only at the lines completed since the last (a changed beginning, which
+    shaping rarely makes, starts it over)."""
+
+    def __init__(self, original: list[str], newline: str = "\n") -> None:
+        self.original = original
+        self.newline = newline
+        self.at: dict[str, list[int]] = {}
+        """Each stripped original line's indices, in order."""
+        for index, line in enumerate(original):
+            if line.strip():
+                self.at.setdefault(line.strip(), []).append(index)
+        self._restart("")
+        self._rest = (-1, "")
+
+    def _restart(self, seen: str) -> None:
+        self.passed = 0
+        self.anchor = 0  # where the next exact match is looked for: after the last match
+        self.seen = seen
+        """The streamed text up to its last complete line, as already looked at."""
+
+    def step(self, line: str) -> None:
+        """One complete streamed line: a line equal to a later original line jumps past it,
+        any other stands in for one original line."""
+        if self.passed >= len(self.original):
+            return
+        indices = self.at.get(line.strip(), []) if line.strip() else []
+        match = bisect.bisect_left(indices, self.anchor)
+        if match == len(indices):
+            self.passed += 1
+        else:
+            self.anchor = indices[match] + 1
+            self.passed = max(self.passed, self.anchor)
+
+    def shown(self, streamed: str) -> Shown:
+        """The text a streamed edit puts into the region: `streamed`, then the pending lines."""
+        if not streamed.startswith(self.seen):
+            self._restart("")
+        end = streamed.rfind(self.newline)
+        if end >= len(self.seen):
+            for line in streamed[len(self.seen) : end].split(self.newline):
+                self.step(line)
+            self.seen = streamed[: end + len(self.newline)]
+        if not streamed or self.passed >= len(self.original) or self.original == [""]:
+            return Shown(streamed, len(streamed))
+        if self._rest[0] != self.passed:
+            self._rest = (self.passed, self.newline.join(self.original[self.passed :]))
+        return Shown(streamed + self.newline + self._rest[1], len(streamed) + len(self.newline))
+
+
 def passed_lines(original: list[str], streamed: list[str]) -> int:
     """How many original lines the complete streamed lines have passed."""
-    passed = 0
-    anchor = 0  # where the next exact match is looked for: after the last match
+    pending = PendingLines(original)
     for line in streamed:
-        if passed >= len(original):
-            break
-        key = line.strip()
-        match = next(
-            (j for j in range(anchor, len(original)) if key and original[j].strip() == key), None
-        )
-        if match is None:
-            passed += 1
-        else:
-            anchor = match + 1
-            passed = max(passed, anchor)
-    return min(passed, len(original))
+        pending.step(line)
+    return pending.passed
 
 
 def while_streaming(original: str, streamed: str, newline: str = "\n") -> Shown:
     """The text a streamed edit puts into the region: `streamed`, then the pending lines."""
-    old = original.split(newline)
-    complete = streamed.split(newline)[:-1]
-    rest = old[passed_lines(old, complete):]
-    if not streamed or not rest or not original:
-        return Shown(streamed, len(streamed))
-    return Shown(streamed + newline + newline.join(rest), len(streamed) + len(newline))
+    return PendingLines(original.split(newline), newline).shown(streamed)
 
 
 def announce(
@@ -144,8 +180,9 @@ class BufferWriter:
         self.streamed: str | None = None
         self.last = 0.0
         region = request.region
-        self.original = document.text[region.start : region.end]
-        self.newline = line_break(document.text)
+        newline = line_break(document.text)
+        self.pending = PendingLines(document.text[region.start : region.end].split(newline),
+                                    newline)
 
     def due(self, text: str) -> float | None:
         """Seconds until held-back text may go out as a streamed edit (None: none held)."""
@@ -157,7 +194,7 @@ class BufferWriter:
         """Stream `text` unless the last edit went out less than EDIT_INTERVAL ago."""
         waited = time.monotonic() - self.last >= EDIT_INTERVAL
         if self.apply == "stream" and text and text != self.streamed and waited:
-            shown = while_streaming(self.original, text, self.newline)
+            shown = self.pending.shown(text)
             await self._edit(shown.text, shown.pending)
             self.streamed = text
 
@@ -259,8 +296,8 @@ class BufferWriter:
         document now: the common beginning and end of old and new text stay untouched."""
         document, region = self.document, self.request.region
         old = document.text[region.start : region.end]
-        head = _common_prefix(old, text)
-        tail = _common_prefix(old[head:][::-1], text[head:][::-1])
+        head = common_prefix(old, text)
+        tail = common_prefix(old[head:][::-1], text[head:][::-1])
         where = document.lines.range(region.start + head, region.end - tail, self.encoding)
         return types.TextEdit(where, text[head : len(text) - tail])
 
@@ -279,7 +316,7 @@ class BufferWriter:
             await asyncio.sleep(wait)
 
 
-def _common_prefix(a: str, b: str) -> int:
+def common_prefix(a: str, b: str) -> int:
     """Length of the longest common beginning of `a` and `b`."""
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:  # slices compare in C: O(n log n) in C beats a character loop in Python

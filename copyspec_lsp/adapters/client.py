@@ -12,14 +12,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from copyspec_lsp.adapters.buffer_edits import BufferWriter
+from copyspec_lsp.adapters.buffer_edits import BufferWriter, common_prefix
 from copyspec_lsp.adapters.documents import Document, Documents
+from copyspec_lsp.adapters.line_index import count_units
 from copyspec_lsp.adapters.requests import Request
+from engine.stats import TurnStats
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL = 0.1
@@ -34,11 +37,16 @@ class Client:
         self.server = server
         self.documents = documents
 
-    def chunk(self, session: str, uri: str, delta: str, text: str, stats: dict[str, Any]) -> None:
-        """`copyspec/chunk`: the whole replacement so far, for clients that preview."""
-        self.server.protocol.notify(
-            CHUNK, {"session": session, "uri": uri, "delta": delta, "text": text, "stats": stats}
-        )
+    def chunk(self, session: str, uri: str, change: Change, stats: TurnStats,
+              trimmed_turns: int, final_text: str | None = None) -> None:
+        """`copyspec/chunk`: what changed in the replacement so far, for clients that preview;
+        the last one of a turn (`final_text` given) also carries the whole text, to verify."""
+        figures = {**stats.to_dict(), "trimmed_turns": trimmed_turns}
+        params = {"session": session, "uri": uri, "seq": change.seq, "start": change.start,
+                  "insert": change.insert, "length": change.length, "stats": figures}
+        if final_text is not None:
+            params.update(final=True, text=final_text)
+        self.server.protocol.notify(CHUNK, params)
 
     def progress(self, title: str, on_cancel: Callable[[], None] | None = None) -> Progress:
         return Progress(self.server, title, on_cancel)
@@ -119,10 +127,44 @@ class Progress:
         return callback is not None
 
 
-def live_figures(stats: dict[str, Any], max_new_tokens: int, started: float) -> tuple[str, int]:
+@dataclass
+class ChunkStream:
+    """The replacement as the client has been sent it, so each `copyspec/chunk` carries only
+    the change: the text from `start` on (UTF-16 code units, as JavaScript and LSP count)
+    becomes `insert`, and the result is `length` units long. Streamed text almost always
+    only grows, so a step costs what it added."""
+
+    shown: str = ""
+    units: int = 0
+    """len(shown) in UTF-16 code units."""
+    seq: int = 0
+
+    def change(self, text: str) -> Change:
+        """The change that turns what was sent into `text`."""
+        if text.startswith(self.shown):
+            start, kept = len(self.shown), self.units
+        else:
+            start = common_prefix(self.shown, text)
+            kept = count_units(text[:start], "utf-16")
+        insert = text[start:]
+        self.shown, self.units, self.seq = text, kept + count_units(insert, "utf-16"), self.seq + 1
+        return Change(self.seq, kept, insert, self.units)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One `copyspec/chunk`'s edit of the replacement: `text[:start] + insert`."""
+
+    seq: int
+    start: int
+    insert: str
+    length: int
+
+
+def live_figures(stats: TurnStats, max_new_tokens: int, started: float) -> tuple[str, int]:
     """Progress text and percentage while decoding: speed, copied share, share of the budget."""
-    tokens = stats["new_tokens"]
-    seconds = time.perf_counter() - started - stats["prefill_seconds"]
-    copied = stats.get("copied_tokens", 0) / tokens if tokens else 0.0
+    tokens = stats.new_tokens
+    seconds = time.perf_counter() - started - stats.prefill_seconds
+    copied = stats.copied_tokens / tokens if tokens else 0.0
     speed = f"{tokens / seconds:.0f} tok/s · " if seconds > 0 else ""
     return f"{speed}{copied:.0%} copied", min(100, round(100 * tokens / max_new_tokens))

@@ -7,6 +7,7 @@ Everything here that touches the model or a chat session runs on the engine thre
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -150,6 +151,15 @@ def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
+class TextDelta:
+    """What one engine step added to the raw answer, with the turn's figures at that step
+    (a copy: the engine thread goes on updating its own)."""
+
+    text: str
+    stats: TurnStats
+
+
+@dataclass(frozen=True)
 class EngineCall:
     """Everything one engine turn needs: the narrow seam between a request and the model."""
 
@@ -186,11 +196,8 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
         send = partial(chat.send, prediction=predicted_ids(chat, call.message))
     else:
         send = chat.send
-    pieces: list[str] = []
-
     def on_text(delta: str, stats: TurnStats) -> None:
-        pieces.append(delta)
-        job.post("text", "".join(pieces), stats.to_dict())
+        job.post("text", TextDelta(delta, copy.copy(stats)))
         if call.pacer is not None:
             call.pacer.after_step(job.stop)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from copyspec_lsp.adapters import syntax
-from copyspec_lsp.adapters.client import Progress, live_figures
+from copyspec_lsp.adapters.client import ChunkStream, Progress, live_figures
 from copyspec_lsp.adapters.conversations import Conversation
 from copyspec_lsp.adapters.documents import Document
 from copyspec_lsp.adapters.gate import Pacer
-from copyspec_lsp.adapters.model_host import EngineCall, ModelUnavailable
+from copyspec_lsp.adapters.model_host import EngineCall, ModelUnavailable, TextDelta
 from copyspec_lsp.adapters.region_tracking import Region
 from copyspec_lsp.adapters.remote import RemoteUnavailable
 from copyspec_lsp.adapters.requests import Request, RequestError
@@ -33,6 +33,7 @@ from engine import prompt_format
 from engine.config import SpecConfig
 from engine.session import PromptTooLongError
 from engine.shaping import Shaper, line_break
+from engine.stats import TurnStats
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -227,7 +228,8 @@ class RefineFlow:
         if place:
             progress.report(f"queued: {place} ahead", force=True)
         writer = context.client.writer(document, request, self.params.apply)
-        stats: dict[str, Any] = {}
+        stats = TurnStats()
+        stream, sent = shaper.stream(), ChunkStream()
         shown = ""
         started = time.perf_counter()
         while True:
@@ -255,11 +257,12 @@ class RefineFlow:
             if event.kind == "trimmed":
                 conversation.trimmed_turns += event.value
                 continue
-            stats = event.stats or stats
-            text = shaper(event.value)
+            step: TextDelta = event.value
+            stats = step.stats
+            text = stream.push(step.text)
             if text != shown:
-                delta = text[len(shown):] if text.startswith(shown) else ""
-                context.client.chunk(conversation.id, request.uri, delta, text, stats)
+                context.client.chunk(conversation.id, request.uri, sent.change(text), stats,
+                                     conversation.trimmed_turns)
                 shown = text
                 progress.report(*live_figures(stats, max_new, started))
                 await writer.write(shown)
@@ -268,15 +271,14 @@ class RefineFlow:
                 pacer.step_handled()
         result = event.value
         conversation.history = True
-        stats = {**result.stats.to_dict(), "trimmed_turns": conversation.trimmed_turns}
         # A turn quicker than the report interval still shows its figures once.
-        progress.report(*live_figures(stats, max_new, started), force=True)
+        progress.report(*live_figures(result.stats, max_new, started), force=True)
         final = shaper(result.text, final=True)
-        if final != shown:
-            context.client.chunk(conversation.id, request.uri, "", final, stats)
+        context.client.chunk(conversation.id, request.uri, sent.change(final), result.stats,
+                             conversation.trimmed_turns, final_text=final)
         await writer.finish(final)
         await held(pacer, request, True)
-        return final, stats
+        return final, {**result.stats.to_dict(), "trimmed_turns": conversation.trimmed_turns}
 
     async def _check(self, document: Document, region: Region, text: str) -> CheckResult:
         """Syntax errors in the attempt, then the configured check command, if any."""

@@ -3,6 +3,21 @@ local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helper
 local copyspec = require('copyspec')
 
 H.run({
+  { 'chunks rebuild the text in UTF-16 units; a lost or wrong one is refused', function()
+    local state = {}
+    local function chunk(seq, start, insert, length, final)
+      return { seq = seq, start = start, insert = insert, length = length, final = final and true or nil, text = final }
+    end
+    H.eq('a😀', copyspec.apply_chunk(state, chunk(1, 0, 'a😀', 3)), 'first')
+    H.eq('a😀b\n', copyspec.apply_chunk(state, chunk(2, 3, 'b\n', 5)), 'appended after a surrogate pair')
+    H.eq('a😀X', copyspec.apply_chunk(state, chunk(3, 3, 'X', 4)), 'a change that takes text back')
+    H.eq('a😀X é', copyspec.apply_chunk(state, chunk(4, 4, ' é', 6, 'a😀X é')), 'final')
+    H.eq('b', copyspec.apply_chunk(state, chunk(1, 0, 'b', 1)), 'a new turn starts afresh')
+    H.eq(nil, (copyspec.apply_chunk(state, chunk(3, 1, 'c', 2))), 'a gap')
+    H.eq(nil, (copyspec.apply_chunk({}, chunk(1, 0, 'ab', 3))), 'a wrong length')
+    H.eq(nil, (copyspec.apply_chunk({}, chunk(1, 0, 'a', 1, 'b'))), 'a wrong final text')
+  end },
+
   { 'final stats and status are formatted for messages', function()
     H.eq('41.3 tok/s · 63% copied · 80 tokens',
       copyspec.format_stats({ tokens_per_second = 41.26, copied_share = 0.634, new_tokens = 80 }), 'stats')

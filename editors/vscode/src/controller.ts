@@ -19,7 +19,7 @@
 // are then offered for review one by one (Review): accept or reject each, or all.
 import * as vscode from 'vscode';
 import {
-  Change, Range, SessionStore, Stats, Status, TextEdit, WorkspaceEdit, formatStats, formatStatus,
+  Change, Chunk, ChunkText, Range, SessionStore, Stats, Status, TextEdit, WorkspaceEdit, formatStats, formatStatus,
   singleDocumentEdit, staleReason, statusBarText, trackRange,
 } from './logic';
 import { WireHunk } from './hunks';
@@ -32,7 +32,6 @@ export interface Rpc {
   onRequest(method: string, handler: (params: any) => unknown): vscode.Disposable;
 }
 
-interface Chunk { session: string; uri: string; delta: string; text: string; stats: Stats }
 interface ApplyEditParams { label?: string; edit: WorkspaceEdit }
 interface ApplyEditResult { applied: boolean; failureReason?: string }
 interface JobResult {
@@ -70,6 +69,8 @@ interface Job {
   applying?: Thenable<unknown>;
   /** While this job's own edit is being applied: the document changes seen meanwhile. */
   editing?: Editing;
+  /** The answer so far, rebuilt from the turn's `copyspec/chunk` changes. */
+  chunks: ChunkText;
   /** Preview mode: the answer so far. */
   text?: string;
   requested: Range;
@@ -276,7 +277,7 @@ export class Controller implements vscode.Disposable {
     const preview = config.get<string>('applyMode', 'stream') === 'preview';
     this.review.end(uri); // a new request leaves the buffer as the review left it
     const job: Job = {
-      uri, editor, preview, cts: new vscode.CancellationTokenSource(), pending: [], requested: range,
+      uri, editor, preview, cts: new vscode.CancellationTokenSource(), pending: [], chunks: new ChunkText(), requested: range,
       verb: method === 'copyspec/fix' ? 'fixing' : 'refining',
     };
     this.jobs.set(uri, job);
@@ -364,11 +365,20 @@ export class Controller implements vscode.Disposable {
     const figures = formatStats(p.stats);
     job.progress?.report({ message: figures });
     this.setBusy(job, figures);
+    // Each turn of a fix numbers its chunks afresh.
+    if (p.seq === 1) job.chunks = new ChunkText();
+    let text: string;
+    try {
+      text = job.chunks.apply(p);
+    } catch (error) {
+      this.log.appendLine(`${job.verb}: ${(error as Error).message}`);
+      return;
+    }
     if (job.preview) {
-      job.text = p.text;
+      job.text = text;
       const r = job.requested;
       const lines = new vscode.Range(r.start.line, 0, Math.max(r.start.line, r.end.line), 0);
-      this.preview.show(job.editor, { uri: job.uri, range: lines, text: p.text }, job.editor.document.languageId);
+      this.preview.show(job.editor, { uri: job.uri, range: lines, text }, job.editor.document.languageId);
     }
   }
 

@@ -218,3 +218,29 @@ export function quietStderr(data: string, debug: boolean): [string, string] {
   }
   return [shown.join(''), tail];
 }
+
+/** One `copyspec/chunk`: the replacement's text from `start` on (UTF-16 code units) becomes
+ * `insert`, leaving `length` units; the last chunk of a turn (`final`) also has the whole `text`. */
+export interface Chunk {
+  session: string; uri: string; seq: number; start: number; insert: string; length: number;
+  stats: Stats; final?: boolean; text?: string;
+}
+
+/** The replacement so far, rebuilt from a turn's chunks; throws when one is missing, out of
+ * order, or does not leave the length (or final text) the server says. */
+export class ChunkText {
+  text = '';
+  private seq = 0;
+
+  apply(chunk: Chunk): string {
+    if (this.seq !== 0 && chunk.seq !== this.seq + 1) {
+      throw new Error(`copyspec/chunk ${chunk.seq} after ${this.seq}: one was lost`);
+    }
+    this.seq = chunk.seq;
+    this.text = this.text.slice(0, chunk.start) + chunk.insert;
+    if (this.text.length !== chunk.length || (chunk.text !== undefined && chunk.text !== this.text)) {
+      throw new Error(`copyspec/chunk ${chunk.seq} does not rebuild the server's text`);
+    }
+    return this.text;
+  }
+}

@@ -3,7 +3,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const {
-  initializationOptions, formatStats, statusBarText, formatStatus, endOf, trackRange, SessionStore,
+  initializationOptions, formatStats, statusBarText, formatStatus, endOf, trackRange, SessionStore, ChunkText,
 } = require('../out/logic');
 
 const pos = (line, character) => ({ line, character });
@@ -95,4 +95,18 @@ test('SessionStore prefers the session under the cursor and forgets edited regio
   assert.equal(s.get('file:///a.py').session, 's1');
   s.set('file:///a.py', 's1', range(0, 0, 1, 0)); // a new turn moves a session to the end
   assert.equal(s.get('file:///a.py').session, 's1');
+});
+
+test('ChunkText rebuilds the answer from chunk changes in UTF-16 units and rejects a gap', () => {
+  const chunk = (seq, start, insert, length, extra = {}) => ({ seq, start, insert, length, stats: {}, ...extra });
+  const text = new ChunkText();
+  assert.equal(text.apply(chunk(1, 0, 'a😀', 3)), 'a😀');
+  assert.equal(text.apply(chunk(2, 3, 'b\n', 5)), 'a😀b\n');
+  assert.equal(text.apply(chunk(3, 3, 'X', 4)), 'a😀X', 'a change that takes text back');
+  assert.equal(text.apply(chunk(4, 4, ' é', 6, { final: true, text: 'a😀X é' })), 'a😀X é');
+  assert.throws(() => new ChunkText().apply(chunk(1, 0, 'ab', 3)), /does not rebuild/);
+  const gap = new ChunkText();
+  gap.apply(chunk(1, 0, 'a', 1));
+  assert.throws(() => gap.apply(chunk(3, 1, 'b', 2)), /lost/);
+  assert.throws(() => new ChunkText().apply(chunk(1, 0, 'a', 1, { final: true, text: 'b' })), /does not rebuild/);
 });

@@ -10,6 +10,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { CancellationTokenSource, ResponseError } = require('vscode-jsonrpc');
 const { Controller } = require('../out/controller');
+const { ChunkText } = require('../out/logic');
 const { startServer, waitFor, within } = require('./server');
 
 const SOURCE = 'def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n';
@@ -70,8 +71,12 @@ test('streamed applyEdits and chunks both rebuild exactly the final text', async
   assert.deepEqual(result.range.start, REGION.start);
   const chunks = s.chunks.filter((c) => c.session === result.session);
   assert.ok(chunks.length >= 1);
-  assert.equal(chunks.map((c) => c.delta).join(''), result.text, 'deltas concatenate to the text');
+  const rebuilt = new ChunkText();
+  for (const c of chunks) rebuilt.apply(c); // throws on a lost chunk or a wrong length
+  assert.equal(rebuilt.text, result.text, 'the changes rebuild the text');
+  assert.equal(chunks[chunks.length - 1].final, true);
   assert.equal(chunks[chunks.length - 1].text, result.text);
+  assert.ok(chunks.slice(0, -1).every((c) => c.text === undefined), 'only the last carries the whole text');
   for (const key of ['tokens_per_second', 'copied_share']) assert.equal(typeof chunks[0].stats[key], 'number', key);
   assert.ok(s.progress.some((p) => p.value?.kind === 'report' && /tok\/s/.test(p.value.message ?? '')), 'work-done progress with tok/s');
 });

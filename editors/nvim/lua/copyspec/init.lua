@@ -372,6 +372,30 @@ function M.status()
   end)
 end
 
+-- A turn's text, rebuilt from its copyspec/chunk changes: { seq, start, insert, length } turn
+-- the text from `start` on (UTF-16 code units) into `insert`, leaving `length` units; the last
+-- one (`final`) also carries the whole `text`. Returns the new text, or nil and why not.
+function M.apply_chunk(state, params)
+  if params.seq == 1 then
+    state.text, state.seq = '', 0
+  end
+  if params.seq ~= (state.seq or 0) + 1 then
+    return nil, ('copyspec/chunk %d after %d: one was lost'):format(params.seq, state.seq or 0)
+  end
+  local text = state.text or ''
+  local units = vim.str_utfindex(text, 'utf-16')
+  if params.start > units then
+    return nil, ('copyspec/chunk %d starts past the text'):format(params.seq)
+  end
+  local cut = vim.str_byteindex(text, 'utf-16', params.start, false)
+  text = text:sub(1, cut) .. params.insert
+  if vim.str_utfindex(text, 'utf-16') ~= params.length or (params.text and params.text ~= text) then
+    return nil, ('copyspec/chunk %d does not rebuild the server\'s text'):format(params.seq)
+  end
+  state.text, state.seq = text, params.seq
+  return text
+end
+
 -- copyspec/chunk: live progress in a virtual line above the region.
 local function on_chunk(_, params, ctx)
   local bufnr = vim.uri_to_bufnr(params.uri)
@@ -379,10 +403,16 @@ local function on_chunk(_, params, ctx)
   if not job or job.cancelled or job.client_id ~= ctx.client_id then
     return
   end
+  job.chunks = job.chunks or {}
+  local text, err = M.apply_chunk(job.chunks, params)
+  if not text then
+    vim.notify('CopySpec: ' .. err, vim.log.levels.WARN)
+    return
+  end
   show_progress(bufnr, job, M.format_stats(params.stats))
   if job.preview then
     local last = job.requested[2]
-    preview_show(bufnr, { srow = job.requested[1], erow = last, text = params.text })
+    preview_show(bufnr, { srow = job.requested[1], erow = last, text = text })
   end
 end
 
