@@ -6,12 +6,21 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 
 class TextStream:
-    """Emits only settled text: a trailing U+FFFD (half of a UTF-8 character) is held back."""
+    """Emits only settled text: a trailing U+FFFD (half of a UTF-8 character) is held back.
+
+    Each push decodes only a short window (the tokens of the last settled step and the new
+    ones), so a step costs what it added, not the answer so far; `finish` decodes the whole
+    answer once, and that is the text."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
         self.text = ""
+        self._prefix = 0
+        """Where the window starts: the first token of the last settled step, decoded again
+        as context so a tokenizer that joins pieces (leading spaces) decodes them alike."""
+        self._settled = 0
+        """Tokens whose text is in `text`."""
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(
@@ -21,10 +30,13 @@ class TextStream:
     def push(self, ids: list[int]) -> str:
         """Add tokens; return the newly settled text (possibly empty)."""
         self.ids.extend(ids)
-        text = self.decode(self.ids)
-        if text.endswith("\ufffd") or not text.startswith(self.text):
+        before = self.decode(self.ids[self._prefix : self._settled])
+        window = self.decode(self.ids[self._prefix :])
+        if window.endswith("\ufffd") or not window.startswith(before):
             return ""
-        delta, self.text = text[len(self.text) :], text
+        delta = window[len(before) :]
+        self.text += delta
+        self._prefix, self._settled = self._settled, len(self.ids)
         return delta
 
     def finish(self) -> str:
