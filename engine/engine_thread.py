@@ -2,8 +2,9 @@
 and every `copyspec serve` replica run their turns on one of these.
 
 Jobs run one at a time in arrival order. Each job talks back to the event loop only by
-posting events (queue position, streamed text, its result or error) with
-`call_soon_threadsafe`, so every LSP message is still sent from the event loop thread.
+posting typed events (`JobEvent`: queue position, streamed text, trimmed history, its result,
+error or cancel) with `call_soon_threadsafe`, so every LSP message is still sent from the
+event loop thread.
 Stopping a job sets its `threading.Event`, which the engine checks once per step.
 """
 
@@ -18,16 +19,57 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.stats import TurnStats
+
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Event:
-    """Something a job reports: "position" (n), "text" (raw answer, stats), "done", "error"."""
+@dataclass(frozen=True)
+class QueuePosition:
+    """How many jobs are ahead of this one; 0: it is running now."""
 
-    kind: str
-    value: Any = None
-    stats: dict[str, Any] | None = None
+    ahead: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """What one engine step added to the raw answer, with the turn's figures at that step
+    where the consumer shows them live (a copy: the engine thread goes on updating its own);
+    None where nobody reads them."""
+
+    text: str
+    stats: TurnStats | None = None
+
+
+@dataclass(frozen=True)
+class HistoryTrimmed:
+    """The turn only fit the context window once its oldest `turns` turns were dropped."""
+
+    turns: int
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """The job's last event: what its `run` returned."""
+
+    result: Any
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """The job's last event: what its `run` raised."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    """The job was stopped (by its request, on the event loop thread), and why."""
+
+    reason: str
+
+
+JobEvent = QueuePosition | TextDelta | HistoryTrimmed | JobDone | JobFailed | JobCancelled
 
 
 @dataclass(eq=False)
@@ -38,7 +80,7 @@ class Job:
     uri: str = ""
     session: str = ""
     stop: threading.Event = field(default_factory=threading.Event)
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
     loop: asyncio.AbstractEventLoop | None = None
     on_result: Callable[[Any], None] | None = None
     """Called on the event loop thread with what `run` returned, even after a cancel."""
@@ -46,9 +88,9 @@ class Job:
     """Called on the event loop thread once the job is over: run, failed or skipped because
     it was cancelled while it waited."""
 
-    def post(self, kind: str, value: Any = None, stats: dict[str, Any] | None = None) -> None:
+    def post(self, event: JobEvent) -> None:
         """Hand an event to the event loop; safe from any thread, a no-op once it closed."""
-        self.call_soon(self.events.put_nowait, Event(kind, value, stats))
+        self.call_soon(self.events.put_nowait, event)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run `callback(*args)` on the event loop thread; a no-op once the loop closed."""
@@ -60,7 +102,7 @@ class Job:
         """Stop the model within one step and wake whoever awaits this job (loop thread)."""
         if not self.stop.is_set():
             self.stop.set()
-            self.events.put_nowait(Event("cancelled", reason))
+            self.events.put_nowait(JobCancelled(reason))
 
     @property
     def cancelled(self) -> bool:
@@ -117,17 +159,17 @@ class EngineThread:
                 self._running = job
                 waiting = list(self._waiting)
             for place, other in enumerate(waiting, start=1):
-                other.post("position", place)
+                other.post(QueuePosition(place))
             if not job.cancelled:
-                job.post("position", 0)
+                job.post(QueuePosition(0))
                 try:
                     result = job.run(job)
                     if job.on_result is not None:
                         job.call_soon(job.on_result, result)
-                    job.post("done", result)
+                    job.post(JobDone(result))
                 except Exception as error:  # reported to the request, never kills the thread
                     log.debug("job failed", exc_info=True)
-                    job.post("error", error)
+                    job.post(JobFailed(error))
             if job.on_end is not None:
                 job.call_soon(job.on_end)
             with self._wake:

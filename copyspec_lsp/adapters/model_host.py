@@ -22,7 +22,14 @@ from copyspec_lsp.adapters.settings import Settings
 from engine import prompt_format
 from engine.compiled import use_compile
 from engine.config import SpecConfig
-from engine.engine_thread import EngineThread, Job
+from engine.engine_thread import (
+    EngineThread,
+    HistoryTrimmed,
+    Job,
+    JobDone,
+    JobFailed,
+    TextDelta,
+)
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
 from engine.session import PromptTooLongError, Session, TurnResult
@@ -58,16 +65,16 @@ class ModelHost:
             generation = self.begin_load(settings)
         job = Job(lambda _: load_models(settings))
         self.worker.submit(job)
-        while (event := await job.events.get()).kind not in ("done", "error"):
+        while not isinstance(event := await job.events.get(), (JobDone, JobFailed)):
             pass
         if generation != self.generation:
             return None  # a newer configuration is loading; its load reports the outcome
-        if event.kind == "error":
-            self.state, self.error = "error", str(event.value)
-            self._ready.set_exception(ModelUnavailable(f"the model failed to load: {event.value}"))
+        if isinstance(event, JobFailed):
+            self.state, self.error = "error", str(event.error)
+            self._ready.set_exception(ModelUnavailable(f"the model failed to load: {event.error}"))
             self._ready.exception()  # mark retrieved: no "never retrieved" warning at exit
             raise ModelUnavailable(self.error)
-        self.state, (self.lm, self.draft) = "ready", event.value
+        self.state, (self.lm, self.draft) = "ready", event.result
         self._ready.set_result(self.lm)
         return self.lm
 
@@ -151,15 +158,6 @@ def load_notices(lm: LoadedModel, settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
-class TextDelta:
-    """What one engine step added to the raw answer, with the turn's figures at that step
-    (a copy: the engine thread goes on updating its own)."""
-
-    text: str
-    stats: TurnStats
-
-
-@dataclass(frozen=True)
 class EngineCall:
     """Everything one engine turn needs: the narrow seam between a request and the model."""
 
@@ -197,7 +195,7 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     else:
         send = chat.send
     def on_text(delta: str, stats: TurnStats) -> None:
-        job.post("text", TextDelta(delta, copy.copy(stats)))
+        job.post(TextDelta(delta, copy.copy(stats)))
         if call.pacer is not None:
             call.pacer.after_step(job.stop)
 
@@ -217,7 +215,7 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
         conversation.chat = None  # its cache may be half-updated: the next turn starts afresh
         raise
     if trimmed:
-        job.post("trimmed", trimmed)
+        job.post(HistoryTrimmed(trimmed))
     return result
 
 

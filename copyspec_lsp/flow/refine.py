@@ -20,7 +20,7 @@ from copyspec_lsp.adapters.client import ChunkStream, Progress, live_figures
 from copyspec_lsp.adapters.conversations import Conversation
 from copyspec_lsp.adapters.documents import Document
 from copyspec_lsp.adapters.gate import Pacer
-from copyspec_lsp.adapters.model_host import EngineCall, ModelUnavailable, TextDelta
+from copyspec_lsp.adapters.model_host import EngineCall, ModelUnavailable
 from copyspec_lsp.adapters.region_tracking import Region
 from copyspec_lsp.adapters.remote import RemoteUnavailable
 from copyspec_lsp.adapters.requests import Request, RequestError
@@ -31,6 +31,14 @@ from copyspec_lsp.flow.hunks import region_hunks
 from copyspec_lsp.flow.params import CONVERTER, RequestParams
 from engine import prompt_format
 from engine.config import SpecConfig
+from engine.engine_thread import (
+    HistoryTrimmed,
+    JobCancelled,
+    JobDone,
+    JobFailed,
+    QueuePosition,
+    TextDelta,
+)
 from engine.session import PromptTooLongError
 from engine.shaping import Shaper, line_break
 from engine.stats import TurnStats
@@ -239,37 +247,37 @@ class RefineFlow:
                 await writer.write(shown)
                 await held(pacer, request, bool(shown) and writer.due(shown) is None)
                 continue
-            if event.kind == "cancelled" or request.stopped:
+            if isinstance(event, JobCancelled) or request.stopped:
                 raise request.cancelled()
-            if event.kind == "error":
-                conversation.history = False
-                if isinstance(event.value, (PromptTooLongError, RemoteUnavailable,
-                                            ModelUnavailable)):
-                    raise event.value
-                raise ModelFailed(f"the model failed: {event.value}") from event.value
-            if event.kind == "position":
-                progress.report(f"queued: {event.value} ahead" if event.value else "generating",
-                                force=True)
-                started = time.perf_counter()
-                continue
-            if event.kind == "done":
-                break
-            if event.kind == "trimmed":
-                conversation.trimmed_turns += event.value
-                continue
-            step: TextDelta = event.value
-            stats = step.stats
-            text = stream.push(step.text)
-            if text != shown:
-                context.client.chunk(conversation.id, request.uri, sent.change(text), stats,
-                                     conversation.trimmed_turns)
-                shown = text
-                progress.report(*live_figures(stats, max_new, started))
-                await writer.write(shown)
-            await held(pacer, request, bool(shown) and writer.due(shown) is None)
-            if pacer is not None:
-                pacer.step_handled()
-        result = event.value
+            match event:
+                case JobFailed(error=error):
+                    conversation.history = False
+                    if isinstance(error, (PromptTooLongError, RemoteUnavailable,
+                                          ModelUnavailable)):
+                        raise error
+                    raise ModelFailed(f"the model failed: {error}") from error
+                case QueuePosition(ahead=ahead):
+                    progress.report(f"queued: {ahead} ahead" if ahead else "generating",
+                                    force=True)
+                    started = time.perf_counter()
+                    continue
+                case JobDone(result=result):
+                    break
+                case HistoryTrimmed(turns=turns):
+                    conversation.trimmed_turns += turns
+                    continue
+                case TextDelta(text=delta, stats=step_stats):
+                    stats = step_stats or stats
+                    text = stream.push(delta)
+                    if text != shown:
+                        context.client.chunk(conversation.id, request.uri, sent.change(text),
+                                             stats, conversation.trimmed_turns)
+                        shown = text
+                        progress.report(*live_figures(stats, max_new, started))
+                        await writer.write(shown)
+                    await held(pacer, request, bool(shown) and writer.due(shown) is None)
+                    if pacer is not None:
+                        pacer.step_handled()
         conversation.history = True
         # A turn quicker than the report interval still shows its figures once.
         progress.report(*live_figures(result.stats, max_new, started), force=True)

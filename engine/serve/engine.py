@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import SpecConfig
-from engine.engine_thread import EngineThread, Job
+from engine.engine_thread import EngineThread, Job, JobDone, JobFailed, TextDelta
 from engine.gate import gate_path, hold_while_closed
 from engine.loading import LoadedModel
 from engine.schedule import Acceptance
@@ -73,17 +73,16 @@ class ServeEngine:
         self.thread.submit(job)
         try:
             while True:
-                event = await job.events.get()
-                if event.kind == "text":
-                    yield event.value
-                elif event.kind == "done":
-                    ended = True
-                    result, carried = event.value
-                    yield TurnEnd(result, carried, self.replica)
-                    return
-                elif event.kind == "error":
-                    ended = True
-                    raise event.value
+                match await job.events.get():
+                    case TextDelta(text=delta):
+                        yield delta
+                    case JobDone(result=(result, carried)):
+                        ended = True
+                        yield TurnEnd(result, carried, self.replica)
+                        return
+                    case JobFailed(error=error):
+                        ended = True
+                        raise error
         finally:
             if not ended:
                 stopped_at.append(stats.forward_passes)
@@ -124,7 +123,7 @@ class ServeEngine:
         """What the session calls with each text delta (on the engine thread)."""
 
         def on_text(delta: str, _stats: TurnStats) -> None:
-            job.post("text", delta)
+            job.post(TextDelta(delta))
             hold_while_closed(self.gate, job.stop)  # tests only: see engine/gate.py
 
         return on_text
