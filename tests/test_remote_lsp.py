@@ -21,6 +21,7 @@ from lsp_fixtures import (
     Editor,
     free_port,
     held_stream,
+    rebuilt,
     rng,
     server_command,
     start_editor,
@@ -83,7 +84,8 @@ async def test_remote_turns_match_local_and_reuse_the_servers_cache(editors) -> 
     assert remote.docs[uri] == local.docs[uri]
     assert len([e for e in remote.edits if uri in (e.edit.changes or {})]) >= 2, "streamed"
     chunks = [c for c in remote.chunks if c["uri"] == uri]
-    assert "".join(c["delta"] for c in chunks) == first["text"]
+    assert chunks[-1]["final"] and chunks[-1]["text"] == first["text"]
+    assert rebuilt(chunks)[-1] == first["text"], "the changes rebuild the answer"
     assert first["stats"]["new_tokens"] > 0 and first["stats"]["forward_passes"] > 0
     follow = {**params(uri), "range": first["range"], "session": first["session"],
               "instruction": "now add type hints", "apply": "none"}
