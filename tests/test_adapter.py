@@ -208,3 +208,18 @@ def test_missing_base_weights_name_the_fetch_command(
     assert exit_status.value.code == 2
     error = capsys.readouterr().err
     assert "python -m engine.fetch smollm2" in error and len(error.strip().splitlines()) == 1
+
+
+def test_training_resumes_from_an_adapter(trained: Path, tiny_model_dir: Path,
+                                          tmp_path: Path) -> None:
+    out = tmp_path / "more"
+    assert adapter.main(["--out", str(out), "--base", str(tiny_model_dir), "--resume",
+                         str(trained), "--steps", "1", "--accumulate", "1", "--max-files", "4",
+                         "--max-lines", "6", "--max-tokens", "1000", "--threads", "1"]) == 0
+    record = json.loads((out / "training.json").read_text())
+    assert record["resumed_from"] == json.loads((trained / "training.json").read_text())
+    before = load_file(trained / "adapter_model.safetensors")
+    after = load_file(out / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    changes = [(after[k].float() - before[k].float()).abs().max().item() for k in before]
+    assert 0 < max(changes) < 0.1  # one small step on from the trained weights, not afresh

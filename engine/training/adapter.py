@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -96,13 +96,18 @@ def answer_loss(model: PreTrainedModel, row: Row) -> torch.Tensor:
     return (losses * weights[answer]).sum() / weights[answer].sum()
 
 
-def with_adapter(lm: LoadedModel, rank: int, alpha: int, base: str) -> torch.nn.Module:
-    """The model with fresh LoRA layers on TARGET_MODULES (only they train)."""
-    config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(lm.model, config)
+def with_adapter(lm: LoadedModel, rank: int, alpha: int, base: str,
+                 resume: Path | None = None) -> torch.nn.Module:
+    """The model with LoRA layers on TARGET_MODULES (only they train): fresh ones, or those of
+    the adapter in `resume` to train further."""
+    if resume is not None:
+        peft_model = PeftModel.from_pretrained(lm.model, str(resume), is_trainable=True)
+    else:
+        config = LoraConfig(
+            r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+            task_type="CAUSAL_LM",
+        )
+        peft_model = get_peft_model(lm.model, config)
     peft_model.peft_config["default"].base_model_name_or_path = base
     return peft_model
 
@@ -140,7 +145,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     lm = load_model(base_location(args.base, Path.cwd()), device="cpu", dtype="float32")
     if lm.tokenizer.eos_token_id not in lm.eos_token_ids:
         raise ValueError("the tokenizer's EOS token does not end the model's turns")
-    model = with_adapter(lm, args.rank, args.alpha, args.base)
+    model = with_adapter(lm, args.rank, args.alpha, args.base, args.resume)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
     examples = source.stream(rng, dict.fromkeys(KINDS, 1.0), args.follow_up_share)
@@ -202,6 +207,8 @@ def train(args: argparse.Namespace) -> dict[str, object]:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "loss_curve": curve,
     }
+    if args.resume:
+        record["resumed_from"] = json.loads((args.resume / "training.json").read_text())
     save_adapter(model, args.out, record)
     print(json.dumps(record["compute"]), flush=True)
     return record
@@ -218,6 +225,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "from `python -m engine.fetch smollm2`)")
     p.add_argument("--minutes", type=float, default=10.0, help="wall time of the training loop")
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")
+    p.add_argument("--resume", type=Path,
+                   help="train this adapter directory further (its rank and alpha)")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
