@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.bench.timing import CostedOracle as Oracle
 from engine.config import SpecConfig
 from engine.costs import CostCurve
 
@@ -110,41 +111,6 @@ def record(args: argparse.Namespace) -> None:
                                           result.prompt_ids, "output": result.token_ids}) + "\n")
 
 
-class _Choices:
-    def __init__(self, choices: list[int]) -> None:
-        self.choices = choices
-
-    def argmax(self, dim: int = -1) -> _Choices:
-        return self
-
-    def tolist(self) -> list[int]:
-        return self.choices
-
-
-class Oracle:
-    """Stands in for `SequenceState`: the model writes the recorded output; each pass costs
-    cost(width)."""
-
-    def __init__(self, prompt: list[int], output: list[int], cost: CostCurve) -> None:
-        from engine.index import NgramIndex
-
-        self.index = NgramIndex(SpecConfig.gamma, SpecConfig.policy)
-        self.index.extend(prompt)
-        self.output, self.done, self.cost, self.seconds = output, 0, cost, 0.0
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.index.tokens
-
-    def step(self, proposal: list[int]) -> _Choices:
-        self.seconds += self.cost(1 + len(proposal))
-        return _Choices(self.output[self.done : self.done + len(proposal) + 1])
-
-    def accept(self, tokens: list[int]) -> None:
-        self.index.extend(tokens)
-        self.done += len(tokens)
-
-
 MODELLED = ("old default", "ours", "HF prompt lookup", "ours, perfect cut", "copy bound")
 
 
@@ -160,7 +126,7 @@ class PerfectCut:
     def cut(self, proposal: Any) -> Any:
         from dataclasses import replace
 
-        done, output, matched = self.state.done, self.state.output, 0
+        done, output, matched = self.state.done, self.state.target, 0
         while (matched < len(proposal.candidate) and done + matched < len(output)
                and proposal.candidate[matched] == output[done + matched]):
             matched += 1

@@ -11,11 +11,11 @@ import random
 import pytest
 
 from engine import schedule
+from engine.bench.timing import CostedOracle as Oracle
 from engine.chat import render_ids
 from engine.config import SpecConfig
 from engine.costs import CostCurve
 from engine.decode import StopRules, decode
-from engine.index import NgramIndex
 from engine.loading import load_model
 from engine.prompt_format import edit_request
 from engine.proposers import Proposal
@@ -36,38 +36,6 @@ GPU = CostCurve((1, 128, 256, 512), (1.0, 1.05, 1.3, 2.2))
 CURVES = {"cpu": CPU, "steep": STEEP, "gpu": GPU, "flat": CostCurve.flat()}
 TOKENS = 400
 COPY = ("copy", "aligned", 4)
-
-
-class _Choices:
-    def __init__(self, choices: list[int]) -> None:
-        self.choices = choices
-
-    def argmax(self, dim: int = -1) -> _Choices:
-        return self
-
-    def tolist(self) -> list[int]:
-        return self.choices
-
-
-class Oracle:
-    """Stands in for `SequenceState`: the model writes `target`, each pass costs cost(width)."""
-
-    def __init__(self, context: list[int], target: list[int], cost: CostCurve) -> None:
-        self.index = NgramIndex(3, "resync")
-        self.index.extend(context)
-        self.target, self.done, self.cost, self.seconds = target, 0, cost, 0.0
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.index.tokens
-
-    def step(self, proposal: list[int]) -> _Choices:
-        self.seconds += self.cost(1 + len(proposal))
-        return _Choices(self.target[self.done : self.done + len(proposal) + 1])
-
-    def accept(self, tokens: list[int]) -> None:
-        self.index.extend(tokens)
-        self.done += len(tokens)
 
 
 class Scripted:

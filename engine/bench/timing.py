@@ -232,6 +232,28 @@ class _Written:
         return self.tokens
 
 
+class CostedOracle:
+    """Stands in for `SequenceState` without a model: the model writes `target`, and each pass
+    costs cost(width) seconds, summed in `seconds` (the chooser's tests and its modelled bench)."""
+
+    def __init__(self, context: list[int], target: list[int], cost: CostCurve) -> None:
+        self.index = NgramIndex(SpecConfig.gamma, SpecConfig.policy)
+        self.index.extend(context)
+        self.target, self.done, self.cost, self.seconds = target, 0, cost, 0.0
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.index.tokens
+
+    def step(self, proposal: list[int]) -> _Written:
+        self.seconds += self.cost(1 + len(proposal))
+        return _Written(self.target[self.done : self.done + len(proposal) + 1])
+
+    def accept(self, tokens: list[int]) -> None:
+        self.index.extend(tokens)
+        self.done += len(tokens)
+
+
 class Forced:
     """A `SequenceState` whose passes run for real (the forward, and the acceptance rule's host
     sync of its argmax) but whose model writes `target`: the replay's oracle inside the
