@@ -223,3 +223,17 @@ def test_training_resumes_from_an_adapter(trained: Path, tiny_model_dir: Path,
     assert before.keys() == after.keys()
     changes = [(after[k].float() - before[k].float()).abs().max().item() for k in before]
     assert 0 < max(changes) < 0.1  # one small step on from the trained weights, not afresh
+
+
+def test_kind_weights_draw_the_named_kinds_and_refuse_bad_specs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    weights = adapter.kind_weights("delete_line=3, no_change=0")
+    assert weights["delete_line"] == 3.0 and weights["no_change"] == 0.0
+    assert all(weights[k] == 1.0 for k in KINDS if k not in ("delete_line", "no_change"))
+    for spec, said in [("renames=2", "unknown kind 'renames'"),
+                       ("delete_line=many", "is not kind=number"),
+                       ("literal=-1", "negative weight"),
+                       (",".join(f"{k}=0" for k in KINDS), "every weight is 0")]:
+        with pytest.raises(SystemExit):
+            adapter.parse_args(["--out", "x", "--steps", "1", "--kind-weights", spec])
+        assert said in capsys.readouterr().err

@@ -132,6 +132,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def kind_weights(spec: str) -> dict[str, float]:
+    """Every kind at weight 1 unless `spec` (`kind=weight,...`) says otherwise: a resumed run
+    can draw more of the kinds the evaluation shows are weak."""
+    weights = dict.fromkeys(KINDS, 1.0)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, _, weight = item.partition("=")
+        if kind not in weights:
+            raise ValueError(f"--kind-weights: unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+        try:
+            weights[kind] = float(weight)
+        except ValueError:
+            raise ValueError(f"--kind-weights: {item!r} is not kind=number") from None
+        if weights[kind] < 0:
+            raise ValueError(f"--kind-weights: {kind} has a negative weight")
+    if not any(weights.values()):
+        raise ValueError("--kind-weights: every weight is 0")
+    return weights
+
+
 def train(args: argparse.Namespace) -> dict[str, object]:
     """Train until --minutes or --steps runs out, log the loss, and save to --out."""
     started = time.time()
@@ -148,7 +167,7 @@ def train(args: argparse.Namespace) -> dict[str, object]:
     model = with_adapter(lm, args.rank, args.alpha, args.base, args.resume)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
-    examples = source.stream(rng, dict.fromkeys(KINDS, 1.0), args.follow_up_share)
+    examples = source.stream(rng, kind_weights(args.kind_weights), args.follow_up_share)
     setup = time.time() - started
     print(f"{len(source.codes)} training functions from {len(train_files)} files "
           f"({len(held_out)} held out); {sum(p.numel() for p in trainable):,} adapter "
@@ -227,6 +246,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: none)")
     p.add_argument("--resume", type=Path,
                    help="train this adapter directory further (its rank and alpha)")
+    p.add_argument("--kind-weights", default="",
+                   help="kind=weight,... to draw some edit kinds more often (default: all 1)")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -244,6 +265,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.minutes and not args.steps:
         p.error("give --minutes or --steps")
+    try:
+        kind_weights(args.kind_weights)
+    except ValueError as error:
+        p.error(str(error))
     return args
 
 
