@@ -67,10 +67,10 @@ def decode(
         else:
             accepted, own = accept_sampled(logits, proposal.tokens, sampler, proposal.probs)
         spent = time.perf_counter() - began  # the forward and the acceptance rule's host sync
-        _count(stats, proposal, accepted)
         if proposal.proposer is not None:
             proposal.proposer.feedback(proposal, accepted)
         emitted, reason = _apply_stops([*proposal.tokens[:accepted], own], generated, rules)
+        _count(stats, proposal, min(accepted, len(emitted)))
         if chooser is not None:
             if generated:  # the first pass reuses the prefill's logits: not a full forward
                 chooser.timed(1 + len(proposal), spent)
@@ -112,13 +112,15 @@ def _propose(
     return Proposal(), made
 
 
-def _count(stats: TurnStats, proposal: Proposal, accepted: int) -> None:
+def _count(stats: TurnStats, proposal: Proposal, kept: int) -> None:
+    """Count a pass's proposal; `kept` is how many of its accepted tokens the stop cut left in
+    the output, so copied and drafted tokens never exceed the new ones."""
     if proposal.source == "copy":
         stats.copy_attempts += 1
-        stats.copied_tokens += accepted
+        stats.copied_tokens += kept
     elif proposal.source == "draft":
         stats.draft_attempts += 1
-        stats.drafted_tokens += accepted
+        stats.drafted_tokens += kept
     stats.draft_forward_passes += proposal.forward_passes
     stats.proposed_tokens += len(proposal)
 

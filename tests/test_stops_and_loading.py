@@ -40,6 +40,26 @@ def test_eos_inside_an_accepted_copy_is_cut_there(cycling) -> None:
     assert stats.copied_tokens > 0 and stats.forward_passes < len(tokens)
 
 
+def test_copied_tokens_are_those_the_eos_cut_kept(cycling) -> None:
+    """A copy accepted past the EOS counts only the tokens left before the cut, so the copied
+    share of a turn that ends at end-of-turn stays at most 1."""
+    lm, ids, _ = cycling
+    blocks: list[list[int]] = []
+    run_turn(SequenceState(lm.model), ids, lm, SpecConfig(block=16), StopRules(frozenset(), 40),
+             on_tokens=blocks.append)
+    assert len(blocks[0]) > 2  # the first pass accepts a copy of several tokens
+    eos = blocks[0][0]
+    rules = StopRules(frozenset({eos}), max_new_tokens=40)
+    tokens, stats = run_turn(SequenceState(lm.model), ids, lm, SpecConfig(block=16), rules)
+    reference = lm.model.generate(
+        torch.tensor([ids]), do_sample=False, max_new_tokens=40, eos_token_id=eos,
+        pad_token_id=eos,
+    )[0, len(ids) :].tolist()
+    assert tokens == [eos] == reference
+    assert (stats.new_tokens, stats.forward_passes, stats.copy_attempts) == (1, 1, 1)
+    assert stats.copied_tokens == 1 and stats.copied_share == 1.0
+
+
 def test_stop_string_ends_the_turn_after_the_token_that_completes_it(cycling) -> None:
     lm, ids, continuation = cycling
     text = lm.tokenizer.decode(continuation)
