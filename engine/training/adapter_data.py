@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.prompt_format import SYSTEM_PROMPT, edit_request, fence
-from engine.training.data import read_source
+from engine.training.data import NameVariants, fresh_name, read_source
 
 KINDS = (
     "rename_local",
@@ -37,6 +37,14 @@ KINDS = (
 FOLLOW_UP_KINDS = ("rename_local", "rename_parameter", "delete_line", "insert_line", "literal")
 """Kinds a second turn asks for (by the instruction alone, as the server sends follow-ups)."""
 MIN_LINES, MAX_LINES = 3, 30
+
+FUNCTION_NAMES = NameVariants(
+    tries=12, pool_share=0.35,
+    suffixes=("value", "new", "list", "count", "data", "item", "2", "obj"),
+    prefixes=("new", "old", "my", "the", "raw", "cur"), strip_before_suffix=True,
+    on_camel_clash=lambda name: f"{name}_x",
+)
+"""The adapter's renames: its training examples and held-out evaluation items."""
 
 Edit = tuple[str, str]
 """(instruction, the edited code)."""
@@ -150,27 +158,6 @@ def replace_spans(code: str, spans: list[tuple[int, int]], new: str) -> str:
     return code
 
 
-def fresh_name(old: str, code: str, rng: random.Random, pool: list[str]) -> str:
-    """A new identifier absent from `code`: a variation of `old` or a common stdlib name."""
-    for _ in range(12):
-        roll = rng.random()
-        if roll < 0.35 and pool:
-            candidate = rng.choice(pool)
-        elif roll < 0.6:
-            suffix = rng.choice(["value", "new", "list", "count", "data", "item", "2", "obj"])
-            candidate = f"{old.rstrip('_')}_{suffix}"
-        elif roll < 0.8:
-            candidate = f"{rng.choice(['new', 'old', 'my', 'the', 'raw', 'cur'])}_{old.lstrip('_')}"
-        else:
-            parts = old.strip("_").split("_")
-            candidate = parts[0] + "".join(p.capitalize() for p in parts[1:])
-            if candidate == old or not candidate:
-                candidate = f"{old}_x"
-        if candidate != old and not re.search(rf"\b{re.escape(candidate)}\b", code):
-            return candidate
-    return f"{old}_renamed"
-
-
 def _word_count(name: str, code: str) -> int:
     return len(re.findall(rf"(?<![\w]){re.escape(name)}(?![\w])", code))
 
@@ -236,7 +223,7 @@ def edit_rename(code: str, kind: str, rng: random.Random, pool: list[str]) -> Ed
     if not names:
         return None
     old = rng.choice(names)
-    new = fresh_name(old, code, rng, pool)
+    new = fresh_name(old, code, rng, pool, FUNCTION_NAMES)
     if kind == "rename_attribute":
         target = replace_spans(code, attribute_spans(code, old), new)
     else:
@@ -554,7 +541,7 @@ def edit_no_change(code: str, rng: random.Random, pool: list[str]) -> Edit | Non
         if not names:
             return None
         new = rng.choice(names)
-        old = fresh_name(new, code, rng, pool)
+        old = fresh_name(new, code, rng, pool, FUNCTION_NAMES)
         return rng.choice(RENAME_ASKS["rename_local"]).format(a=old, b=new)
 
     def documented() -> str | None:

@@ -135,23 +135,50 @@ def _identifiers(code: str) -> list[str]:
     return sorted({m for m in _IDENT.findall(code) if m not in _RESERVED and len(m) > 1})
 
 
-def _new_name(old: str, code: str, rng: random.Random, pool: list[str]) -> str:
-    """A fresh identifier not present in code, either a variation of old or from the pool."""
-    for _ in range(10):
+@dataclass(frozen=True)
+class NameVariants:
+    """How `fresh_name` varies an identifier. Each training set keeps its own variants, so the
+    examples a trained model saw, and a held-out evaluation's items, come out byte for byte."""
+
+    tries: int
+    pool_share: float
+    """The share of tries that take a common stdlib name from the pool."""
+    suffixes: tuple[str, ...]
+    prefixes: tuple[str, ...]
+    strip_before_suffix: bool
+    """Whether `old_` loses its trailing underscores before `_suffix` is added."""
+    on_camel_clash: Callable[[str], str]
+    """The try when camelCasing leaves the name as it was."""
+
+
+SNIPPET_NAMES = NameVariants(
+    tries=10, pool_share=0.4, suffixes=("new", "value", "tmp", "list", "count", "data", "2"),
+    prefixes=("new", "old", "my", "the", "raw"), strip_before_suffix=False,
+    on_camel_clash=str.upper,
+)
+"""The built-in model's renames (`edit_rename` here)."""
+
+
+def fresh_name(
+    old: str, code: str, rng: random.Random, pool: list[str], variants: NameVariants
+) -> str:
+    """A new identifier absent from `code`: a variation of `old` or a common stdlib name."""
+    for _ in range(variants.tries):
         roll = rng.random()
-        if roll < 0.4 and pool:
-            cand = rng.choice(pool)
+        if roll < variants.pool_share and pool:
+            candidate = rng.choice(pool)
         elif roll < 0.6:
-            cand = f"{old}_{rng.choice(['new', 'value', 'tmp', 'list', 'count', 'data', '2'])}"
+            base = old.rstrip("_") if variants.strip_before_suffix else old
+            candidate = f"{base}_{rng.choice(variants.suffixes)}"
         elif roll < 0.8:
-            cand = f"{rng.choice(['new', 'old', 'my', 'the', 'raw'])}_{old.lstrip('_')}"
+            candidate = f"{rng.choice(variants.prefixes)}_{old.lstrip('_')}"
         else:
             parts = old.strip("_").split("_")
-            cand = parts[0] + "".join(p.capitalize() for p in parts[1:])
-            if cand == old or not cand:
-                cand = old.upper()
-        if cand != old and not re.search(rf"\b{re.escape(cand)}\b", code):
-            return cand
+            candidate = parts[0] + "".join(p.capitalize() for p in parts[1:])
+            if candidate == old or not candidate:
+                candidate = variants.on_camel_clash(old)
+        if candidate != old and not re.search(rf"\b{re.escape(candidate)}\b", code):
+            return candidate
     return f"{old}_renamed"
 
 
@@ -161,7 +188,7 @@ def edit_rename(code: str, rng: random.Random, pool: list[str]) -> tuple[str, st
     if not names:
         return None
     old = rng.choice(names)
-    new = _new_name(old, code, rng, pool)
+    new = fresh_name(old, code, rng, pool, SNIPPET_NAMES)
     target = re.sub(rf"\b{re.escape(old)}\b", new, code)
     template = rng.choice(
         (
