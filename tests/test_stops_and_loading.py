@@ -25,17 +25,20 @@ def cycling() -> tuple[LoadedModel, list[int], list[int]]:
     return lm, ids, generate_ids(lm, ids, SpecConfig(method="greedy"), 40)[0]
 
 
+def generated_until(lm: LoadedModel, ids: list[int], eos: int) -> list[int]:
+    """Plain greedy decoding by transformers, ended by `eos`: what every path must reproduce."""
+    output = lm.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=40,
+                               eos_token_id=eos, pad_token_id=eos)
+    return output[0, len(ids):].tolist()
+
+
 def test_eos_inside_an_accepted_copy_is_cut_there(cycling) -> None:
     lm, ids, continuation = cycling
     eos = continuation[5]
     cut = continuation.index(eos)
     rules = StopRules(frozenset({eos}), max_new_tokens=40)
     tokens, stats = run_turn(SequenceState(lm.model), ids, lm, SpecConfig(block=16), rules)
-    reference = lm.model.generate(
-        torch.tensor([ids]), do_sample=False, max_new_tokens=40, eos_token_id=eos,
-        pad_token_id=eos,
-    )[0, len(ids) :].tolist()
-    assert tokens == continuation[: cut + 1] == reference
+    assert tokens == continuation[: cut + 1] == generated_until(lm, ids, eos)
     assert stats.stop_reason == "eos"
     assert stats.copied_tokens > 0 and stats.forward_passes < len(tokens)
 
@@ -51,11 +54,7 @@ def test_copied_tokens_are_those_the_eos_cut_kept(cycling) -> None:
     eos = blocks[0][0]
     rules = StopRules(frozenset({eos}), max_new_tokens=40)
     tokens, stats = run_turn(SequenceState(lm.model), ids, lm, SpecConfig(block=16), rules)
-    reference = lm.model.generate(
-        torch.tensor([ids]), do_sample=False, max_new_tokens=40, eos_token_id=eos,
-        pad_token_id=eos,
-    )[0, len(ids) :].tolist()
-    assert tokens == [eos] == reference
+    assert tokens == [eos] == generated_until(lm, ids, eos)
     assert (stats.new_tokens, stats.forward_passes, stats.copy_attempts) == (1, 1, 1)
     assert stats.copied_tokens == 1 and stats.copied_share == 1.0
 
