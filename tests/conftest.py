@@ -14,16 +14,11 @@ import tempfile
 from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"
-# Every server a test starts honours the stream gate (copyspec_lsp/adapters/gate.py); it stays open
-# unless a test closes it with lsp_fixtures.held_stream(). A fresh folder per session, gone
-# at its end: no run sees a gate an earlier one left closed.
-os.environ["COPYSPEC_TEST_GATE"] = str(Path(tempfile.mkdtemp(prefix="copyspec-gate-")) / "closed")
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
-atexit.register(shutil.rmtree, Path(os.environ["COPYSPEC_TEST_GATE"]).parent, ignore_errors=True)
 
 
 def private_cache() -> Path:
@@ -47,9 +42,34 @@ def private_cache() -> Path:
 private_cache()
 sys.path.insert(0, str(Path(__file__).parent))
 
+from engine.gate import GATE_VARIABLE  # noqa: E402
 from engine.loading import LoadedModel  # noqa: E402
 
 from tiny_models import loaded, save  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stream_gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every server a test starts honours the stream gate (copyspec_lsp/adapters/gate.py); it
+    stays open unless a test closes it with lsp_fixtures.held_stream(). Its folder is this
+    session's own under pytest's temp root, which pytest prunes even after a killed run: no run
+    sees a gate an earlier one left closed, and none leaves a folder behind for good."""
+    gate = tmp_path_factory.mktemp("gate") / "closed"
+    os.environ[GATE_VARIABLE] = str(gate)
+    return gate
+
+
+@pytest.fixture(scope="session")
+def held_out_function() -> str:
+    """A function from copy.py, a file the built-in model never trained on (its held-out split)."""
+    return """\
+def _deepcopy_list(x, memo, deepcopy=deepcopy):
+    y = []
+    memo[id(x)] = y
+    append = y.append
+    for a in x:
+        append(deepcopy(a, memo))
+    return y"""
 
 
 @pytest.fixture(scope="session")

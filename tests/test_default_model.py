@@ -34,16 +34,6 @@ def scale(values, factor=10):
     print('done')
     return result, total"""
 
-# From copy.py, a held-out file: the model never trained on it.
-HELD_OUT = """\
-def _deepcopy_list(x, memo, deepcopy=deepcopy):
-    y = []
-    memo[id(x)] = y
-    append = y.append
-    for a in x:
-        append(deepcopy(a, memo))
-    return y"""
-
 # Measured turn-2 copy share on this prompt: 95% (README model card); the floor leaves margin.
 TURN2_COPY_FLOOR = 0.5
 
@@ -217,9 +207,10 @@ def test_weighted_loss_with_unit_weights_is_the_usual_loss(default_lm) -> None:
     assert torch.allclose(ours, out.loss, atol=1e-5)
 
 
-def test_held_out_refine_session_copies(default_lm) -> None:
+def test_held_out_refine_session_copies(default_lm, held_out_function: str) -> None:
     session = Session(default_lm, SpecConfig(method="copy"), system=SYSTEM_PROMPT)
-    first = session.send(f"{fence(HELD_OUT)}\nRename `append` to `add_item`.", max_new_tokens=96)
+    first = session.send(
+        f"{fence(held_out_function)}\nRename `append` to `add_item`.", max_new_tokens=96)
     assert first.text.strip()
     second = session.send("Now delete the line `memo[id(x)] = y`.", max_new_tokens=96)
     assert second.text.strip()

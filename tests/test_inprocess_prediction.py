@@ -19,15 +19,6 @@ from engine.session import Session
 
 from lsp_fixtures import rng, server_command, start_editor
 
-HELD_OUT = """\
-def _deepcopy_list(x, memo, deepcopy=deepcopy):
-    y = []
-    memo[id(x)] = y
-    append = y.append
-    for a in x:
-        append(deepcopy(a, memo))
-    return y"""
-"""From copy.py, which the built-in model never trained on."""
 RENAME = "Rename `append` to `add_item`."
 MAX_NEW = 96
 
@@ -44,16 +35,18 @@ def generated(lm: LoadedModel, ids: list[int], max_new_tokens: int) -> list[int]
     return output[0, len(ids):].tolist()
 
 
-def test_the_region_as_prediction_keeps_the_answer_and_saves_passes(builtin: LoadedModel) -> None:
+def test_the_region_as_prediction_keeps_the_answer_and_saves_passes(
+    builtin: LoadedModel, held_out_function: str
+) -> None:
     """What the LSP's engine thread does with the setting on (`predicted_ids` then `send`),
     against the same turn without it. The chooser's draft lengths follow timed passes, so it is
     off here: with every candidate verified, the pass counts are exact."""
     spec = SpecConfig("copy", cost_aware=False)
-    message = edit_request(HELD_OUT, RENAME)
+    message = edit_request(held_out_function, RENAME)
     plain = Session(builtin, spec, system=SYSTEM_PROMPT).send(message, MAX_NEW)
     session = Session(builtin, spec, system=SYSTEM_PROMPT)
     prediction = predicted_ids(session, message)
-    assert builtin.tokenizer.decode(prediction) == f"```python\n{HELD_OUT}\n```"
+    assert builtin.tokenizer.decode(prediction) == f"```python\n{held_out_function}\n```"
     predicted = session.send(message, MAX_NEW, prediction=prediction)
     assert predicted.token_ids == plain.token_ids
     assert predicted.token_ids == generated(builtin, predicted.prompt_ids, MAX_NEW)[
@@ -62,16 +55,18 @@ def test_the_region_as_prediction_keeps_the_answer_and_saves_passes(builtin: Loa
     assert predicted.stats.forward_passes < plain.stats.forward_passes
 
 
-def test_a_follow_up_predicts_the_last_answer(builtin: LoadedModel) -> None:
+def test_a_follow_up_predicts_the_last_answer(builtin: LoadedModel, held_out_function: str) -> None:
     """A follow-up shows no code: the turn before's answer is what the next one rewrites."""
     session = Session(builtin, SpecConfig("copy"), system=SYSTEM_PROMPT)
-    first = session.send(edit_request(HELD_OUT, RENAME), MAX_NEW)
+    first = session.send(edit_request(held_out_function, RENAME), MAX_NEW)
     assert predicted_ids(session, "Now add a docstring.") == builtin.tokenizer(
         first.text, add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.asyncio
-async def test_the_setting_governs_the_in_process_prediction(tmp_path) -> None:
+async def test_the_setting_governs_the_in_process_prediction(
+    tmp_path, held_out_function: str
+) -> None:
     """The real server with the built-in model: `auto` (the default) and `on` hand the region to
     the engine, `off` does not; the answer is the same either way. Passes are not compared here:
     the server's chooser times its passes, so its counts vary from run to run."""
@@ -80,7 +75,7 @@ async def test_the_setting_governs_the_in_process_prediction(tmp_path) -> None:
     try:
         await editor.wait_ready()
         uri = "file:///inprocess.py"
-        editor.open(uri, HELD_OUT + "\n")
+        editor.open(uri, held_out_function + "\n")
         results = {}
         for mode in ("off", "auto", "on"):
             editor.workspace_did_change_configuration(types.DidChangeConfigurationParams(
