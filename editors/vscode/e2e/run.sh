@@ -5,10 +5,10 @@
 # headless chromium (suite.js) against the real copyspec-lsp and its built-in model, and stops
 # everything it started by process group. Exit 0 = every scenario passed.
 #   bash editors/vscode/e2e/run.sh [--update-images]   (--update-images: refresh docs/images/)
-# Screenshots go to $E2E_ARTIFACTS (default: a new folder per run, printed); failures add error
-# shots. Nothing of an earlier run is read: profile, workspace, logs, caches and the test gate
-# (COPYSPEC_TEST_GATE, see suite.js) and the scripted answer (COPYSPEC_TEST_ANSWER) live in a
-# per-run temp dir; only the installed rig is shared.
+# Screenshots go to $E2E_ARTIFACTS (default: a new folder per run, kept and printed only when the
+# run fails); failures add error shots. Nothing of an earlier run is read: profile, workspace,
+# logs, caches and the test gate (COPYSPEC_TEST_GATE, see suite.js) and the scripted answer
+# (COPYSPEC_TEST_ANSWER) live in a per-run temp dir; only the installed rig is shared.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -21,13 +21,16 @@ PYTHON=$(command -v python || command -v python3) || { echo "e2e FAILED: no pyth
 "$PYTHON" -c "import copyspec_lsp" 2>/dev/null || [ -d "$REPO/copyspec_lsp" ] || { echo "e2e FAILED: copyspec_lsp not importable" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e.XXXXXX")
-# Kept after the run (screenshots of a failure): a new folder each run, or the one named, with
-# the shots an earlier run left there removed (--update-images must never copy a stale one).
+# The shots: in the folder named (kept, with the shots an earlier run left there removed:
+# --update-images must never copy a stale one), or in a new folder kept only if the run fails.
+RC=1
+OWN_ART=""
 if [ -n "${E2E_ARTIFACTS:-}" ]; then
   ART=$E2E_ARTIFACTS
   mkdir -p "$ART" && rm -f "$ART"/streaming-diff.png "$ART"/hunk-review.png "$ART"/preview.png "$ART"/error-*.png
 else
   ART=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e-shots.XXXXXX")
+  OWN_ART=1
 fi
 mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache}
 # The server's test gate: while this file exists a stream holds after each edit (suite.js
@@ -49,6 +52,10 @@ cleanup() {
     kill -KILL -- -"$PGID" 2>/dev/null || true
   fi
   [ -n "${E2E_KEEP:-}" ] || rm -rf "$TMP"
+  # Only a failed run that took shots leaves its own shots folder behind.
+  if [ -n "$OWN_ART" ] && { [ "$RC" = 0 ] || [ -z "$(ls -A "$ART" 2>/dev/null)" ]; }; then
+    rm -rf "$ART"
+  fi
 }
 trap cleanup EXIT
 
@@ -126,5 +133,9 @@ elif [ "${1:-}" = "--update-images" ]; then
   cp "$ART/streaming-diff.png" "$ART/hunk-review.png" "$ART/preview.png" "$REPO/docs/images/"  # taken by this run
   step "docs/images updated"
 fi
-step "done (exit $RC); screenshots in $ART"
+if [ "$RC" != 0 ] || [ -z "$OWN_ART" ]; then
+  step "done (exit $RC); screenshots in $ART"
+else
+  step "done (exit $RC)"
+fi
 exit "$RC"
