@@ -25,7 +25,8 @@ local SERVER_CANCELLED = -32802 -- the server stopped it; the message says why
 
 M.config = {
   cmd = { 'copyspec-lsp', '--stdio' },
-  -- Sent as initializationOptions (camelCase keys: model, device, dtype, maxNewTokens, ...).
+  -- Sent as initializationOptions, as it is (the server's camelCase keys: model, device, dtype,
+  -- maxNewTokens, prediction, costAware, compile, ...; docs/protocol.md).
   init_options = {},
   filetypes = nil, -- nil: every filetype
   root_markers = { '.git', 'pyproject.toml', 'package.json' },
