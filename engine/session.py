@@ -2,6 +2,10 @@
 
 Turn N renders the whole conversation, but `SequenceState.sync` keeps the longest prefix that
 is already cached, so only the new tokens are prefilled whenever the prompt extends the history.
+
+`ChatSession` is the one interface of a conversation, whoever answers it: `Session` here, the
+language server's `RemoteSession` (an OpenAI-compatible server) and `copyspec serve`'s
+`ServedSession` all take one user message per `send`, after the history in `messages`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
@@ -21,6 +26,8 @@ from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn, speculation_notice
 
 OnText = Callable[[str, TurnStats], None]
+"""Called with each piece of the answer's text and the turn's live figures."""
+
 
 class PromptTooLongError(ValueError):
     """The rendered prompt does not fit the model's context window."""
@@ -34,6 +41,32 @@ class TurnResult:
     token_ids: list[int]
     stats: TurnStats
     prompt_ids: list[int] = field(default_factory=list)
+
+
+@runtime_checkable
+class ChatSession(Protocol):
+    """A conversation with a model: its history, then one user message per turn. The caller
+    runs it on one thread (the engine thread) and stops a turn with `stop_event`."""
+
+    messages: list[dict[str, str]]
+    """The history a turn follows; a finished turn appends the message and its answer."""
+
+    @property
+    def lm(self) -> object:
+        """The model it talks to (compared by identity: a session outlives no reload)."""
+        ...
+
+    def send(
+        self,
+        message: str,
+        max_new_tokens: int = 256,
+        *,
+        stop_event: threading.Event | None = None,
+        on_text: OnText | None = None,
+    ) -> TurnResult:
+        """Answer `message`, streaming its text through `on_text`; a turn stopped by
+        `stop_event` returns what it had, marked cancelled, and leaves the history as it was."""
+        ...
 
 
 class Session:

@@ -11,6 +11,7 @@ import pytest
 
 from engine.config import SamplingConfig, SpecConfig
 from engine.loading import LoadedModel, load_model
+from engine.paths import demo_model_path
 from engine.schedule import Acceptance
 from engine.serve.engine import ServeEngine
 from engine.serve.history import ServedSession
@@ -30,14 +31,15 @@ TURNS = ["def add(a, b):\n    total = a + b\n    return total\nRename total", "A
 
 def served_turns(served: ServedSession, turns: list[str], max_new: int,
                  sampling: SamplingConfig | None = None) -> list[str]:
-    """Answers the way a client drives the service: the whole conversation each turn."""
+    """Answers the way the service drives a session: the client's whole conversation as its
+    history each turn, then the last message."""
     messages = [{"role": "system", "content": SYSTEM}]
     texts = []
     for user in turns:
-        messages.append({"role": "user", "content": user})
-        result, _ = served.send(messages, max_new, sampling or SamplingConfig(), (),
-                                threading.Event(), lambda *_: None, TurnStats())
-        messages.append({"role": "assistant", "content": result.text})
+        served.messages = list(messages)
+        result = served.send(user, max_new, sampling, (), threading.Event(), lambda *_: None)
+        messages += [{"role": "user", "content": user},
+                     {"role": "assistant", "content": result.text}]
         texts.append(result.text)
     return texts
 
@@ -53,15 +55,16 @@ def test_copy_and_draft_match_the_in_process_session(sampling) -> None:
 
 
 def test_follow_up_turns_carry_the_generated_ids_verbatim() -> None:
-    lm: LoadedModel = load_model(None, "cpu")  # the built-in BPE: re-tokenizing can differ
+    lm: LoadedModel = load_model(demo_model_path(), "cpu")  # its BPE: re-tokenizing can differ
     served = ServedSession(lm, SpecConfig("copy"), None)
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": TURNS[0]}]
-    first, _ = served.send(messages, 48, SamplingConfig(), (), threading.Event(),
-                           lambda *_: None, TurnStats())
-    messages += [{"role": "assistant", "content": first.text},
-                 {"role": "user", "content": TURNS[1]}]
-    second, carried = served.send(messages, 48, SamplingConfig(), (), threading.Event(),
-                                  lambda *_: None, TurnStats())
+    served.messages = [{"role": "system", "content": SYSTEM}]
+    first = served.send(TURNS[0], 48, stop_event=threading.Event(), stats=TurnStats())
+    # the client echoes the history back, as text: the session keeps its generated ids
+    served.messages = [{"role": "system", "content": SYSTEM},
+                       {"role": "user", "content": TURNS[0]},
+                       {"role": "assistant", "content": first.text}]
+    second = served.send(TURNS[1], 48, stop_event=threading.Event(), stats=TurnStats())
+    carried = served.carried
     generated = [t for t in first.token_ids if t not in lm.eos_token_ids]
     assert second.prompt_ids[:carried] == first.prompt_ids + generated
     # fed: the new suffix less its pending last token, plus turn 1's own last token, which was

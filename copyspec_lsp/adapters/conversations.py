@@ -1,6 +1,6 @@
-"""Conversations: one chat session (`chat.ChatSession`: history + KV cache) per document and
-id, kept in the engine's memory-bounded LRU (`engine.session_cache`, as `copyspec serve` keeps
-its sessions), with a count cap too.
+"""Conversations: one chat session (`engine.session.ChatSession`: history + KV cache) per
+document and id, kept in the engine's memory-bounded LRU (`engine.session_cache`, as
+`copyspec serve` keeps its sessions), with a count cap too.
 
 The chat session is opened lazily on the engine thread, the only thread that touches it;
 the loop side only reads the bookkeeping (uri, range, turns) for `copyspec/status`.
@@ -14,8 +14,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from copyspec_lsp.adapters.chat import ChatSession
-from engine.session import Session
+from engine.session import ChatSession, Session
 from engine.session_cache import DEFAULT_BUDGET_BYTES, SessionCache, state_bytes
 
 DEFAULT_CAPACITY = 8

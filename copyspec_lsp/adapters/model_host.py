@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from copyspec_lsp.adapters.chat import ChatSession, open_session
 from copyspec_lsp.adapters.conversations import Conversation
 from copyspec_lsp.adapters.gate import Pacer
-from copyspec_lsp.adapters.remote import RemoteModel, predicted_answer
+from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession, predicted_answer
 from copyspec_lsp.adapters.scripted import ScriptedTurn, scripted_answer
 from copyspec_lsp.adapters.settings import Settings
 from engine import prompt_format
@@ -32,7 +31,7 @@ from engine.engine_thread import (
 )
 from engine.loading import REMOTE_CODE_WARNING, LoadedModel, load_model, use_cpu_threads
 from engine.paths import ModelLoadError, default_model_path
-from engine.session import PromptTooLongError, Session, TurnResult
+from engine.session import ChatSession, PromptTooLongError, Session, TurnResult
 from engine.stats import TurnStats
 from engine.turn import draft_state, speculation_notice
 
@@ -217,6 +216,20 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     if trimmed:
         job.post(HistoryTrimmed(trimmed))
     return result
+
+
+def open_session(
+    lm: LoadedModel | RemoteModel,
+    spec: SpecConfig,
+    system: str | None,
+    draft: LoadedModel | None,
+    session_id: str,
+) -> ChatSession:
+    """The chat session a conversation sends its turns to: remote when `lm` is a
+    `RemoteModel`, else in process."""
+    if isinstance(lm, RemoteModel):
+        return RemoteSession(lm, session_id, system)
+    return Session(lm, spec, system=system, draft=draft)
 
 
 def predicted_ids(session: Session, message: str) -> list[int]:

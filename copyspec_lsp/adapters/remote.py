@@ -1,7 +1,7 @@
 """A remote model: any OpenAI-compatible chat-completions server (our pool, vLLM, others).
 
-`RemoteSession` is a chat session (`chat.ChatSession`: `send`, `messages`) like the engine's
-`Session`, so a job runs a remote turn exactly like a local one: it sends the whole
+`RemoteSession` is a chat session (`engine.session.ChatSession`: `send`, `messages`) like
+the engine's `Session`, so a job runs a remote turn exactly like a local one: it sends the whole
 conversation with `stream: true` and an `x-session-id` header, turns the server-sent events
 into `on_text` calls, and closes the stream when the stop event is set. It runs on the engine
 thread.

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from copyspec_lsp.adapters.chat import ChatSession
-from engine.session import TurnResult
+from engine.session import ChatSession, TurnResult
 from engine.stats import TurnStats
 
 ANSWER_VARIABLE = "COPYSPEC_TEST_ANSWER"

@@ -99,16 +99,17 @@ class ServeEngine:
         whose cache may be half-updated, so the next turn starts afresh."""
         session = self.session(session_id)
         prediction = session.predicted(chat.prediction)  # refused before the session changes
+        session.messages = list(chat.messages[:-1])  # the client holds the conversation
         try:
-            answered = session.send(
-                chat.messages, chat.max_tokens, chat.sampling, chat.stop, job.stop,
-                self._streamer(job), stats, prediction,
+            result = session.send(
+                chat.messages[-1]["content"], chat.max_tokens, chat.sampling, chat.stop,
+                job.stop, self._streamer(job), prediction, stats,
             )
         except Exception:
             self.cache.drop(session_id)
             raise
         self.cache.trim()
-        return answered
+        return result, session.carried
 
     def session(self, session_id: str) -> ServedSession:
         """The session's state (engine thread), made afresh when it is new or was evicted:

@@ -5,12 +5,15 @@ that text into tokens again need not give the ids the model generated (vLLM re-p
 tokens a turn for that reason). Here the session remembers the text its tokens spell; when the
 new conversation extends that text, only the extension is tokenized and every generated id is
 kept as it was, so the cache stays valid up to the new message.
+
+It is a chat session like any other (`engine.session.ChatSession`): the service sets its
+`messages` to the history the client sent and `send`s the last message.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from engine.chat import render_text
 from engine.config import SamplingConfig, SpecConfig
@@ -19,7 +22,7 @@ from engine.loading import LoadedModel
 from engine.schedule import Acceptance
 from engine.sequence import SequenceState
 from engine.serve.protocol import PREDICTION, BadRequest
-from engine.session import TurnResult, turn_rules
+from engine.session import OnText, TurnResult, turn_rules
 from engine.session_cache import state_bytes
 from engine.stats import TurnStats
 from engine.turn import draft_state, run_turn
@@ -37,12 +40,16 @@ class ServedSession:
         self.acceptance = acceptance if acceptance is not None else Acceptance()
         """How drafts fared in this conversation, kept across its requests for the draft-length
         chooser (the service seeds it from its running estimate over all sessions)."""
+        self.messages: list[dict[str, str]] = []
+        """The history the next turn follows (the service sets the client's before a turn)."""
         self.text = ""
         """The conversation so far as text, ending with the last answer..."""
         self.ids: list[int] = []
         """...and the token ids that spell it, generated ids verbatim."""
         self.turns = 0
         self.last_stats: TurnStats | None = None
+        self.carried = 0
+        """How many of the last turn's prompt ids were carried over without tokenizing."""
 
     def prompt(self, messages: Sequence[dict[str, str]]) -> tuple[list[int], int]:
         """The turn's prompt ids and how many of them were carried over without tokenizing."""
@@ -66,25 +73,28 @@ class ServedSession:
 
     def send(
         self,
-        messages: Sequence[dict[str, str]],
-        max_new_tokens: int,
-        sampling: SamplingConfig,
-        stop_strings: Sequence[str],
-        stop_event: threading.Event,
-        on_text: Callable[[str, TurnStats], None],
-        stats: TurnStats,
+        message: str,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        stop_strings: Sequence[str] = (),
+        stop_event: threading.Event | None = None,
+        on_text: OnText | None = None,
         prediction: Sequence[int] = (),
-    ) -> tuple[TurnResult, int]:
-        """Answer the conversation's last message, and say how many prompt ids were carried
-        over untokenized; a finished turn extends the exact history. The `prediction`'s ids
-        lead the copy proposer and never change the answer."""
-        ids, carried = self.prompt(messages)
+        stats: TurnStats | None = None,
+    ) -> TurnResult:
+        """Answer `message` after `messages`, carrying over the ids of the history this
+        session generated (`carried`); a finished turn extends the exact history. The
+        `prediction`'s ids lead the copy proposer and never change the answer; `stats`: the
+        turn's live figures, for a caller that reads them while it runs."""
+        messages = [*self.messages, {"role": "user", "content": message}]
+        ids, self.carried = self.prompt(messages)
         stream = TextStream(self.lm.tokenizer)
         rules = turn_rules(self.lm, len(ids), max_new_tokens, stream, stop_strings, stop_event)
+        stats = stats if stats is not None else TurnStats()
 
         def on_tokens(new_ids: list[int]) -> None:
             delta = stream.push(new_ids)
-            if delta:
+            if delta and on_text is not None:
                 on_text(delta, stats)
 
         tokens, stats = run_turn(
@@ -92,7 +102,7 @@ class ServedSession:
             stats, prediction, self.acceptance,
         )
         tail = stream.finish()
-        if tail:
+        if tail and on_text is not None:
             on_text(tail, stats)
         self.last_stats = stats
         if not stats.cancelled:
@@ -102,7 +112,8 @@ class ServedSession:
             # pair; the template's own end-of-turn text is tokenized back to it next turn.
             self.text = render_text(self.lm.tokenizer, messages) + stream.text
             self.ids = [*ids, *spoken]
-        return TurnResult(stream.text, tokens, stats, ids), carried
+            self.messages = [*messages, {"role": "assistant", "content": stream.text}]
+        return TurnResult(stream.text, tokens, stats, ids)
 
     def nbytes(self) -> int:
         """Memory held by the session's caches and history (the LRU's measure)."""
