@@ -55,7 +55,8 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--prompt-file", type=Path, help="a UTF-8 file holding one user message")
     source.add_argument("--chat-file", type=Path, help="a JSON list of user messages")
     parser.add_argument("--system", default=SYSTEM_PROMPT,
-                        help="system prompt ('' for none; default: the built-in model's)")
+                        help="system prompt ('' for none; default: the one the built-in models "
+                        "were trained with)")
     parser.add_argument("--method", choices=METHODS, default=SpecConfig.method)
     add_model_arguments(parser)
     add_compile_argument(parser)
@@ -228,8 +229,8 @@ def add_training_parsers(subparsers: argparse._SubParsersAction) -> None:
     """`train-default-model` and `eval-default-model` hand their arguments to the training
     package's own parsers (imported only when used: training needs no speed at start-up)."""
     for name, summary in (
-        ("train-default-model", "train the built-in model and draft from the stdlib (CPU ok)"),
-        ("eval-default-model", "measure the built-in model on held-out edit conversations"),
+        ("train-default-model", "train the demo model and draft from the stdlib (CPU ok)"),
+        ("eval-default-model", "measure the demo model on held-out edit conversations"),
     ):
         subparsers.add_parser(name, help=summary, add_help=False).set_defaults(run=None)
 

@@ -69,7 +69,7 @@ class LoadedModel:
 def use_cpu_threads(threads: int | None, lm: LoadedModel) -> int:
     """Set torch's CPU thread count for `lm` and return it. None picks one thread for a model
     on the CPU with under SMALL_MODEL_PARAMETERS parameters, and torch's default (one per core)
-    otherwise: the built-in model ran 232-403 tok/s on one thread and 14-50 tok/s on two on a
+    otherwise: the demo model ran 232-403 tok/s on one thread and 14-50 tok/s on two on a
     busy 2-core machine, since its passes are too short to split and extra threads wait."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")

@@ -113,13 +113,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", type=model_location,
         help="local model directory, GGUF file (dequantized to --dtype) or cached HF id "
-        "(default: the built-in demo model)",
+        "(default: SmolLM2-135M-Instruct with our refinement adapter, "
+        "engine/models/smollm2-refine)",
     )
     parser.add_argument(
         "--draft-model", type=model_location,
         help="draft model (directory, GGUF file or cached HF id) sharing the target's "
-        "tokenizer, for the draft methods (default: the built-in draft when the target is the "
-        "built-in model)",
+        "tokenizer, for the draft methods (default: the demo draft when the target is the "
+        "demo model, engine/models/demo)",
     )
     parser.add_argument("--device", type=device, default="auto",
                         help=f"one of {', '.join(DEVICES)} (default auto)")
@@ -215,20 +216,21 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
 
 
 def load_draft_from_args(args: argparse.Namespace, method: str) -> LoadedModel | None:
-    """The draft model a drafting method needs: --draft-model, or the built-in draft that
-    shares the built-in target's tokenizer; any other target needs an explicit one."""
+    """The draft model a drafting method needs: --draft-model, or the demo draft when the target
+    is the demo model (the only tokenizer it shares); any other target needs an explicit one."""
     if not SpecConfig(method).drafts:
         return None
     from engine.compiled import use_compile
     from engine.loading import ModelLoadError, load_model
-    from engine.paths import default_draft_model_path
+    from engine.paths import demo_draft_model_path, demo_model_path, is_demo_model
 
     path = args.draft_model
     if path is None:
-        if args.model is not None:
-            raise UsageError(f"--method {method} with --model needs --draft-model (the built-in "
-                             "draft shares only the built-in model's tokenizer)")
-        path = default_draft_model_path()
+        if not is_demo_model(args.model):
+            raise UsageError(f"--method {method} needs --draft-model, a small model with the "
+                             f"target's tokenizer (the demo draft serves only --model "
+                             f"{demo_model_path()})")
+        path = demo_draft_model_path()
     try:
         draft = load_model(path, args.device, args.dtype, args.trust_remote_code)
     except ModelLoadError as error:

@@ -1,5 +1,5 @@
-"""Where models are: the built-in ones, and what `--model X` names (a model directory, a GGUF
-file or a cached HF id), checked without torch.
+"""Where models are: the ones shipped in the package, and what `--model X` names (a model
+directory, a GGUF file or a cached HF id), checked without torch.
 
 Kept free of torch and transformers so the command lines can refuse a bad path in well under a
 second, before anything slow is imported.
@@ -29,18 +29,31 @@ class ModelLoadError(RuntimeError):
 
 
 def default_model_path() -> Path:
-    """The built-in demonstration model shipped inside the package."""
-    return Path(str(resources.files("engine") / "models" / "default"))
-
-
-def default_draft_model_path() -> Path:
-    """The built-in draft model that shares the default model's tokenizer."""
-    return Path(str(resources.files("engine") / "models" / "draft"))
+    """The model used when none is named: SmolLM2-135M-Instruct with our refinement adapter,
+    the smallest model here whose edits are usually right (its base weights are fetched once by
+    `python -m engine.fetch smollm2`)."""
+    return refine_adapter_path()
 
 
 def refine_adapter_path() -> Path:
     """Our LoRA adapter that makes SmolLM2-135M-Instruct refine code (docs/adapter.md)."""
     return Path(str(resources.files("engine") / "models" / "smollm2-refine"))
+
+
+def demo_model_path() -> Path:
+    """The 2M-parameter demo model shipped in the package: hundreds of tokens a second on one
+    core, so the tests can drive every path with real forwards; its edits are usually wrong."""
+    return Path(str(resources.files("engine") / "models" / "demo"))
+
+
+def demo_draft_model_path() -> Path:
+    """The demo draft model, which shares only the demo model's tokenizer."""
+    return Path(str(resources.files("engine") / "models" / "draft"))
+
+
+def is_demo_model(name: str | os.PathLike[str] | None) -> bool:
+    """Whether `name` is the demo model, the one target the demo draft can serve."""
+    return name is not None and Path(name).expanduser().resolve() == demo_model_path().resolve()
 
 
 def hub_cache() -> Path:

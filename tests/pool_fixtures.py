@@ -11,13 +11,17 @@ from typing import Any
 
 import httpx
 
+from engine.paths import demo_model_path
+
 SYSTEM = "You are a coding assistant. Reply with the complete edited code only."
 PY_CODE = "def add(a, b):\n    total = a + b\n    return total\n"
 
 
 def serve_command(port: int, *extra: str) -> list[str]:
+    """`copyspec serve` on the demo model (fast on one core) unless `extra` names a --model."""
+    model = [] if "--model" in extra else ["--model", str(demo_model_path())]
     return [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--threads", "1",
-            "--device", "cpu", *extra]
+            "--device", "cpu", *model, *extra]
 
 
 def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:

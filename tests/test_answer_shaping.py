@@ -11,7 +11,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from engine.detokenize import TextStream
-from engine.loading import default_model_path
+from engine.paths import demo_model_path
 from engine.shaping import Shaper
 from tests.answers.corpus import CASES, Case
 
@@ -58,7 +58,7 @@ def test_streaming_char_by_char_only_shows_what_stays(case: Case) -> None:
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
     """The built-in model's tokenizer (in the repo): whole-word pieces, as a model streams."""
-    return PreTrainedTokenizerFast(tokenizer_file=str(default_model_path() / "tokenizer.json"))
+    return PreTrainedTokenizerFast(tokenizer_file=str(demo_model_path() / "tokenizer.json"))
 
 
 @pytest.mark.timeout(60)

@@ -17,6 +17,7 @@ from engine.config import SpecConfig
 from engine.costs import CostCurve
 from engine.decode import StopRules, decode
 from engine.loading import load_model
+from engine.paths import demo_model_path
 from engine.prompt_format import edit_request
 from engine.proposers import Proposal
 from engine.proposers.copy import ResyncProposer
@@ -218,7 +219,7 @@ def test_keys_bucket_alignment_by_powers_of_two() -> None:
 def test_a_prediction_cut_by_the_chooser_keeps_the_answer_and_counts_what_was_verified() -> None:
     """On the built-in model with its measured curve: the answer is greedy's whatever the
     prediction, and the prediction tokens counted (accepted or rejected) were all verified."""
-    lm = load_model(None, "cpu")
+    lm = load_model(demo_model_path(), "cpu")
     code = "def mean(values):\n    total = 0\n    for value in values:\n        total += value\n"
     ids = render_ids(lm.tokenizer, [{"role": "user",
                                      "content": edit_request(code, "Rename `total` to `acc`.")}])

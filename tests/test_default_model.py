@@ -10,7 +10,7 @@ import torch
 
 from engine.config import SpecConfig
 from engine.loading import load_model
-from engine.paths import default_draft_model_path, default_model_path
+from engine.paths import demo_draft_model_path, demo_model_path
 from engine.prompt_format import SYSTEM_PROMPT, fence
 from engine.session import Session
 from engine.training.data import (
@@ -107,7 +107,7 @@ def test_fix_pairs_broken_code_with_original(seed: int) -> None:
 @pytest.fixture(scope="module")
 def default_lm(monkeypatch_module: pytest.MonkeyPatch):
     monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
-    return load_model(device="cpu", dtype="float32")
+    return load_model(demo_model_path(), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +119,9 @@ def monkeypatch_module():
 def test_shipped_models_fit_their_budgets() -> None:
     sizes = {
         p.name: sum(f.stat().st_size for f in p.iterdir())
-        for p in (default_model_path(), default_draft_model_path())
+        for p in (demo_model_path(), demo_draft_model_path())
     }
-    assert sizes["default"] <= 40 * 2**20
+    assert sizes["demo"] <= 40 * 2**20
     assert sizes["draft"] <= 10 * 2**20
 
 
@@ -132,7 +132,7 @@ def test_default_model_loads_offline_with_eos(default_lm) -> None:
     assert default_lm.model.config.eos_token_id == eos
     assert default_lm.model.generation_config.eos_token_id == eos
     assert default_lm.eos_token_ids == {eos}
-    draft = load_model(default_draft_model_path(), device="cpu")
+    draft = load_model(demo_draft_model_path(), device="cpu")
     assert draft.tokenizer.get_vocab() == tok.get_vocab()
 
 

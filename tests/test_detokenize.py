@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from engine.detokenize import TextStream
-from engine.loading import default_model_path
+from engine.paths import demo_model_path
 from tests.answers.corpus import CASES
 
 SMOLLM2 = sorted((Path.home() / ".cache/copyspec/weights").glob("SmolLM2-*float32*/tokenizer.json"))
@@ -37,7 +37,7 @@ def metaspace_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tokenizers() -> list[str]:
-    return ["metaspace", str(default_model_path() / "tokenizer.json"), *map(str, SMOLLM2)]
+    return ["metaspace", str(demo_model_path() / "tokenizer.json"), *map(str, SMOLLM2)]
 
 
 @pytest.mark.timeout(120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import itertools
 import json
@@ -18,6 +19,8 @@ from engine.cli import main
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules, decode
 from engine.loading import LoadedModel
+from engine.options import UsageError, load_draft_from_args
+from engine.paths import demo_draft_model_path, demo_model_path
 from engine.proposers import Proposal
 from engine.proposers.copy import CopyProposer
 from engine.proposers.draft import DraftProposer
@@ -332,3 +335,16 @@ def test_draft_sampling_follows_the_target_distribution(samples: int) -> None:
     assert chi2 < chi_square_critical(dof, CRITICAL_P), f"χ²={chi2:.1f} over {dof} dof"
     acceptance = stats.drafted_tokens / stats.draft_forward_passes
     assert 0.2 < acceptance < 0.8, f"acceptance {acceptance:.2f}: one branch goes untested"
+
+
+def test_the_demo_draft_pairs_only_with_the_demo_model() -> None:
+    """Without --draft-model a drafting method gets the demo draft for the demo model, and a
+    clear error for any other target, the default model included (another tokenizer)."""
+    args = argparse.Namespace(draft_model=None, model=str(demo_model_path()), device="cpu",
+                              dtype="float32", trust_remote_code=False, compile="off")
+    draft = load_draft_from_args(args, "copy+draft")
+    assert draft is not None and Path(draft.path) == demo_draft_model_path()
+    for model in (None, "engine/models/smollm2-refine"):
+        with pytest.raises(UsageError, match="needs --draft-model"):
+            load_draft_from_args(argparse.Namespace(**{**vars(args), "model": model}), "draft")
+    assert load_draft_from_args(argparse.Namespace(**{**vars(args), "model": None}), "copy") is None

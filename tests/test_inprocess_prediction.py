@@ -13,7 +13,7 @@ from lsprotocol import types
 from copyspec_lsp.adapters.model_host import predicted_ids
 from engine.config import SpecConfig
 from engine.loading import LoadedModel, load_model
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 from engine.prompt_format import SYSTEM_PROMPT, edit_request
 from engine.session import Session
 
@@ -25,7 +25,7 @@ MAX_NEW = 96
 
 @pytest.fixture(scope="module")
 def builtin() -> LoadedModel:
-    return load_model(device="cpu", dtype="float32")
+    return load_model(demo_model_path(), device="cpu", dtype="float32")
 
 
 def generated(lm: LoadedModel, ids: list[int], max_new_tokens: int) -> list[int]:
@@ -70,7 +70,7 @@ async def test_the_setting_governs_the_in_process_prediction(
     """The real server with the built-in model: `auto` (the default) and `on` hand the region to
     the engine, `off` does not; the answer is the same either way. Passes are not compared here:
     the server's chooser times its passes, so its counts vary from run to run."""
-    command = server_command(default_model_path(), "--log-file", str(tmp_path / "server.log"))
+    command = server_command(demo_model_path(), "--log-file", str(tmp_path / "server.log"))
     editor = await start_editor(command, options={"maxNewTokens": MAX_NEW})
     try:
         await editor.wait_ready()

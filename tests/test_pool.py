@@ -17,6 +17,7 @@ import pytest
 from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession
 from engine.config import SpecConfig
 from engine.loading import load_model
+from engine.paths import demo_model_path
 from engine.session import Session
 
 from lsp_fixtures import free_port, held_stream
@@ -55,7 +56,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def reference() -> Session:
     """The in-process engine the pool must match, token for token (greedy)."""
-    return Session(load_model(None, "cpu"), SpecConfig("copy"), system=SYSTEM)
+    return Session(load_model(demo_model_path(), "cpu"), SpecConfig("copy"), system=SYSTEM)
 
 
 def session_info(url: str, session: str) -> dict:

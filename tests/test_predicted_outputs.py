@@ -24,7 +24,7 @@ from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
 from engine.detokenize import TextStream
 from engine.loading import LoadedModel, load_model
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 from engine.prompt_format import SYSTEM_PROMPT, edit_request, fence
 from engine.sequence import SequenceState
 from engine.stats import TurnStats
@@ -48,7 +48,7 @@ UNRELATED = "class Foo:\n    pass\n" * 5
 
 @pytest.fixture(scope="module")
 def lm() -> LoadedModel:
-    return load_model(None, "cpu")
+    return load_model(demo_model_path(), "cpu")
 
 
 def prompt(lm: LoadedModel, code: str, instruction: str) -> list[int]:
@@ -335,7 +335,7 @@ def test_auto_sends_the_prediction_to_servers_known_to_take_it(
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def editors(service: str) -> Any:
-    model = default_model_path()
+    model = demo_model_path()
     found = []
     for mode in ("auto", "off"):
         editor = await start_editor(server_command(model), options={

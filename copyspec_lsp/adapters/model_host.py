@@ -57,7 +57,7 @@ class ModelHost:
         self._ready: asyncio.Future[LoadedModel] = asyncio.get_running_loop().create_future()
 
     async def load(self, settings: Settings, generation: int | None = None) -> LoadedModel | None:
-        """Load the configured model (the built-in one when none is set) and the draft model,
+        """Load the configured model (the default one when none is set) and the draft model,
         if one is set; raises on failure. Of overlapping loads, the last one wins (the others
         return None). `generation`: the load `begin_load` already marked, if any."""
         if generation is None:

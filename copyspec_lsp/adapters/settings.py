@@ -31,7 +31,8 @@ class Settings:
     """Everything a user can configure; field names are the camelCase keys in snake_case."""
 
     model: str | None = None
-    """Local model directory, GGUF file or cached HF id; None means the built-in model."""
+    """Local model directory, GGUF file or cached HF id; None means the default model
+    (`engine.paths.default_model_path`)."""
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False

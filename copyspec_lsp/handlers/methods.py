@@ -96,7 +96,7 @@ class Handlers:
         assert self.model is not None
         settings = self.settings
         progress = self.client.progress("CopySpec: loading the model")
-        await progress.begin(settings.model or "built-in model")
+        await progress.begin(settings.model or "the built-in model (SmolLM2 + refinement adapter)")
         try:
             lm = await self.model.load(settings, generation)
         except ModelUnavailable as error:

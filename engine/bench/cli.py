@@ -27,7 +27,7 @@ from engine.options import (
     load_from_args,
     positive_int,
 )
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 
 if TYPE_CHECKING:  # torch and the [bench] extra: imported only once the arguments are good
     from rich.console import Console
@@ -73,12 +73,12 @@ def add_decode_parser(subparsers: argparse._SubParsersAction) -> None:
         "first")
     parser.add_argument("--workload", type=Path, nargs="+", required=True,
                         help="replay JSONL files")
-    parser.add_argument("--tokenizer", type=Path, default=default_model_path(),
-                        help="a local HF tokenizer directory (default: the built-in model's)")
+    parser.add_argument("--tokenizer", type=Path, default=demo_model_path(),
+                        help="a local HF tokenizer directory (default: the demo model's)")
     parser.add_argument("--limit", type=positive_int,
                         help="only the first N records per workload")
     parser.add_argument("--model-shape", choices=NAMES, required=True,
-                        help="a random-init real shape, or the built-in model")
+                        help="a random-init real shape, or the demo model")
     add_compile_argument(parser)
     parser.add_argument(
         "--eager-first", action="store_true",

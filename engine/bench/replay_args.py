@@ -10,7 +10,7 @@ from engine.bench.shapes import NAMES
 from engine.config import DTYPES, SpecConfig
 from engine.index import POLICIES
 from engine.options import device, positive_int
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 
 PEERS = ("hf", "vllm-ngram", "llamacpp-ngram-simple", "copyspec-ref", "suffix-24", "suffix-64")
 """The peers `--peers` can name; the SuffixDecoding ones need the [replay] extra."""
@@ -49,8 +49,8 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--workload", type=Path, nargs="+", help="replay JSONL files")
     source.add_argument("--repo", type=Path, help="a local git repository to extract edits from")
-    parser.add_argument("--tokenizer", type=Path, default=default_model_path(),
-                        help="a local HF tokenizer directory (default: the built-in model's)")
+    parser.add_argument("--tokenizer", type=Path, default=demo_model_path(),
+                        help="a local HF tokenizer directory (default: the demo model's)")
     parser.add_argument("--limit", type=positive_int,
                         help="replay only the first N records per workload")
     parser.add_argument("--max-commits", type=positive_int, default=400,
@@ -69,14 +69,14 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--curve", action="append", metavar="NAME=CURVE",
                         help="a cost curve to weigh passes by (and to run the engine's "
                         "draft-length chooser on): W:COST,… relative to one token, shape:NAME "
-                        "(measured now on this CPU, a random-init shape or builtin), or "
-                        "model:PATH (the engine's curve for those weights as they run here, "
-                        "stored or measured); default: "
+                        "(measured now on this CPU, a random-init shape or builtin: the demo "
+                        "model), or model:PATH (the engine's curve for those weights as they run "
+                        "here, stored or measured); default: "
                         + " ".join(f"{name}={curve}" for name, curve in CURVES.items()))
     parser.add_argument("--timed", action="store_true",
                         help="also time the passes through a real-size model (--model-shape)")
     parser.add_argument("--model-shape", choices=NAMES,
-                        help="shape for --timed: a random-init real shape, or the built-in model")
+                        help="shape for --timed: a random-init real shape, or the demo model")
     parser.add_argument("--device", type=device, default="auto")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
@@ -91,7 +91,7 @@ def add_costs_parser(subparsers: argparse._SubParsersAction) -> None:
         "costs", help="cost of one forward by width and context, for a real-size model shape")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--model-shape", choices=NAMES,
-                       help="a random-init real shape, or the built-in model")
+                       help="a random-init real shape, or the demo model")
     model.add_argument("--model", help="a model directory or GGUF file: its real weights")
     parser.add_argument("--widths", default="1,2,4,8,16,32,64,128,256,512")
     parser.add_argument("--contexts", default="1024,8192")

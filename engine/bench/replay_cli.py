@@ -39,6 +39,7 @@ from engine.loading import (
     use_cpu_threads,
 )
 from engine.options import UsageError
+from engine.paths import demo_model_path
 
 OURS = "ours (default)"
 """The engine's copy proposer at its own draft lengths (what `cost_aware=False` verifies)."""
@@ -163,7 +164,7 @@ def cost_curve(spec: str) -> CostCurve:
     try:
         if kind == "shape":
             if name == BUILTIN:
-                return measure(load_model(None, "cpu").model)
+                return measure(load_model(demo_model_path(), "cpu").model)
             return measure(build(name, torch.device("cpu"), torch.float32))
         if kind == "model":
             return curve_for(load_model(name, "cpu").model)
@@ -201,13 +202,13 @@ def proposer_costs(ours: Ours, pairs: Sequence[Pair], count: int = 6) -> dict[st
 
 def shape_model(args: argparse.Namespace) -> tuple[PreTrainedModel, torch.device, torch.dtype]:
     """The model `--model-shape` names, on `--device` in `--dtype`. Torch's CPU threads are set
-    once it exists, since their default depends on its size: the built-in model gets
+    once it exists, since their default depends on its size: the demo model gets
     `copyspec generate`'s (one thread on a CPU), a real-size shape torch's own."""
     try:
         device = resolve_device(args.device)
         dtype = resolve_dtype(args.dtype, device)
         if args.model_shape == BUILTIN:
-            lm = load_model(None, str(device), str(dtype).removeprefix("torch."))
+            lm = load_model(demo_model_path(), str(device), str(dtype).removeprefix("torch."))
             use_cpu_threads(args.threads, lm)
             return lm.model, device, dtype
         model = build(args.model_shape, device, dtype)

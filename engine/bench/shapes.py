@@ -2,7 +2,7 @@
 
 The configs are Qwen2.5-Coder's published `config.json` values (hidden size, layers, heads,
 KV heads, MLP width, vocabulary, tied embeddings); values are random, so only timings mean
-anything. `builtin` names the built-in model itself: tiny, for runs that only prove the
+anything. `builtin` names the demo model itself: tiny, for runs that only prove the
 plumbing (the GPU check's dry run, the tests).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 
 if TYPE_CHECKING:  # torch-heavy: the command line lists the shapes before importing it
     import torch
@@ -37,7 +37,7 @@ COMMON = dict(max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_ep
 
 BUILTIN = "builtin"
 NAMES = (*sorted(SHAPES), BUILTIN)
-"""What `--model-shape` accepts: the random-init shapes and the built-in model."""
+"""What `--model-shape` accepts: the random-init shapes and the demo model."""
 
 
 class UnknownShape(ValueError):
@@ -55,7 +55,7 @@ def config(name: str) -> Qwen2Config:
 def vocab_size(name: str) -> int:
     """The shape's vocabulary, read without building it: a tokenizer's ids must stay below it."""
     if name == BUILTIN:
-        text = (default_model_path() / "config.json").read_text(encoding="utf-8")
+        text = (demo_model_path() / "config.json").read_text(encoding="utf-8")
         return int(json.loads(text)["vocab_size"])
     return int(config(name).vocab_size)
 

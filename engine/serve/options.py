@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.config import COMPILE, SpecConfig
-from engine.paths import default_draft_model_path
+from engine.paths import demo_draft_model_path, demo_model_path, is_demo_model
 from engine.session_cache import DEFAULT_BUDGET_BYTES
 
 if TYPE_CHECKING:  # torch-heavy: the command line parses these options before loading
@@ -21,7 +21,8 @@ class ServeOptions:
     """Model, speculation and cache settings of every replica."""
 
     model: str | None = None
-    """Model directory or cached HF id; None is the built-in model."""
+    """Model directory, GGUF file or cached HF id; None is the default model
+    (`engine.paths.default_model_path`)."""
     draft_model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -51,10 +52,11 @@ class ServeOptions:
         use_compile(lm.model, self.compile)
         draft = None
         if spec.drafts:
-            if self.draft_model is None and self.model is not None:
-                raise ValueError(f"method {spec.method} with a model of your own needs a draft "
-                                 "model (--draft-model)")
-            draft = load_model(self.draft_model or default_draft_model_path(), self.device,
+            if self.draft_model is None and not is_demo_model(self.model):
+                raise ValueError(f"method {spec.method} needs a draft model (--draft-model) "
+                                 f"with the target's tokenizer (the demo draft serves only "
+                                 f"--model {demo_model_path()})")
+            draft = load_model(self.draft_model or demo_draft_model_path(), self.device,
                                self.dtype, self.trust_remote_code)
             use_compile(draft.model, self.compile)
         return ServeEngine(lm, spec, draft, self.cache_mb << 20, replica)

@@ -22,7 +22,7 @@ import torch
 
 from engine.config import SpecConfig
 from engine.loading import LoadedModel, load_model
-from engine.paths import default_model_path
+from engine.paths import demo_model_path
 from engine.session import Session
 from engine.training.data import (
     EDIT_KINDS,
@@ -164,7 +164,7 @@ def eval_cli_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="copyspec eval-default-model", description="Held-out metrics of a model."
     )
-    p.add_argument("--model", type=Path, default=default_model_path())
+    p.add_argument("--model", type=Path, default=demo_model_path())
     p.add_argument("--per-kind", type=int, default=20, help="conversations per edit kind")
     p.add_argument("--refine", type=int, default=20, help="two-turn sessions for turn 2")
     p.add_argument("--seed", type=int, default=1)

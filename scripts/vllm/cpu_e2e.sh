@@ -17,7 +17,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" uninstall -y -q torchvision torchaudio torchcodec || true
 fi
 [ -f "$model/config.json" ] || "$project_python" scripts/vllm/reshape_head_dim.py \
-  engine/models/default "$model"
+  engine/models/demo "$model"
 if [ "$proposer" = copyspec ]; then
   spec='{"method": "custom_class", "model": "engine.vllm.proposer.CopySpecProposer", "num_speculative_tokens": 10}'
 else
