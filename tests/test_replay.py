@@ -130,6 +130,23 @@ def test_resync_recovers_from_a_substitution_without_waiting_gamma_tokens() -> N
     assert resync.passes < longest.passes
 
 
+@pytest.mark.parametrize("user, assistant", [([7], [8]), ([7], [8, 9]), ([6, 7], [8])])
+def test_an_answer_starts_on_the_code_after_the_users_header(user: list[int],
+                                                              assistant: list[int]) -> None:
+    """A chat's answer header differs from the user's by its role name (one or two tokens
+    with a byte-level tokenizer): the first pass copies the code that followed the user's."""
+    rng = random.Random(2)
+    code = [rng.randrange(100, 4000) for _ in range(300)]
+    start, end, newline = 1, 2, 3
+    context = [start, *user, newline, *code, end, newline, start, *assistant, newline]
+    first = drive(ResyncProposer(16, 256), context, code)[0]
+    assert first[0].mode == "relabelled"
+    assert first[1] == 16  # the whole first draft accepted
+    other = [rng.randrange(100, 4000) for _ in range(50)]
+    stranger = [5, *code, end, newline, start, *assistant, newline]  # no header to relabel
+    assert not drive(ResyncProposer(16, 256), stranger, other)[0][0].tokens
+
+
 def drive(proposer: ResyncProposer, context: list[int], target: list[int],
           limit: int = NO_LIMIT) -> list[tuple[Proposal, int]]:
     """The replay's protocol through the engine's proposer interface: each pass's proposal

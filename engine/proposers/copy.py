@@ -44,6 +44,11 @@ EDIT_CONFIRM = 8
 (fewer let coincidental re-anchors through: more edits declined on the replay)."""
 EDITS = 8
 """Edits carried at once, the latest first."""
+RELABEL_RUN = 3
+"""Longest run, on either side, that a match across a substitution replaces (tokens)."""
+RELABEL_WITHIN = 8
+"""Output tokens from the start of a turn during which a match across a substitution is
+sought (it scans ANCHOR_WINDOW tokens, so it is kept to the answer's first passes)."""
 
 
 def copy_proposer(spec: SpecConfig) -> CopyProposer | ResyncProposer:
@@ -368,7 +373,10 @@ class ResyncProposer:
             return self._pointer, "aligned"
         self._owed, self._owed_edit = [], None
         if self._diverged is None:
-            return index.match(ANCHOR_CAP, ANCHOR_SCAN), "match"
+            match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
+            if match is None and self._since < RELABEL_WITHIN:
+                return _relabelled(index), "relabelled"
+            return match, "match"
         again = self._made_again(index, self._diverged)
         if again is not None:
             return again, "edit"
@@ -381,3 +389,35 @@ class ResyncProposer:
         if agreement >= ANCHOR_MIN:
             return anchor, "anchor"
         return self._diverged, "resume"  # an insertion so far: the source may resume here
+
+
+def _relabelled(index: CopySource) -> int | None:
+    """Where the output's last token follows, within ANCHOR_WINDOW, the context the output has
+    before it but for one substituted run (up to RELABEL_RUN tokens on either side): an
+    answer's header (`assistant`) where the user's had `user`, so that the answer, which
+    nothing else matches yet, copies what followed the user's header, the code to rewrite.
+    Most agreement before the substitution wins, then the shorter substitution, then the
+    latest; None when nothing agrees on both sides of one."""
+    tokens, end = index.tokens, len(index)
+    if end < 3:
+        return None
+    last = tokens[end - 1]
+    best, best_key = None, (0, 0)
+    for start in range(end - 1, max(2, end - ANCHOR_WINDOW), -1):
+        if tokens[start - 1] != last:
+            continue
+        for old in range(1, RELABEL_RUN + 1):
+            for new in range(1, RELABEL_RUN + 1):
+                before, ours = start - 2 - old, end - 2 - new
+                if before < 0 or ours < 0 or (old == new and all(
+                        tokens[start - 1 - old + i] == tokens[end - 1 - new + i]
+                        for i in range(old))):
+                    continue
+                agreement = 0
+                while (agreement <= min(before, ANCHOR_CAP - 1)
+                       and tokens[before - agreement] == tokens[ours - agreement]):
+                    agreement += 1
+                key = (agreement, -old - new)
+                if agreement and key > best_key:
+                    best, best_key = start, key
+    return best
