@@ -74,10 +74,30 @@ class Progress:
         self.token = str(uuid.uuid4())
         self.on_cancel = on_cancel
         self.active = False
+        self.ended = False
+        self.message = ""
+        """The latest message, which a bar the client grants late begins with."""
         self._last = 0.0
+        self._opening: asyncio.Task[None] | None = None
+
+    def start(self, message: str) -> None:
+        """Ask for the bar without waiting for the client's answer, so the work it shows
+        starts at once; reports until the bar exists update the message it begins with."""
+        self.message = message
+        self._opening = asyncio.ensure_future(self._open())
+
+    async def opened(self) -> None:
+        """Wait until the client has answered `start`'s request (at once once it has)."""
+        if self._opening is not None:
+            await self._opening
 
     async def begin(self, message: str) -> None:
-        """Ask the client for a progress bar; carries on without one if it says no."""
+        """Ask the client for a progress bar and wait for it; carries on without one if it
+        says no."""
+        self.message = message
+        await self._open()
+
+    async def _open(self) -> None:
         capabilities = self.server.client_capabilities.window
         if capabilities is None or not capabilities.work_done_progress:
             return
@@ -87,17 +107,22 @@ class Progress:
             log.info("no progress bar: %s", error)
             self._forget()
             return
+        if self.ended:  # the work ended before the client answered: no bar to show
+            self._forget()
+            return
         if self.on_cancel is not None:
             Progress.registry[self.token] = self.on_cancel
         self.active = True
         self.server.work_done_progress.begin(
             self.token,
             types.WorkDoneProgressBegin(
-                self.title, cancellable=self.on_cancel is not None, message=message
+                self.title, cancellable=self.on_cancel is not None, message=self.message
             ),
         )
 
     def report(self, message: str, percentage: int | None = None, force: bool = False) -> None:
+        if not self.active:
+            self.message = message
         now = time.monotonic()
         if self.active and (force or now - self._last >= MIN_INTERVAL):
             self._last = now
@@ -105,6 +130,7 @@ class Progress:
             self.server.work_done_progress.report(self.token, value)
 
     def end(self, message: str) -> None:
+        self.ended = True
         if self.active:
             self.active = False
             Progress.registry.pop(self.token, None)

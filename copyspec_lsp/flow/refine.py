@@ -80,8 +80,9 @@ class RefineFlow:
 
     async def run(self) -> dict[str, Any]:
         context, params = self.context, self.params
-        await self._resolve()  # bad input fails at once, not after the model has loaded
-        await context.model.wait(context.settings.load_timeout)
+        if context.model.state != "ready":
+            await self._resolve()  # bad input fails at once, not after the model has loaded
+            await context.model.wait(context.settings.load_timeout)
         document, start, end, instruction = await self._resolve()  # the text may have changed
         conversation = context.conversations.get_or_create(params.session, params.uri)
         for other in list(context.running):
@@ -101,7 +102,7 @@ class RefineFlow:
         )
         outcome = "cancelled"
         try:
-            await progress.begin("waiting for the model")
+            progress.start("waiting for the model")  # the turn starts before the bar exists
             ok = await self._turns(document, conversation, request, instruction, progress)
             outcome = "done"
             return self._result(document, conversation, request, ok)
@@ -270,6 +271,7 @@ class RefineFlow:
                     stats = step_stats or stats
                     text = stream.push(delta)
                     if text != shown:
+                        await progress.opened()  # the bar begins before the first edit
                         context.client.chunk(conversation.id, request.uri, sent.change(text),
                                              stats, conversation.trimmed_turns)
                         shown = text
