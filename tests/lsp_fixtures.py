@@ -98,6 +98,10 @@ class Editor(LanguageClient):
         """Runs after an edit was applied and echoed, before the reply: users typing."""
         self.hold_edits: asyncio.Event | None = None
         """While set to an unset Event, edits wait unanswered: a busy or stuck editor."""
+        self.hold_progress: asyncio.Event | None = None
+        """While set to an unset Event, progress-bar creations wait unanswered: a slow one."""
+        self.arrivals: list[str] = []
+        """The kind of each chunk and progress notification, in the order they arrived."""
 
         @self.feature(types.WORKSPACE_APPLY_EDIT)
         async def apply_edit(
@@ -116,18 +120,21 @@ class Editor(LanguageClient):
         @self.feature("copyspec/chunk")
         def chunk(params: Any) -> None:
             self.chunks.append(plain(params))
+            self.arrivals.append("chunk")
 
         @self.feature(types.WINDOW_SHOW_MESSAGE)
         def show_message(params: types.ShowMessageParams) -> None:
             self.messages.append(params)
 
         @self.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
-        def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
-            return None
+        async def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+            if self.hold_progress is not None:
+                await self.hold_progress.wait()
 
         @self.feature(types.PROGRESS)
         def progress(params: types.ProgressParams) -> None:
             self.progress.append(params)
+            self.arrivals.append(f"progress {params.value['kind']}")
 
     def open(self, uri: str, text: str, language_id: str = PY) -> None:
         self.docs[uri], self.versions[uri] = text, 1

@@ -295,6 +295,33 @@ def plain_dict(value: Any) -> Any:
     return plain(value)
 
 
+async def test_the_turn_runs_while_the_progress_bar_is_being_created(editor: Editor) -> None:
+    """The model does not wait for the editor to grant the progress bar (a round trip on
+    every request); the bar still begins before the first chunk, with the latest message."""
+    uri = "file:///slow-progress.py"
+    editor.open(uri, PY_DOC)
+    before = (await editor.status()).get("lastStats")
+    editor.hold_progress = asyncio.Event()
+    try:
+        running = asyncio.ensure_future(editor.request(
+            "copyspec/refine", refine_params(uri, rng((4, 0), (4, 0)), maxNewTokens=20)
+        ))
+        deadline = asyncio.get_running_loop().time() + HELD
+        while (await editor.status()).get("lastStats") == before:  # the turn has run
+            assert not running.done() and asyncio.get_running_loop().time() < deadline, (
+                "the turn waited for the progress bar")
+            await asyncio.sleep(0.01)
+        assert not any(c["uri"] == uri for c in editor.chunks), "a chunk came before the bar"
+        first_seen = len(editor.arrivals)
+        editor.hold_progress.set()
+        result = await asyncio.wait_for(running, HELD)
+    finally:
+        editor.hold_progress = None
+    arrived = editor.arrivals[first_seen:]
+    assert arrived[0] == "progress begin" and "chunk" in arrived, arrived
+    assert result["text"] and text_at(editor, uri, result["range"]) == result["text"]
+
+
 async def test_requests_queue_and_report_their_place(editor: Editor) -> None:
     uris = ["file:///queue-a.py", "file:///queue-b.py"]
     for uri in uris:

@@ -281,6 +281,7 @@ class RefineFlow:
                     if pacer is not None:
                         pacer.step_handled()
         conversation.history = True
+        await progress.opened()
         # A turn quicker than the report interval still shows its figures once.
         progress.report(*live_figures(result.stats, max_new, started), force=True)
         final = shaper(result.text, final=True)
