@@ -147,6 +147,18 @@ def test_an_answer_starts_on_the_code_after_the_users_header(user: list[int],
     assert not drive(ResyncProposer(16, 256), stranger, other)[0][0].tokens
 
 
+def test_a_short_deletion_resumes_after_it_at_once() -> None:
+    """The token written where the source went on recurs 2 tokens ahead: the copy resumes there
+    on the next pass instead of guessing a substitution."""
+    rng = random.Random(3)
+    code = [rng.randrange(100, 4000) for _ in range(200)]
+    target = [*code[:100], *code[102:]]
+    passes = drive(ResyncProposer(16, 256), [1, *code, 2], target)
+    after = next(i for i, (p, a) in enumerate(passes) if a < len(p)) + 1
+    assert passes[after][0].mode == "anchor"
+    assert passes[after][1] > 0
+
+
 def drive(proposer: ResyncProposer, context: list[int], target: list[int],
           limit: int = NO_LIMIT) -> list[tuple[Proposal, int]]:
     """The replay's protocol through the engine's proposer interface: each pass's proposal

@@ -4,8 +4,10 @@
 `ResyncProposer` (policy `resync`, the default) keeps a pointer into the source it is copying,
 so a rewrite of code it has seen is followed as one alignment rather than looked up γ tokens at a
 time: the pointer advances with every accepted token, and after a divergence it guesses a
-substitution at once, then re-anchors at the nearest multi-token match around the divergence,
-falling back to the global index. Its draft length follows the alignment length.
+substitution at once (or a short deletion, where the token written recurs just ahead), then
+re-anchors at the nearest multi-token match around the divergence, falling back to the global
+index. An answer that nothing matches yet starts where its context matches but for one short
+substituted run (the role name of a chat header). Its draft length follows the alignment length.
 
 It also carries the edits it recognises. An edit is a short source run the output replaced
 by a new one, the copy resuming after it (a rename, a changed literal, an added argument).
@@ -34,7 +36,9 @@ many copies of one file in the context every comparison runs long, so this bound
 ANCHOR_MIN = 1
 """Tokens of agreement an anchor needs; below it the source is assumed to resume in place."""
 SUBSTITUTE_BELOW = 2
-"""Right after a divergence, guess a one-token substitution unless an anchor agrees this much."""
+"""Right after a divergence, guess a one-token substitution unless an anchor agrees this much..."""
+DELETION_WITHIN = 8
+"""...or the token written recurs this few tokens ahead in the source (a short deletion)."""
 EDIT_OLD = 8
 """Longest source run an edit replaces (tokens): longer ones are rewrites, not edits."""
 EDIT_NEW = 16
@@ -384,8 +388,9 @@ class ResyncProposer:
         match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
         if match is not None and index.agreement(match, ANCHOR_CAP) > agreement:
             anchor, agreement = match, index.agreement(match, ANCHOR_CAP)
-        if self._since == 1 and agreement < SUBSTITUTE_BELOW:  # a substitution: skip one token
-            return self._diverged + 1, "substitute"
+        deletion = agreement and 0 < anchor - self._diverged <= DELETION_WITHIN
+        if self._since == 1 and agreement < SUBSTITUTE_BELOW and not deletion:
+            return self._diverged + 1, "substitute"  # a substitution: skip one token
         if agreement >= ANCHOR_MIN:
             return anchor, "anchor"
         return self._diverged, "resume"  # an insertion so far: the source may resume here
