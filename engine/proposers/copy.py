@@ -407,22 +407,25 @@ def _relabelled(index: CopySource) -> int | None:
     if end < 3:
         return None
     last = tokens[end - 1]
+    news = range(1, min(RELABEL_RUN, end - 2) + 1)
+    before_new = {new: tokens[end - 2 - new] for new in news}
+    """The token before a substituted run of `new` tokens at the output's end."""
     best, best_key = None, (0, 0)
     for start in range(end - 1, max(2, end - ANCHOR_WINDOW), -1):
         if tokens[start - 1] != last:
             continue
-        for old in range(1, RELABEL_RUN + 1):
-            for new in range(1, RELABEL_RUN + 1):
-                before, ours = start - 2 - old, end - 2 - new
-                if before < 0 or ours < 0 or (old == new and all(
+        for old in range(1, min(RELABEL_RUN, start - 2) + 1):
+            before = start - 2 - old
+            for new in news:
+                if tokens[before] != before_new[new] or (old == new and all(
                         tokens[start - 1 - old + i] == tokens[end - 1 - new + i]
                         for i in range(old))):
                     continue
-                agreement = 0
-                while (agreement <= min(before, ANCHOR_CAP - 1)
+                ours, agreement = end - 2 - new, 1
+                while (agreement < min(before + 1, ANCHOR_CAP)
                        and tokens[before - agreement] == tokens[ours - agreement]):
                     agreement += 1
                 key = (agreement, -old - new)
-                if agreement and key > best_key:
+                if key > best_key:
                     best, best_key = start, key
     return best
