@@ -109,8 +109,9 @@ function H.run(cases)
   step(co)
 end
 
---- The plugin, set up against the real server on the tiny model.
-function H.setup(extra)
+--- The plugin, set up against the real server on the tiny model (`default_model`: no model
+--- named, so the server loads its default one).
+function H.setup(extra, default_model)
   H.messages = {}
   vim.notify = function(msg)
     H.messages[#H.messages + 1] = msg
@@ -119,7 +120,7 @@ function H.setup(extra)
   local copyspec = require('copyspec')
   copyspec.setup(vim.tbl_deep_extend('force', {
     cmd = { os.getenv('COPYSPEC_LSP'), '--stdio' },
-    init_options = { model = os.getenv('COPYSPEC_TEST_MODEL'), device = 'cpu' },
+    init_options = { model = not default_model and os.getenv('COPYSPEC_TEST_MODEL') or nil, device = 'cpu' },
     keymaps = false,
   }, extra or {}))
   -- Outermost on every applyEdit the server sends, refused ones included: H.step closes the

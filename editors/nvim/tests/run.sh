@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every editors/nvim/tests/test_*.lua in its own headless Neovim against the real
-# copyspec-lsp server and a tiny model built here. Usage: bash editors/nvim/tests/run.sh [test_x.lua ...]
+# copyspec-lsp server and a tiny model built here (test_default_model.lua: the server's default
+# model, whose base weights are fetched once into the user's cache). Usage: bash editors/nvim/tests/run.sh [test_x.lua ...]
 # Finds nvim and copyspec-lsp in $NVIM / $COPYSPEC_LSP, else the active venv, else PATH.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 
+user_cache="${XDG_CACHE_HOME:-$HOME/.cache}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # Set before anything starts nvim or the server, so that nothing from earlier runs or the
@@ -47,6 +49,14 @@ python="$(dirname "$server")/python"
 
 # A tiny random model (deterministic gibberish, loads in a second): the tests assert on structure.
 (cd "$root" && timeout 120 "$python" -c "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); from tiny_models import loaded, save; save(loaded('llama', mixing=0.1), Path(sys.argv[1]))" "$work/model")
+
+# The default model's base weights (fetched and verified once, a no-op once cached), linked into
+# this run's cache, where the server looks for them under its per-run XDG_CACHE_HOME.
+if weights="$(cd "$root" && XDG_CACHE_HOME="$user_cache" timeout 600 "$python" -m engine.fetch smollm2)"; then
+  mkdir -p "$XDG_CACHE_HOME/copyspec" && ln -s "$(dirname "$weights")" "$XDG_CACHE_HOME/copyspec/weights"
+else
+  echo "run.sh: the default model's base weights could not be fetched: test_default_model.lua will fail" >&2
+fi
 
 export COPYSPEC_LSP="$server" COPYSPEC_TEST_MODEL="$work/model" COPYSPEC_TEST_DIR="$work"
 cd "$root"

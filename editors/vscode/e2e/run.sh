@@ -2,13 +2,14 @@
 # The real-VS-Code end-to-end suite: builds and packages the extension (`npm run package`: the
 # VSIX users install, copyspec-vscode-<version>.vsix) and installs that VSIX, starts code-server
 # (VS Code 1.100.3) on 127.0.0.1 with a throwaway profile and workspace, drives it with
-# headless chromium (suite.js) against the real copyspec-lsp and its built-in model, and stops
-# everything it started by process group. Exit 0 = every scenario passed.
+# headless chromium (suite.js) against the real copyspec-lsp and its default model
+# (SmolLM2-135M-Instruct with our adapter; its base weights fetched once into the user's cache),
+# and stops everything it started by process group. Exit 0 = every scenario passed.
 #   bash editors/vscode/e2e/run.sh [--update-images]   (--update-images: refresh docs/images/)
 # Screenshots go to $E2E_ARTIFACTS (default: a new folder per run, kept and printed only when the
 # run fails); failures add error shots. Nothing of an earlier run is read: profile, workspace,
-# logs, caches and the test gate (COPYSPEC_TEST_GATE, see suite.js) and the scripted answer
-# (COPYSPEC_TEST_ANSWER) live in a per-run temp dir; only the installed rig is shared.
+# logs, caches and the test gate (COPYSPEC_TEST_GATE, see suite.js) live in a per-run temp dir;
+# only the installed rig and the model's base weights are shared.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -19,6 +20,10 @@ step() { echo "=== e2e [$(( $(date +%s) - T0 ))s] $*"; }
 bash "$HERE/install.sh" || { echo "e2e FAILED: the real-VS-Code rig could not be installed (see above)" >&2; exit 1; }
 PYTHON=$(command -v python || command -v python3) || { echo "e2e FAILED: no python on PATH" >&2; exit 1; }
 "$PYTHON" -c "import copyspec_lsp" 2>/dev/null || [ -d "$REPO/copyspec_lsp" ] || { echo "e2e FAILED: copyspec_lsp not importable" >&2; exit 1; }
+
+# The default model's base weights (fetched and verified once, a no-op once cached): the run's
+# own cache below links to them, so the server finds them under its per-run XDG_CACHE_HOME.
+WEIGHTS=$(cd "$REPO" && "$PYTHON" -m engine.fetch smollm2) || { echo "e2e FAILED: the default model's base weights could not be fetched (python -m engine.fetch smollm2)" >&2; exit 1; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e.XXXXXX")
 # The shots: in the folder named (kept, with the shots an earlier run left there removed:
@@ -32,15 +37,12 @@ else
   ART=$(mktemp -d "${TMPDIR:-/tmp}/copyspec-e2e-shots.XXXXXX")
   OWN_ART=1
 fi
-mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache}
+mkdir -p "$TMP"/{data/User,exts,ws,logs,bin,xdg,cache/copyspec}
+ln -s "$(dirname "$WEIGHTS")" "$TMP/cache/copyspec/weights"
 # The server's test gate: while this file exists a stream holds after each edit (suite.js
 # closes it around the mid-stream scenarios). Exported so code-server's extension host, and so
 # the server it starts, inherit it; the server wrapper below names it too.
 export COPYSPEC_TEST_GATE=$TMP/gate
-# The test-only scripted answer (copyspec_lsp/adapters/scripted.py): while this file exists every turn
-# answers its text instead of the tiny model's gibberish (suite.js writes it for the hunk review
-# and the screenshots, which need a known answer that reads like a real refinement).
-export COPYSPEC_TEST_ANSWER=$TMP/answer
 PGID=""
 cleanup() {
   if [ -n "$PGID" ]; then
@@ -70,7 +72,7 @@ rm -f "$VSIX"
 cat > "$TMP/bin/copyspec-lsp" <<SH
 #!/bin/sh
 export PYTHONPATH="$REPO\${PYTHONPATH:+:\$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export COPYSPEC_TEST_GATE="$COPYSPEC_TEST_GATE" COPYSPEC_TEST_ANSWER="$COPYSPEC_TEST_ANSWER"
+export COPYSPEC_TEST_GATE="$COPYSPEC_TEST_GATE"
 exec "$PYTHON" -m copyspec_lsp "\$@"
 SH
 chmod +x "$TMP/bin/copyspec-lsp"
@@ -118,7 +120,6 @@ curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" || { cat "$TMP/logs/code
 step "drive it (suite.js)"
 RC=0
 E2E_URL="http://127.0.0.1:$PORT/" E2E_WS="$TMP/ws" E2E_SHOTS="$ART" E2E_DATA="$TMP/data" E2E_GATE="$COPYSPEC_TEST_GATE" \
-  E2E_ANSWER="$COPYSPEC_TEST_ANSWER" \
   PLAYWRIGHT_CORE="$CACHE/driver/node_modules/playwright-core" \
   node "$HERE/suite.js" || RC=$?
 if [ "$RC" != 0 ]; then

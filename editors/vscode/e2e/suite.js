@@ -9,11 +9,10 @@
 // with (copyspec_lsp/adapters/gate.py). So the stream is surely still running when they act, however fast
 // the model; they open the gate once they have acted.
 //
-// The hunk review and the README's screenshots need an answer known in advance that reads like a
-// real refinement; the built-in model answers gibberish. So those scenarios write the server's
-// test-only scripted answer (run.sh: COPYSPEC_TEST_ANSWER=$E2E_ANSWER, copyspec_lsp/adapters/scripted.py):
-// while that file exists every turn answers its text instead of decoding, streamed through the
-// real path (shaping, streamed edits, gate, the result's hunks). Nothing else is faked.
+// The default model (SmolLM2-135M-Instruct with our adapter) answers for real: the scenarios that
+// check an exact result (the streaming diff, the code action, typing above the region, the hunk
+// review, the preview and the README's screenshots) ask for a rename it gets exactly right under
+// greedy decoding, and the buffer must end as exactly that edit. Nothing is faked but the pace.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -23,41 +22,33 @@ const WS = process.env.E2E_WS;
 const SHOTS = process.env.E2E_SHOTS;
 const DATA = process.env.E2E_DATA;
 const GATE = process.env.E2E_GATE;
-const ANSWER = process.env.E2E_ANSWER;
 const URL = process.env.E2E_URL + '?folder=' + encodeURIComponent(WS);
 const FILE = path.join(WS, 'sample.py');
 const SHORT = 'def count_items(items):\n    x = 0\n    x += len(items)\n    return x\n';
 const LONG = 'def total(items):\n' + Array.from({ length: 12 }, (_, i) => `    x${i} = len(items) + ${i}\n`).join('')
   + '    return x0 + x1 + x2\n';
-// The hunk review's file, and the scripted answer: three changes, so three hunks.
-const USERS_HEAD = 'import json\n\n\n';
-const USERS_TAIL = '\n\n\nif __name__ == "__main__":\n    print(load_users("users.json"))\n';
-const USERS_FN = [
-  'def load_users(path):',
-  '    f = open(path)',
-  '    data = json.load(f)',
-  '    f.close()',
-  '    users = []',
-  '    for item in data:',
-  '        if item["active"] == True:',
-  '            users.append(item["name"])',
-  '    print("loaded", len(users), "users")',
-  '    return users',
+// The exact-result scenarios' file: a function whose rename changes three separate places, so
+// the answer is three hunks. MEAN_ANSWER is the rename done right, every occurrence and nothing
+// else: what the default model answers (greedy decoding, copyspec.threads 1).
+const MEAN_HEAD = 'from dataclasses import dataclass\n\n\n@dataclass\nclass Person:\n    name: str\n    age: int\n\n\n';
+const MEAN_TAIL = '\n\n\nif __name__ == "__main__":\n    print(mean_age([Person("Ada", 36), Person("Alan", 41)]))\n';
+const MEAN_FIRST = MEAN_HEAD.split('\n').length - 1; // the function's first line (0-based)
+const MEAN_FN = [
+  'def mean_age(people):',
+  '    total = 0',
+  '    count = 0',
+  '    for person in people:',
+  '        total += person.age',
+  '        count += 1',
+  '    if count == 0:',
+  '        return 0.0',
+  '    return total / count',
 ];
-const USERS_ANSWER = [
-  'def load_users(path):',
-  '    with open(path) as f:',
-  '        data = json.load(f)',
-  '    users = []',
-  '    for item in data:',
-  '        if item["active"]:',
-  '            users.append(item["name"])',
-  '    return users',
-];
-const users = (fn) => USERS_HEAD + fn.join('\n') + USERS_TAIL;
-const USERS = users(USERS_FN);
-const USERS_REPLY = '```python\n' + USERS_ANSWER.join('\n') + '\n```\n';
-const USERS_INSTRUCTION = 'use a with block, test truthiness, drop the debug print';
+const RENAME = 'Rename `count` to `num`.';
+const MEAN_ANSWER = MEAN_FN.map((l) => l.replace(/\bcount\b/g, 'num'));
+const mean = (fn) => MEAN_HEAD + fn.join('\n') + MEAN_TAIL;
+const MEAN = mean(MEAN_FN);
+const MEAN_LAST = MEAN_FIRST + MEAN_FN.length - 1;
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -216,17 +207,6 @@ async function held(fn) {
   }
 }
 
-/** Runs `fn` with the scripted answer `text` in place (every turn answers it), and removes it
- * afterwards whatever happens. */
-async function scripted(text, fn) {
-  fs.writeFileSync(ANSWER, text);
-  try {
-    return await fn();
-  } finally {
-    fs.rmSync(ANSWER, { force: true });
-  }
-}
-
 /** Under a closed gate: lets the held stream go on a piece or so at a time (the gate opened for
  * a moment, then closed again: the stream holds after its next edit) until `pred()` holds. */
 async function streamUntil(what, pred) {
@@ -239,10 +219,9 @@ async function streamUntil(what, pred) {
   }
 }
 
-/** Whether a running copyspec_lsp was started with the gate and the scripted answer's file
- * (its /proc environ names them). */
+/** Whether a running copyspec_lsp was started with the gate's file (its /proc environ names it). */
 function serverHasGate() {
-  const wanted = [`COPYSPEC_TEST_GATE=${GATE}`, `COPYSPEC_TEST_ANSWER=${ANSWER}`];
+  const wanted = [`COPYSPEC_TEST_GATE=${GATE}`];
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).some((pid) => {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -276,18 +255,18 @@ scenario('status command', async (page) => {
   return text.split('\n').filter((l) => /^(server|model) /.test(l)).join(' | ');
 });
 
-scenario('refine from the palette: streaming diff, exact result, one undo', async (page) => {
-  await load(page, LONG);
-  await page.keyboard.press('Control+A');
+scenario('refine from the palette: streaming diff, the exact rename, one undo', async (page) => {
+  await load(page, MEAN);
+  await selectLines(page, MEAN_FIRST, MEAN_LAST);
   await recordStates(page);
-  const lastLine = LONG.trimEnd().split('\n').pop();
+  const lastLine = MEAN_FN[MEAN_FN.length - 1];
   // Mid-stream, held after the first edit: new text above, the original's rest (its last line)
   // still below it, dimmed, and the progress figures in the status bar and the notification.
   const { mid, status } = await held(async () => {
     await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'rename x0 to first');
-    const text = await firstEdit(page, LONG);
-    if (!text.includes(lastLine) || text.split('\n').length <= 3) throw new Error('no original rest in view: ' + JSON.stringify(text));
+    await answer(page, 'how should the selection change', RENAME);
+    const text = await firstEdit(page, MEAN);
+    if (!text.includes(lastLine)) throw new Error('no original rest in view: ' + JSON.stringify(text));
     await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
     await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
     return { mid: text, status: (await statusItems(page)).join(' ') };
@@ -298,12 +277,12 @@ scenario('refine from the palette: streaming diff, exact result, one undo', asyn
   const disk = await save(page);
   const dom = await editorText(page);
   if (dom.trimEnd() !== disk.trimEnd()) throw new Error('editor and disk differ');
-  if (disk === LONG) throw new Error('the model returned the text unchanged: undo proves nothing');
+  if (disk !== mean(MEAN_ANSWER)) throw new Error('not exactly the rename: ' + JSON.stringify(disk));
   const withRest = seen.filter((t) => t !== seen[0] && t.includes(lastLine));
   await focusEditor(page);
   await page.keyboard.press('Control+Z');
   const undone = await save(page);
-  if (undone !== LONG) throw new Error('one undo did not restore the original: ' + JSON.stringify(undone));
+  if (undone !== MEAN) throw new Error('one undo did not restore the original: ' + JSON.stringify(undone));
   if (!/refining|tok\/s/.test(status)) throw new Error('status item did not follow the request: ' + status);
   return `${done}; ${seen.length} states, ${withRest.length} with the original's rest in view; status mid-stream "${status}"; first mid state has ${mid.split('\n').length} lines`;
 });
@@ -330,8 +309,8 @@ scenario('follow-up turn', async (page) => {
 });
 
 scenario('refine from the code action (Ctrl+.) asks for the instruction', async (page) => {
-  await load(page, SHORT);
-  await selectLines(page, 1, 2);
+  await load(page, MEAN);
+  await selectLines(page, MEAN_FIRST, MEAN_LAST);
   const menu = page.locator('.action-widget');
   // On a loaded machine the first menu can open before the server's answer is in: ask again.
   for (let attempt = 1; ; attempt++) {
@@ -346,14 +325,15 @@ scenario('refine from the code action (Ctrl+.) asks for the instruction', async 
     await page.keyboard.press('ArrowDown');
   }
   await page.keyboard.press('Enter');
-  await answer(page, 'how should the selection change', 'rename x to count');
+  await answer(page, 'how should the selection change', RENAME);
   const done = await outcome(page);
   if (!/done/.test(done)) throw new Error(done);
   const text = await save(page);
+  if (text !== mean(MEAN_ANSWER)) throw new Error('not exactly the rename: ' + JSON.stringify(text));
   await focusEditor(page);
   await page.keyboard.press('Control+Z');
-  if (await save(page) !== SHORT) throw new Error('undo did not restore');
-  return `${done}; file changed: ${text !== SHORT}`;
+  if (await save(page) !== MEAN) throw new Error('undo did not restore');
+  return `${done}; exactly the rename, one undo restores`;
 });
 
 scenario('cancel mid-stream (Escape) restores the original', async (page) => {
@@ -361,7 +341,7 @@ scenario('cancel mid-stream (Escape) restores the original', async (page) => {
   await page.keyboard.press('Control+A');
   const done = await held(async () => { // held after its first edit: only the Escape stops it
     await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'add a comment to every line');
+    await answer(page, 'how should the selection change', 'rename x0 to first');
     await firstEdit(page, LONG);
     await page.keyboard.press('Escape');
     return until('the cancel', async () => (await statusItems(page)).find((s) => /CopySpec: cancelled/.test(s)), 30000);
@@ -377,7 +357,7 @@ scenario('typing inside the region while it streams stops it and keeps the typin
   await page.keyboard.press('Control+A');
   const done = await held(async () => { // held after its first edit: only the typing stops it
     await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'add a comment to every line');
+    await answer(page, 'how should the selection change', 'rename x0 to first');
     await firstEdit(page, LONG);
     // Type at the end of the region's second line.
     for (const k of ['Control+Home', 'ArrowDown', 'End']) await page.keyboard.press(k);
@@ -390,56 +370,54 @@ scenario('typing inside the region while it streams stops it and keeps the typin
   return done;
 });
 
-scenario('typing above the region while it streams: the answer still lands, below the typing, and undo keeps the typing', async (page) => {
-  await load(page, LONG);
-  await selectLines(page, 1, 13); // the body: the region starts on line 1
+scenario('typing above the region while it streams: the rename still lands exactly, below the typing, and one undo keeps the typing', async (page) => {
+  await load(page, MEAN);
+  await selectLines(page, MEAN_FIRST, MEAN_LAST);
+  const top = MEAN.split('\n')[0] + ' # top';
   await held(async () => { // held after its first edit while the keys go in
     await palette(page, 'CopySpec: Refine Selection');
-    await answer(page, 'how should the selection change', 'add a comment to every line');
-    await firstEdit(page, LONG);
-    // Keys at the end of line 0, outside the region, while the stream is held: the rest of it
+    await answer(page, 'how should the selection change', RENAME);
+    await firstEdit(page, MEAN);
+    // Keys at the end of line 0, above the region, while the stream is held: the rest of it
     // is computed against the text with them. (An edit already in flight when keys arrive is
     // stale and refused, by the extension's version check or by VS Code itself, and computed
     // again; the count is reported. The protocol tests make that happen every time.)
     for (const k of ['Control+Home', 'End']) await page.keyboard.press(k);
     await page.keyboard.type(' # top');
-    await until('the typing in the editor', async () => (await editorText(page) || '').startsWith('def total(items): # top') || null, 10000);
+    await until('the typing in the editor', async () => (await editorText(page) || '').startsWith(top + '\n') || null, 10000);
   });
   const done = await outcome(page);
   if (!/done/.test(done)) throw new Error('outcome: ' + done);
   const text = await save(page);
-  const [first, ...rest] = text.split('\n');
-  if (first !== 'def total(items): # top') throw new Error('the typing was lost or moved: ' + JSON.stringify(text));
-  if (rest.join('\n') === LONG.split('\n').slice(1).join('\n')) throw new Error('the answer did not land');
+  const withTyping = (t) => top + t.slice(t.indexOf('\n'));
+  if (text !== withTyping(mean(MEAN_ANSWER))) throw new Error('not the typing plus exactly the rename: ' + JSON.stringify(text));
   await focusEditor(page);
   await page.keyboard.press('Control+Z');
   const undone = await save(page);
-  if (!undone.startsWith('def total(items): # top\n')) throw new Error('one undo took the typing away: ' + JSON.stringify(undone));
+  if (!undone.startsWith(top + '\n')) throw new Error('one undo took the typing away: ' + JSON.stringify(undone));
   return `${done}; the typing stays on line 0 and after one undo; ${refusals()} stale edits refused so far`;
 });
 
-scenario('hunk review: a streamed three-hunk answer; accept the first and third, reject the second; exact buffer, typing kept, undo', async (page) => {
-  await load(page, USERS);
-  await selectLines(page, 3, 12);
-  await scripted(USERS_REPLY, async () => {
-    await held(async () => { // the streaming-diff screenshot, mid-stream
-      await palette(page, 'CopySpec: Refine Selection');
-      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
-      await firstEdit(page, USERS);
-      await focusEditor(page); // a click on the first row: no selection hides the colours
-      await streamUntil('half the answer with the original\'s rest pending', async () => {
-        const text = await editorText(page) || '';
-        return text.includes('        data = json.load(f)\n    users = []') && text.includes('print("loaded"') || null;
-      });
-      await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
-      await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
-      await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
+scenario('hunk review: the rename streamed in as three hunks; accept the first and third, reject the second; exact buffer, typing kept, undo', async (page) => {
+  await load(page, MEAN);
+  await selectLines(page, MEAN_FIRST, MEAN_LAST);
+  await held(async () => { // the streaming-diff screenshot, mid-stream
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', RENAME);
+    await firstEdit(page, MEAN);
+    await focusEditor(page); // a click on the first row: no selection hides the colours
+    await streamUntil('half the answer with the original\'s rest pending', async () => {
+      const text = await editorText(page) || '';
+      return text.includes(MEAN_ANSWER.slice(0, 6).join('\n')) && text.includes(MEAN_FN[8]) || null;
     });
-    const done = await outcome(page);
-    if (!/done/.test(done)) throw new Error('outcome: ' + done);
+    await until('the pending rest decorated', () => page.evaluate(() => document.querySelectorAll('.view-overlays [class*="ced-"]').length >= 2 || null), 30000);
+    await until('the progress figures', async () => (await toasts(page)).some((x) => /refining.*tok\/s/.test(x)) || null, 30000);
+    await page.screenshot({ path: path.join(SHOTS, 'streaming-diff.png') });
   });
+  const done = await outcome(page);
+  if (!/done/.test(done)) throw new Error('outcome: ' + done);
   await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 30000);
-  if ((await save(page)) !== users(USERS_ANSWER)) throw new Error('the answer did not stream in exactly');
+  if ((await save(page)) !== mean(MEAN_ANSWER)) throw new Error('not exactly the rename');
   await clearToasts(page);
   await restCursor(page);
   await page.screenshot({ path: path.join(SHOTS, 'hunk-review.png') });
@@ -460,48 +438,47 @@ scenario('hunk review: a streamed three-hunk answer; accept the first and third,
   await page.keyboard.press('Alt+F5');
   await page.keyboard.press('Control+Alt+Y');
   await until('no hunk left', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
-  const chosen = [...USERS_ANSWER.slice(0, 5), USERS_FN[6], ...USERS_ANSWER.slice(6)];
+  // The hunks: the function's line 2, lines 5-6, line 8; the second stays as it was.
+  const chosen = [...MEAN_ANSWER.slice(0, 5), ...MEAN_FN.slice(5, 7), ...MEAN_ANSWER.slice(7)];
   const text = await save(page);
-  if (text !== '# reviewed\n' + users(chosen)) throw new Error('not the chosen hunks: ' + JSON.stringify(text));
+  if (text !== '# reviewed\n' + mean(chosen)) throw new Error('not the chosen hunks: ' + JSON.stringify(text));
   await focusEditor(page);
   await page.keyboard.press('Control+Z');
   const undone = await save(page);
-  if (undone !== '# reviewed\n' + users(USERS_ANSWER)) throw new Error('one undo did not take back exactly the reject: ' + JSON.stringify(undone));
+  if (undone !== '# reviewed\n' + mean(MEAN_ANSWER)) throw new Error('one undo did not take back exactly the reject: ' + JSON.stringify(undone));
   return 'accepted 1 and 3, rejected 2: exact; the typing kept; one undo took back the reject';
 });
 
 scenario('preview mode: the hunks reviewed against the original; nothing changes until Accept all; Reject all leaves it', async (page) => {
-  await load(page, USERS);
+  await load(page, MEAN);
   await palette(page, 'CopySpec: Toggle Preview Mode');
   await until('preview mode', async () => (await statusItems(page)).some((s) => /apply mode preview/.test(s)) || null, 15000);
   try {
-    await scripted(USERS_REPLY, async () => {
-      await selectLines(page, 3, 12);
-      await palette(page, 'CopySpec: Refine Selection');
-      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
-      await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
-      if (await save(page) !== USERS) throw new Error('the buffer changed before Accept');
-      await clearToasts(page);
-      await palette(page, 'View: Hide Panel'); // the Comments panel the streaming zone opened
-      await restCursor(page);
-      await page.screenshot({ path: path.join(SHOTS, 'preview.png') });
-      await page.keyboard.press('Control+Shift+Enter'); // Accept all
-      await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
-      const accepted = await save(page);
-      if (accepted !== users(USERS_ANSWER)) throw new Error('Accept all did not put the answer in: ' + JSON.stringify(accepted));
-      await focusEditor(page);
-      await page.keyboard.press('Control+Z');
-      if (await save(page) !== USERS) throw new Error('one undo did not restore the original after Accept all');
-      // Reject all: the same again, then Ctrl+Shift+Backspace.
-      await selectLines(page, 3, 12);
-      await palette(page, 'CopySpec: Refine Selection');
-      await answer(page, 'how should the selection change', USERS_INSTRUCTION);
-      await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
-      await focusEditor(page);
-      await page.keyboard.press('Control+Shift+Backspace');
-      await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
-      if (await save(page) !== USERS) throw new Error('Reject all changed the file');
-    });
+    await selectLines(page, MEAN_FIRST, MEAN_LAST);
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', RENAME);
+    await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
+    if (await save(page) !== MEAN) throw new Error('the buffer changed before Accept');
+    await clearToasts(page);
+    await palette(page, 'View: Hide Panel'); // the Comments panel the streaming zone opened
+    await restCursor(page);
+    await page.screenshot({ path: path.join(SHOTS, 'preview.png') });
+    await page.keyboard.press('Control+Shift+Enter'); // Accept all
+    await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
+    const accepted = await save(page);
+    if (accepted !== mean(MEAN_ANSWER)) throw new Error('Accept all did not put the answer in: ' + JSON.stringify(accepted));
+    await focusEditor(page);
+    await page.keyboard.press('Control+Z');
+    if (await save(page) !== MEAN) throw new Error('one undo did not restore the original after Accept all');
+    // Reject all: the same again, then Ctrl+Shift+Backspace.
+    await selectLines(page, MEAN_FIRST, MEAN_LAST);
+    await palette(page, 'CopySpec: Refine Selection');
+    await answer(page, 'how should the selection change', RENAME);
+    await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
+    await focusEditor(page);
+    await page.keyboard.press('Control+Shift+Backspace');
+    await until('the hunks to go', async () => (await lensLinks(page, 'Accept').count()) === 0 || null, 10000);
+    if (await save(page) !== MEAN) throw new Error('Reject all changed the file');
     return 'accept all: exactly the answer, one undo; reject all: unchanged';
   } finally {
     await palette(page, 'CopySpec: Toggle Preview Mode');
@@ -571,13 +548,14 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
     await page.locator('.quick-input-list .monaco-list-row', { hasText: 'sample.py' }).first().waitFor({ timeout: 60000 });
     await page.keyboard.press('Enter');
     await page.locator('.editor-instance .monaco-editor .view-line', { hasText: 'count_items' }).first().waitFor({ timeout: 30000 });
-    const ready = await until('the model', async () => (await statusItems(page)).find((s) => /\((ready|error)\)/.test(s)), 180000);
+    // The default model loads in about 20 s on an idle core; allow what the server itself does
+    // (its load timeout, 300 s) on a busy machine.
+    const ready = await until('the model', async () => (await statusItems(page)).find((s) => /\((ready|error)\)/.test(s)), 300000);
     if (/error/.test(ready)) throw new Error('server: ' + ready);
     log('ready:', ready);
-    if (!GATE || !ANSWER) throw new Error('E2E_GATE or E2E_ANSWER is not set (run.sh sets them)');
-    fs.rmSync(ANSWER, { force: true });
+    if (!GATE) throw new Error('E2E_GATE is not set (run.sh sets it)');
     release();
-    if (!serverHasGate()) throw new Error(`the server was not started with COPYSPEC_TEST_GATE=${GATE} and COPYSPEC_TEST_ANSWER=${ANSWER}`);
+    if (!serverHasGate()) throw new Error(`the server was not started with COPYSPEC_TEST_GATE=${GATE}`);
     const only = process.env.E2E_ONLY && new RegExp(process.env.E2E_ONLY);
     for (const { name, fn } of scenarios) {
       if (only && !only.test(name)) continue;
@@ -590,7 +568,6 @@ scenario('the output channel is quiet (no progress bars, no library warnings)', 
         log(`FAIL ${name}: ${e.stack || e}`);
         await page.screenshot({ path: path.join(SHOTS, `error-${failures.length}.png`) }).catch(() => {});
         release();
-        fs.rmSync(ANSWER, { force: true });
         await page.keyboard.press('Escape').catch(() => {});
         await palette(page, 'CopySpec: Cancel').catch(() => {});
         await clearToasts(page).catch(() => {});
