@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+DEMO_MODEL = REPO / "engine" / "models" / "demo"
+"""The 2M demo model and its draft: the bench and server stages need a fast model with a draft."""
 WIDTHS = [2**i for i in range(10)]
 """New tokens per verification pass in the cost curve: 1, 2, 4 … 512."""
 CONTEXTS = [1024, 8192, 32768]
@@ -146,7 +148,7 @@ def costs_stage(shape: str, budget: float) -> Stage:
 def replay_stage(shape: str, budget: float) -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str] | str:
         workloads = sorted((run.shared / "replay").glob("*.jsonl"))
-        # GPT-2's ids run past the built-in model's 4096: it reads its own tokenizer (the
+        # GPT-2's ids run past the demo model's 4096: it reads its own tokenizer (the
         # command's default), and a real shape reads GPT-2's.
         gpt2 = run.shared / "tokenizers" / "gpt2"
         tokenizer = [] if shape == DRY_SHAPE else ["--tokenizer", str(gpt2)]
@@ -195,22 +197,23 @@ def bench_stage() -> Stage:
         tasks = [first_task(path, folder / "tasks") for path in files]
         methods = "greedy,copy" if run.dry else "greedy,pld,copy,copy+draft"
         return run.python("-m", "engine.cli", "bench", "--tasks", *map(str, tasks),
-                          "--methods", methods, "--repeats", "1",
+                          "--model", str(DEMO_MODEL), "--methods", methods, "--repeats", "1",
                           "--max-new-tokens", "48" if run.dry else "160",
                           "--device", run.device, "--dtype", run.fast_dtype, "--out", str(folder))
 
-    return Stage("bench", "built-in model: identity first, then tok/s per method and "
+    return Stage("bench", "demo model (and its draft): identity first, then tok/s per method and "
                  "workload", 20, command, sized=True)
 
 
 def server_stage() -> Stage:
     def command(run: Run, scale: float, folder: Path) -> list[str]:
         return run.python("scripts/lsp_smoke.py", "--device", run.device,
-                          "--dtype", run.fast_dtype, "--out", str(folder))
+                          "--model", str(DEMO_MODEL), "--dtype", run.fast_dtype,
+                          "--out", str(folder))
 
-    return Stage("server", "copyspec-lsp over stdio: a refine streams, $/cancelRequest stops "
-                 "it within a step (2 passes of the chunk it answers)", 25, command,
-                 needs="scripts/lsp_smoke.py")
+    return Stage("server", "copyspec-lsp over stdio on the demo model: a refine streams, "
+                 "$/cancelRequest stops it within a step (2 passes of the chunk it answers)", 25,
+                 command, needs="scripts/lsp_smoke.py")
 
 
 def device_stage() -> Stage:

@@ -225,7 +225,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--model", help="model directory (default: the built-in model)")
+    parser.add_argument("--model",
+                        help="model directory (default: the built-in model, SmolLM2 + adapter)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds for the whole smoke")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
