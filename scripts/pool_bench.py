@@ -109,6 +109,7 @@ def run(url: str, sessions: int, max_tokens: int, chats: list[dict[str, Any]]) -
 def start_pool(replicas: int, port: int, threads: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "engine.cli", "serve", "--replicas", str(replicas),
                "--port", str(port), "--threads", str(threads), "--device", "cpu",
+               "--model", str(ROOT / "engine" / "models" / "demo"),  # as docs/pool.md measured
                "--cpus-per-replica", str(2 / max(replicas, 2)), "--num-cpus", "2"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
