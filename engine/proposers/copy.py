@@ -408,8 +408,8 @@ def _relabelled(index: CopySource) -> int | None:
         return None
     last = tokens[end - 1]
     news = range(1, min(RELABEL_RUN, end - 2) + 1)
+    # The token before a substituted run of `new` tokens at the output's end.
     before_new = {new: tokens[end - 2 - new] for new in news}
-    """The token before a substituted run of `new` tokens at the output's end."""
     best, best_key = None, (0, 0)
     for start in range(end - 1, max(2, end - ANCHOR_WINDOW), -1):
         if tokens[start - 1] != last:
