@@ -458,7 +458,8 @@ scenario('preview mode: the hunks reviewed against the original; nothing changes
     await palette(page, 'CopySpec: Refine Selection');
     await answer(page, 'how should the selection change', RENAME);
     await until('three hunks offered', async () => (await lensLinks(page, 'Accept').count()) === 3 || null, 180000);
-    if (await save(page) !== MEAN) throw new Error('the buffer changed before Accept');
+    const before = await save(page);
+    if (before !== MEAN) throw new Error('the buffer changed before Accept: ' + JSON.stringify(before));
     await clearToasts(page);
     await palette(page, 'View: Hide Panel'); // the Comments panel the streaming zone opened
     await restCursor(page);
