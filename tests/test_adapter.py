@@ -23,7 +23,7 @@ from engine.loading import load_model
 from engine.paths import ModelLoadError, locate_model
 from engine.prompt_format import SYSTEM_PROMPT, edit_request, fence
 from engine.training import adapter
-from engine.training.adapter_data import KINDS, Answer, ExampleSource, functions
+from engine.training.adapter_data import KINDS, Answer, ExampleSource, edit_rename, functions
 from engine.training.adapter_eval import adds_and_keeps
 from engine.training.data import is_held_out, split_files
 
@@ -237,3 +237,16 @@ def test_kind_weights_draw_the_named_kinds_and_refuse_bad_specs(
         with pytest.raises(SystemExit):
             adapter.parse_args(["--out", "x", "--steps", "1", "--kind-weights", spec])
         assert said in capsys.readouterr().err
+
+
+def test_a_rename_to_a_keyword_is_not_made() -> None:
+    """The name pool holds the stdlib's common words, keywords among them: `self.class` made
+    a target that does not parse, and the next turn's edit crashed training on it."""
+    code = "def reset(self):\n    self.total = 0\n    return self.total\n"
+    made = [edit_rename(code, "rename_attribute", random.Random(seed), ["class"])
+            for seed in range(40)]
+    assert any(m is None for m in made)  # the pool's keyword was drawn: no edit
+    assert any(m is not None for m in made)  # a variation of the name was drawn instead
+    for m in made:
+        assert m is None or compile(m[1], "<rename>", "exec")
+

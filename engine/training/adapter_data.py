@@ -228,6 +228,8 @@ def edit_rename(code: str, kind: str, rng: random.Random, pool: list[str]) -> Ed
         target = replace_spans(code, attribute_spans(code, old), new)
     else:
         target = replace_spans(code, _name_spans(code, function_node(code), old), new)
+    if not _parses(target):  # the pool's name was a keyword (`self.class`)
+        return None
     return rng.choice(RENAME_ASKS[kind]).format(a=old, b=new), target
 
 
