@@ -142,6 +142,9 @@ def test_an_answer_starts_on_the_code_after_the_users_header(user: list[int],
     first = drive(ResyncProposer(16, 256), context, code)[0]
     assert first[0].mode == "relabelled"
     assert first[1] == 16  # the whole first draft accepted
+    # Its alignment, what the chooser trusts it by, counts the `start` token agreeing before the
+    # role name as well as the newline after it.
+    assert first[0].aligned == 2
     other = [rng.randrange(100, 4000) for _ in range(50)]
     stranger = [5, *code, end, newline, start, *assistant, newline]  # no header to relabel
     assert not drive(ResyncProposer(16, 256), stranger, other)[0][0].tokens

@@ -204,12 +204,12 @@ class ResyncProposer:
     def propose(self, context: Context, limit: int) -> Proposal:
         index = context.index
         self._follow(index)
-        start, mode = self._choose(index)
+        start, mode, beyond = self._choose(index)
         self._seen, self._plan = len(index), None
         if start is None or limit <= 0 or (start >= len(index) and not self._owed):
             return Proposal()
         run = self._run if self._diverged is None or self._since == 1 else 0
-        aligned = max(run, index.agreement(start, self.max_block // 2))
+        aligned = max(run, index.agreement(start, self.max_block // 2) + beyond)
         k = min(limit, max(self.min_block, min(self.max_block, 2 * aligned)))
         length = min(limit, self.max_block)
         plan = self._planned(index, start, length)
@@ -371,41 +371,44 @@ class ResyncProposer:
                 return begin + len(edit.old)
         return None
 
-    def _choose(self, index: CopySource) -> tuple[int | None, str]:
-        """Where to copy from, and how that was found."""
+    def _choose(self, index: CopySource) -> tuple[int | None, str, int]:
+        """Where to copy from, how that was found, and the agreement behind it that the
+        tokens just before it do not show (a relabelled start's, across its substituted run)."""
         if self._pointer is not None:
-            return self._pointer, "aligned"
+            return self._pointer, "aligned", 0
         self._owed, self._owed_edit = [], None
         if self._diverged is None:
             match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
             if match is None and self._since < RELABEL_WITHIN:
-                return _relabelled(index), "relabelled"
-            return match, "match"
+                start, beyond = _relabelled(index)
+                return start, "relabelled", beyond
+            return match, "match", 0
         again = self._made_again(index, self._diverged)
         if again is not None:
-            return again, "edit"
+            return again, "edit", 0
         anchor, agreement = index.anchor(self._diverged, ANCHOR_WINDOW, ANCHOR_CAP, ANCHOR_SCAN)
         match = index.match(ANCHOR_CAP, ANCHOR_SCAN)
         if match is not None and index.agreement(match, ANCHOR_CAP) > agreement:
             anchor, agreement = match, index.agreement(match, ANCHOR_CAP)
         deletion = agreement and 0 < anchor - self._diverged <= DELETION_WITHIN
         if self._since == 1 and agreement < SUBSTITUTE_BELOW and not deletion:
-            return self._diverged + 1, "substitute"  # a substitution: skip one token
+            return self._diverged + 1, "substitute", 0  # a substitution: skip one token
         if agreement >= ANCHOR_MIN:
-            return anchor, "anchor"
-        return self._diverged, "resume"  # an insertion so far: the source may resume here
+            return anchor, "anchor", 0
+        return self._diverged, "resume", 0  # an insertion so far: the source may resume here
 
 
-def _relabelled(index: CopySource) -> int | None:
+def _relabelled(index: CopySource) -> tuple[int | None, int]:
     """Where the output's last token follows, within ANCHOR_WINDOW, the context the output has
     before it but for one substituted run (up to RELABEL_RUN tokens on either side): an
     answer's header (`assistant`) where the user's had `user`, so that the answer, which
     nothing else matches yet, copies what followed the user's header, the code to rewrite.
     Most agreement before the substitution wins, then the shorter substitution, then the
-    latest; None when nothing agrees on both sides of one."""
+    latest. Also how many tokens agree before the substitution: evidence for the copy that the
+    token before the start does not show. (None, 0) when nothing agrees on both sides of one."""
     tokens, end = index.tokens, len(index)
     if end < 3:
-        return None
+        return None, 0
     last = tokens[end - 1]
     news = range(1, min(RELABEL_RUN, end - 2) + 1)
     # The token before a substituted run of `new` tokens at the output's end.
@@ -428,4 +431,4 @@ def _relabelled(index: CopySource) -> int | None:
                 key = (agreement, -old - new)
                 if key > best_key:
                     best, best_key = start, key
-    return best
+    return best, best_key[0]
