@@ -142,10 +142,20 @@ async function selectLines(page, from, to) {
   await page.keyboard.press('Shift+End');
 }
 
+/** Saves and reads the file back. VS Code truncates the file before it writes it, so the
+ * first new mtime can come with an empty or half-written file: read only once a new, non-empty
+ * size and mtime have held still for one poll. */
 async function save(page) {
   const before = fs.statSync(FILE).mtimeMs;
   await page.keyboard.press('Control+S');
-  await until('the save', async () => fs.statSync(FILE).mtimeMs !== before || null, 10000).catch(() => null);
+  let last = '';
+  await until('the save', async () => {
+    const stat = fs.statSync(FILE);
+    const now = `${stat.mtimeMs}:${stat.size}`;
+    const written = stat.mtimeMs !== before && stat.size > 0 && now === last;
+    last = now;
+    return written || null;
+  }, 10000).catch(() => null);
   return fs.readFileSync(FILE, 'utf8');
 }
 
