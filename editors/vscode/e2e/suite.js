@@ -380,7 +380,7 @@ scenario('typing inside the region while it streams stops it and keeps the typin
   return done;
 });
 
-scenario('typing above the region while it streams: the rename still lands exactly, below the typing, and one undo keeps the typing', async (page) => {
+scenario('typing above the region while it streams: the rename still lands exactly, below the typing; one undo restores the original and keeps the typing, one redo the answer', async (page) => {
   await load(page, MEAN);
   await selectLines(page, MEAN_FIRST, MEAN_LAST);
   const top = MEAN.split('\n')[0] + ' # top';
@@ -405,7 +405,13 @@ scenario('typing above the region while it streams: the rename still lands exact
   await page.keyboard.press('Control+Z');
   const undone = await save(page);
   if (!undone.startsWith(top + '\n')) throw new Error('one undo took the typing away: ' + JSON.stringify(undone));
-  return `${done}; the typing stays on line 0 and after one undo; ${refusals()} stale edits refused so far`;
+  // The typing split the stream's undo step; the extension rejoins it when the answer is in.
+  if (undone !== withTyping(MEAN)) throw new Error('one undo did not restore the original below the typing: ' + JSON.stringify(undone));
+  await focusEditor(page);
+  await page.keyboard.press('Control+Shift+Z');
+  const redone = await save(page);
+  if (redone !== text) throw new Error('one redo did not put the answer back: ' + JSON.stringify(redone));
+  return `${done}; the typing stays on line 0; one undo: the original below it; one redo: the answer; ${refusals()} stale edits refused so far`;
 });
 
 scenario('hunk review: the rename streamed in as three hunks; accept the first and third, reject the second; exact buffer, typing kept, undo', async (page) => {

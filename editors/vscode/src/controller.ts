@@ -6,12 +6,13 @@
 // "stream") and follows the region through didChange, cancelling when the user types inside
 // it; this class applies each of the server's workspace/applyEdit calls itself with
 // editor.edit(..., { undoStopBefore: false }) instead of vscode-languageclient's default,
-// which would make every chunk its own undo step. Each streamed edit is the minimal change
-// inside the region, a TextDocumentEdit stamped with the document version the server
-// computed it against: one for an older version is refused ({applied: false}) before
-// anything is applied, and the server computes it again against the newer text. Where the
-// region stands comes from the `copyspec/pending` announcement sent before each edit
-// (`before` / `after`), not from the edit's ranges. While it streams, the original's
+// which would make every chunk its own undo step (typing elsewhere while it streams splits
+// that step; the finished answer is then put in again as one, see `oneUndoStep`). Each
+// streamed edit is the minimal change inside the region, a TextDocumentEdit stamped with
+// the document version the server computed it against: one for an older version is
+// refused ({applied: false}) before anything is applied, and the server computes it again
+// against the newer text. Where the region stands comes from the `copyspec/pending`
+// announcement sent before each edit (`before` / `after`), not from the edit's ranges. While it streams, the original's
 // not-yet-rewritten rest stays in the buffer below the streamed text, dimmed (StreamView);
 // cancelling puts the original back (copyspec.cancelKeepsPartial keeps the partial answer).
 // With copyspec.applyMode "preview" the answer streams into an inline diff (PreviewView)
@@ -55,6 +56,9 @@ interface Job {
   progress?: vscode.Progress<{ message?: string }>;
   /** Document version right after this job's last edit: the next edit joins its undo step. */
   version?: number;
+  /** Someone else changed the document between two of this job's edits, so the stream is
+   * more than one undo step (rejoined when it finishes: `oneUndoStep`). */
+  split?: boolean;
   /** The region's text before the first applied edit (at its `before`): what a cancel restores. */
   original?: string;
   /** Where the region stands now: the last applied edit's `after`, then moved by changes
@@ -323,6 +327,7 @@ export class Controller implements vscode.Disposable {
       this.log.appendLine(`${method} ${result.session} (preview): ${formatStats(result.stats)}`);
       return;
     }
+    await this.oneUndoStep(job);
     this.sessions.set(uri, result.session, result.range);
     // Typing above the region after the server answered moved it: the hunks move with it.
     const shift = job.region ? job.region.start.line - result.range.start.line : 0;
@@ -357,6 +362,24 @@ export class Controller implements vscode.Disposable {
     // One undo step with the stream, unless something else changed the document since.
     const join = job.version !== undefined && editor.document.version === job.version;
     await editor.edit((b) => b.replace(region, original), { undoStopBefore: !join, undoStopAfter: true });
+  }
+
+  /**
+   * A finished stream that someone else's change split (typing above the region while it
+   * streamed) is several undo steps, and one undo would leave the region half-streamed. VS
+   * Code cannot merge undo steps, so the original goes back and the answer in again, each as
+   * its own step: one undo then restores the original, with the typing kept.
+   */
+  private async oneUndoStep(job: Job): Promise<void> {
+    const { editor, original, region, lastText } = job;
+    if (!job.split || original === undefined || !region || lastText === undefined) return;
+    const document = editor.document;
+    if (document.getText(region) !== lastText) return;
+    const start = document.offsetAt(region.start);
+    if (!await editor.edit((b) => b.replace(region, original), { undoStopBefore: true, undoStopAfter: true })) return;
+    const restored = new vscode.Range(region.start, document.positionAt(start + original.length));
+    if (document.getText(restored) !== original) return; // changed in between: leave it as it is
+    await editor.edit((b) => b.replace(restored, lastText), { undoStopBefore: true, undoStopAfter: true });
   }
 
   private onChunk(p: Chunk): void {
@@ -405,6 +428,7 @@ export class Controller implements vscode.Disposable {
     if (job.original === undefined) job.original = before;
     // Join the previous chunk's undo step unless something else changed the document since.
     const join = job.version !== undefined && document.version === job.version;
+    if (job.version !== undefined && !join) job.split = true;
     const base = document.version;
     const editing: Editing = { base, after: announced?.after && toVs(announced.after), seen: [] };
     job.editing = editing;
