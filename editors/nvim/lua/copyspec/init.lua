@@ -48,8 +48,8 @@ M.config = {
 }
 
 --- Running request per buffer: { client_id, id, row, pending (announcements not yet matched to
---- an edit), cancelled?, changenr?, original?, last_text?, region? (extmark over the streamed
---- region), mark? }.
+--- an edit), cancelled?, changenr?, split? (something else changed the buffer between two of
+--- its edits), original?, last_text?, region? (extmark over the streamed region), mark? }.
 M.jobs = {}
 --- Last session per buffer: { session, mark } where mark is an extmark spanning its region.
 M.sessions = {}
@@ -147,6 +147,29 @@ local function restore(bufnr, job)
   end)
 end
 
+-- Typing elsewhere while the answer streamed split the stream's undo step, and one undo
+-- would leave the region half-streamed. Undo blocks cannot be merged, so the original goes
+-- back and the answer in again, each its own block: one undo then restores the original
+-- (the typing kept), one redo the answer.
+local function one_undo_step(bufnr, job)
+  local srow, scol, erow, ecol = region_now(bufnr, job)
+  if not job.split or not job.original or not job.last_text or not srow then
+    return
+  end
+  local ok, answer = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
+  if not ok or table.concat(answer, '\n') ~= job.last_text then
+    return -- changed since the last chunk: leave the user's text alone
+  end
+  local original = vim.split(job.original, '\n', { plain = true })
+  vim.api.nvim_buf_call(bufnr, function()
+    vim.cmd('let &g:undolevels = &g:undolevels') -- a new undo block (:h undo-break)
+    vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, original)
+    vim.cmd('let &g:undolevels = &g:undolevels')
+    local end_col = (#original == 1 and scol or 0) + #original[#original]
+    vim.api.nvim_buf_set_text(bufnr, srow, scol, srow + #original - 1, end_col, answer)
+  end)
+end
+
 local preview_show
 
 local function finish(bufnr, job, err, result, enc)
@@ -160,6 +183,8 @@ local function finish(bufnr, job, err, result, enc)
   vim.api.nvim_buf_clear_namespace(bufnr, diff_ns, 0, -1)
   if not job.preview and (job.cancelled or (err and err.code == REQUEST_CANCELLED)) then
     restore(bufnr, job)
+  elseif not job.preview and not err and not (result and result.stats and result.stats.cancelled) then
+    one_undo_step(bufnr, job)
   end
   if job.region then
     pcall(vim.api.nvim_buf_del_extmark, bufnr, ns, job.region)
@@ -539,6 +564,8 @@ local function on_apply_edit(err, params, ctx)
       -- Joins this chunk to the previous one. Skipped when anything else changed the buffer
       -- in between, so undoing the refinement never also undoes the user's own typing.
       pcall(vim.cmd.undojoin)
+    elseif job.changenr then
+      job.split = true -- rejoined when it finishes (one_undo_step)
     end
     result = vim.lsp.handlers['workspace/applyEdit'](err, params, ctx)
     job.changenr = vim.fn.changenr()
