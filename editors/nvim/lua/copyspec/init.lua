@@ -129,15 +129,25 @@ local function region_now(bufnr, job)
   return m[1], m[2], m[3].end_row, m[3].end_col
 end
 
+-- The job's region (bytes) and its lines, if it still holds what the stream last wrote there
+-- and the original is known; nil once anything else changed it: leave the user's text alone.
+local function streamed_region(bufnr, job)
+  local srow, scol, erow, ecol = region_now(bufnr, job)
+  if not job.original or not job.last_text or not srow then
+    return nil
+  end
+  local ok, lines = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
+  if not ok or table.concat(lines, '\n') ~= job.last_text then
+    return nil
+  end
+  return srow, scol, erow, ecol, lines
+end
+
 -- Puts the original back after the user's cancel (one undo step with the stream).
 local function restore(bufnr, job)
-  local srow, scol, erow, ecol = region_now(bufnr, job)
-  if M.config.cancel_keeps_partial or not job.original or not job.last_text or not srow then
+  local srow, scol, erow, ecol = streamed_region(bufnr, job)
+  if M.config.cancel_keeps_partial or not srow then
     return
-  end
-  local ok, now = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
-  if not ok or table.concat(now, '\n') ~= job.last_text then
-    return -- changed since the last chunk: leave the user's text alone
   end
   vim.api.nvim_buf_call(bufnr, function()
     if job.changenr == vim.fn.changenr() then
@@ -152,13 +162,9 @@ end
 -- back and the answer in again, each its own block: one undo then restores the original
 -- (the typing kept), one redo the answer.
 local function one_undo_step(bufnr, job)
-  local srow, scol, erow, ecol = region_now(bufnr, job)
-  if not job.split or not job.original or not job.last_text or not srow then
+  local srow, scol, erow, ecol, answer = streamed_region(bufnr, job)
+  if not job.split or not srow then
     return
-  end
-  local ok, answer = pcall(vim.api.nvim_buf_get_text, bufnr, srow, scol, erow, ecol, {})
-  if not ok or table.concat(answer, '\n') ~= job.last_text then
-    return -- changed since the last chunk: leave the user's text alone
   end
   local original = vim.split(job.original, '\n', { plain = true })
   vim.api.nvim_buf_call(bufnr, function()
