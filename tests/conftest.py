@@ -29,7 +29,8 @@ def private_cache() -> Path:
     fetched weights (linked). Runs before transformers is imported."""
     user = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
     os.environ.setdefault("HF_HOME", str(user / "huggingface"))
-    private = Path(tempfile.mkdtemp(prefix="copyspec-cache-"))
+    remove_orphaned_caches()
+    private = Path(tempfile.mkdtemp(prefix=f"copyspec-cache-{os.getpid()}-"))
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     weights = user / "copyspec" / "weights"
     if weights.is_dir():
@@ -37,6 +38,21 @@ def private_cache() -> Path:
         (private / "copyspec" / "weights").symlink_to(weights, target_is_directory=True)
     os.environ["XDG_CACHE_HOME"] = str(private)
     return private
+
+
+def remove_orphaned_caches() -> None:
+    """The private caches of test runs killed before their exit handler ran: the process id
+    in the name is gone."""
+    for folder in Path(tempfile.gettempdir()).glob("copyspec-cache-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 private_cache()
