@@ -12,9 +12,10 @@
 // the document version the server computed it against: one for an older version is
 // refused ({applied: false}) before anything is applied, and the server computes it again
 // against the newer text. Where the region stands comes from the `copyspec/pending`
-// announcement sent before each edit (`before` / `after`), not from the edit's ranges. While it streams, the original's
-// not-yet-rewritten rest stays in the buffer below the streamed text, dimmed (StreamView);
-// cancelling puts the original back (copyspec.cancelKeepsPartial keeps the partial answer).
+// announcement sent before each edit (`before` / `after`), not from the edit's ranges. While
+// it streams, the original's not-yet-rewritten rest stays in the buffer below the streamed
+// text, dimmed (StreamView); cancelling puts the original back (copyspec.cancelKeepsPartial
+// keeps the partial answer).
 // With copyspec.applyMode "preview" the answer streams into an inline diff (PreviewView)
 // and nothing edits the buffer. Either way, the finished answer's hunks (sent with the result)
 // are then offered for review one by one (Review): accept or reject each, or all.
