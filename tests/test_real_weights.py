@@ -223,6 +223,7 @@ METHODS = {
     # A copy that needs a γ-token match leaves passes to the draft (`resync` would not).
     "copy+draft": SpecConfig(method="copy+draft", block=8, gamma=3, policy="longest",
                              **VERIFY_ALL),
+    "copy+draft-chosen": SpecConfig(method="copy+draft", block=8),
 }
 
 
@@ -237,10 +238,12 @@ def test_every_method_gives_greedy_tokens_over_a_refine_chat(
     turns = chat(smollm2, spec, draft=draft)
     for number, turn in enumerate(turns, 1):
         assert turn.token_ids == expected(smollm2, reference, turn.prompt_ids), f"turn {number}"
-    # Proposals were really verified and some accepted, so the identity above covers them.
+    # Proposals were really verified and some accepted, so the identity above covers them. The
+    # default's copies of the code are long enough to pay on any device; whether a draft model
+    # pays is the chooser's call on this one (a head-heavy 135M draft on a CPU may never).
     if spec.copies:
         assert sum(t.stats.copied_tokens for t in turns) > 0
-    if spec.drafts:
+    if spec.drafts and not spec.cost_aware:
         assert sum(t.stats.drafted_tokens for t in turns) > 0
     if name == "default":  # the answers that the shaping test below reads
         regions = [code_block(CHAT[0])]
