@@ -128,12 +128,16 @@ def _count(stats: TurnStats, proposal: Proposal, kept: int) -> None:
 def _apply_stops(
     emitted: list[int], generated: list[int], rules: StopRules
 ) -> tuple[list[int], str]:
-    """Cut the accepted block at the first EOS, the token budget or a completed stop string."""
+    """Cut the accepted block at the first EOS, the token budget or a completed stop string,
+    whichever comes first (one block can hold a stop string and, after it, an EOS)."""
+    reason = ""
     for i, token in enumerate(emitted):
         if token in rules.eos_ids:
-            return emitted[: i + 1], "eos"
+            emitted, reason = emitted[: i + 1], "eos"
+            break
     room = rules.max_new_tokens - len(generated)
-    reason = "length" if len(emitted) >= room else ""
+    if not reason and len(emitted) >= room:
+        reason = "length"
     emitted = emitted[:room]
     if rules.stop_strings and rules.decode_text is not None:
         window = 4 * max(len(stop) for stop in rules.stop_strings) + 8

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.config import SpecConfig
-from engine.decode import StopRules
+from engine.decode import StopRules, _apply_stops
 from engine.loading import LoadedModel, ModelLoadError, load_model
 from engine.sequence import SequenceState
 from engine.turn import generate_ids, run_turn
@@ -69,6 +69,18 @@ def test_stop_string_ends_the_turn_after_the_token_that_completes_it(cycling) ->
     assert decoded.endswith(stop) and decoded.count(stop) == 1
     assert stats.stop_reason == "stop_string"
     assert tokens == continuation[: len(tokens)]
+
+
+def test_a_stop_string_before_an_eos_in_one_accepted_block_ends_the_turn_there() -> None:
+    """One accepted block can complete a stop string and then hold an EOS (a prediction copied
+    whole does): the stop string comes first, so the block is cut there, as plain decoding,
+    one token at a time, would have stopped. Token i stands for letter i here."""
+    rules = StopRules(frozenset({9}), 40, stop_strings=["bc"],
+                      decode_text=lambda ids: "".join("abcdefghij"[i] for i in ids))
+    assert _apply_stops([0, 1, 2, 3, 9], [], rules) == ([0, 1, 2], "stop_string")
+    assert _apply_stops([3, 9, 1, 2], [], rules) == ([3, 9], "eos")
+    assert _apply_stops([3, 4], [1], rules) == ([3, 4], "")
+    assert _apply_stops([3, 4], [0] * 39, rules) == ([3], "length")
 
 
 def test_missing_model_path_is_named() -> None:
