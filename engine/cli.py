@@ -134,7 +134,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 print(turn_header(number, len(messages), message), flush=True)
             result = session.send(
                 message, args.max_new_tokens, sampling, stop_event=threading.Event(),
-                on_text=printer,
+                on_text=printer, prediction=session.expected(message),
             )
             turns.append(result)
             texts.append(Shaper()(result.text, final=True) if args.code_only else result.text)

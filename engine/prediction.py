@@ -58,13 +58,23 @@ class SourcedIndex:
         return self.offset + len(self.index)
 
     def agreement(self, start: int, cap: int = AGREEMENT_CAP) -> int:
-        """How many tokens before `start` equal the tokens before the sequence's end (≤ cap)."""
+        """How many tokens before `start` equal the tokens before the sequence's end (≤ cap).
+
+        In the prediction, the tokens before its first one are the prompt's (the prediction is
+        what follows the prompt), so its start agrees in full before the output's first token,
+        as a copy along an unbroken run does: the client's word is evidence, not a guess."""
         if start >= self.offset:
             return self.index.agreement(start - self.offset, cap)
-        tokens, source = self.index.tokens, self.source
-        limit = min(start, cap, len(tokens)) if start <= len(source) else 0
+        if start > len(self.source):
+            return 0
+        tokens, source, begin = self.index.tokens, self.source, self.begin
+        limit = min(cap, len(tokens), start + begin)
         length = 0
-        while length < limit and source[start - 1 - length] == tokens[-1 - length]:
+        while length < limit:
+            back = start - 1 - length
+            before = source[back] if back >= 0 else tokens[begin + back]
+            if before != tokens[-1 - length]:
+                break
             length += 1
         return length
 

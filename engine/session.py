@@ -19,6 +19,7 @@ from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
 from engine.detokenize import TextStream
+from engine.expected import expected_ids
 from engine.loading import LoadedModel
 from engine.schedule import Acceptance
 from engine.sequence import SequenceState
@@ -96,6 +97,12 @@ class Session:
     def render(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of the conversation, ending with the assistant's generation prompt."""
         return render_ids(self.lm.tokenizer, messages)
+
+    def expected(self, message: str) -> list[int]:
+        """What the answer to `message` is expected to repeat (`engine.expected`), as token ids:
+        the prediction an editor's turn hands `send`."""
+        return expected_ids(self.lm.tokenizer,
+                            [*self.messages, {"role": "user", "content": message}])
 
     def send(
         self,

@@ -1,14 +1,15 @@
-"""Real weights: greedy, HF prompt lookup, ours (the default, cost-aware) and the old default
-(`cost_aware=False`) on multi-turn tasks, alternating in one process with `copyspec bench`'s
-own identity pass and rotation; per (task, turn) the median tok/s end to end and its spread.
+"""Real weights: greedy, HF prompt lookup, ours (the default, cost-aware, with the prediction
+editors send) and the old default (`cost_aware=False`, no prediction) on multi-turn tasks,
+alternating in one process with `copyspec bench`'s own identity pass and rotation; per (task,
+turn) the median tok/s end to end and its spread.
 
     python scripts/cost_aware_bench.py \
         --model ~/.cache/copyspec/weights/SmolLM2-135M-Instruct.Q4_1.gguf \
         --threads 1 --repeats 3 --tasks benchmarks/refine_chains.jsonl --out results.json
 
-`record` writes each turn's prompt and greedy output (token ids) for `model`, which replays
-them through the real decode loop, chooser and proposers with an oracle in place of the model
-and sums cost(width) over the passes: modelled seconds, free of timing noise. Beside ours and
+`record` writes each turn's prompt, prediction and greedy output (token ids) for `model`, which
+replays them through the real decode loop, chooser and proposers with an oracle in place of the
+model and sums cost(width) over the passes: modelled seconds, free of timing noise. Beside ours and
 the old default it models HF prompt lookup's drafts (n ≤ 3, K 16, verified whole), ours with a
 perfect cut (each candidate cut to exactly what the target accepts: what no chooser can beat
 with this proposer) and the copy bound (each pass drafts the longest run of the output found
@@ -60,7 +61,7 @@ def bench(args: argparse.Namespace) -> None:
     runners = [SessionRunner("greedy", lm, SpecConfig("greedy")),
                GenerateRunner("pld", lm, (GAMMA, BLOCK)),
                SessionRunner("ours", lm, SpecConfig()),
-               SessionRunner("old default", lm, SpecConfig(cost_aware=False))]
+               SessionRunner("old default", lm, SpecConfig(cost_aware=False), predict=False)]
     started = time.perf_counter()
 
     def log(what: str) -> None:
@@ -106,9 +107,11 @@ def record(args: argparse.Namespace) -> None:
             for task in load_tasks(path):
                 session = Session(lm, SpecConfig(), system=task.system)
                 for turn, message in enumerate(task.turns, start=1):
+                    prediction = session.expected(message)
                     result = session.send(message, args.max_new_tokens)
                     out.write(json.dumps({"task": task.id, "turn": turn, "prompt":
-                                          result.prompt_ids, "output": result.token_ids}) + "\n")
+                                          result.prompt_ids, "output": result.token_ids,
+                                          "prediction": prediction}) + "\n")
 
 
 MODELLED = ("old default", "ours", "HF prompt lookup", "ours, perfect cut", "copy bound")
@@ -157,7 +160,9 @@ def model(args: argparse.Namespace) -> None:
     from engine.bench.methods import BLOCK, GAMMA
     from engine.bench.timing import PromptLookup
     from engine.decode import StopRules, decode
+    from engine.prediction import Predicted
     from engine.schedule import Acceptance, DraftChooser
+    from engine.stats import TurnStats
     from engine.turn import build_proposers
 
     cost = parse_curve(args.curve)
@@ -169,11 +174,16 @@ def model(args: argparse.Namespace) -> None:
     for task in dict.fromkeys(t["task"] for t in turns):
         acceptance = Acceptance()
         for turn in sorted((t for t in turns if t["task"] == task), key=lambda t: t["turn"]):
-            seconds = {"copy bound": bound_seconds(turn["prompt"], turn["output"], cost)}
+            prediction = turn.get("prediction", [])  # what editors send; none: recorded before
+            seconds = {"copy bound": bound_seconds(turn["prompt"] + prediction, turn["output"],
+                                                   cost)}
             for name in MODELLED[:-1]:
                 state = Oracle(turn["prompt"], turn["output"], cost)
                 proposers = ([PromptLookup(GAMMA, BLOCK)] if name == "HF prompt lookup"
                              else build_proposers(SpecConfig()))
+                if prediction and name.startswith("ours"):
+                    copier = build_proposers(SpecConfig())[0]
+                    proposers.insert(0, Predicted(copier, prediction, state.index, TurnStats()))
                 chooser = {"ours": DraftChooser(cost, None, acceptance),
                            "ours, perfect cut": PerfectCut(state)}.get(name)
                 rules = StopRules(frozenset(), len(turn["output"]))

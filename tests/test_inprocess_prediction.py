@@ -11,7 +11,6 @@ import pytest
 import torch
 from lsprotocol import types
 
-from copyspec_lsp.adapters.model_host import predicted_ids
 from engine.config import SpecConfig
 from engine.loading import LoadedModel, load_model
 from engine.paths import demo_model_path
@@ -39,15 +38,16 @@ def generated(lm: LoadedModel, ids: list[int], max_new_tokens: int) -> list[int]
 def test_the_region_as_prediction_keeps_the_answer_and_saves_passes(
     builtin: LoadedModel, held_out_function: str
 ) -> None:
-    """What the LSP's engine thread does with the setting on (`predicted_ids` then `send`),
+    """What the LSP's engine thread does with the setting on (`Session.expected` then `send`),
     against the same turn without it. The chooser's draft lengths follow timed passes, so it is
     off here: with every candidate verified, the pass counts are exact."""
     spec = SpecConfig("copy", cost_aware=False)
     message = edit_request(held_out_function, RENAME)
     plain = Session(builtin, spec, system=SYSTEM_PROMPT).send(message, MAX_NEW)
     session = Session(builtin, spec, system=SYSTEM_PROMPT)
-    prediction = predicted_ids(session, message)
-    assert builtin.tokenizer.decode(prediction) == f"```python\n{held_out_function}\n```"
+    prediction = session.expected(message)
+    renamed = held_out_function.replace("append", "add_item").replace("y.add_item", "y.append")
+    assert builtin.tokenizer.decode(prediction) == f"```python\n{renamed}\n```"
     predicted = session.send(message, MAX_NEW, prediction=prediction)
     assert predicted.token_ids == plain.token_ids
     assert predicted.token_ids == generated(builtin, predicted.prompt_ids, MAX_NEW)[
@@ -62,7 +62,7 @@ def test_a_follow_up_predicts_the_last_answer(builtin: LoadedModel, held_out_fun
     """A follow-up shows no code: the turn before's answer is what the next one rewrites."""
     session = Session(builtin, SpecConfig("copy"), system=SYSTEM_PROMPT)
     first = session.send(edit_request(held_out_function, RENAME), MAX_NEW)
-    assert predicted_ids(session, "Now add a docstring.") == builtin.tokenizer(
+    assert session.expected("Now add a docstring.") == builtin.tokenizer(
         first.text, add_special_tokens=False)["input_ids"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from copyspec_lsp.adapters.conversations import Conversation
 from copyspec_lsp.adapters.gate import Pacer
-from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession, predicted_answer
+from copyspec_lsp.adapters.remote import RemoteModel, RemoteSession
 from copyspec_lsp.adapters.scripted import ScriptedTurn, scripted_answer
 from copyspec_lsp.adapters.settings import Settings
 from engine import prompt_format
@@ -190,7 +190,7 @@ def engine_turn(job: Job, call: EngineCall) -> TurnResult:
     if script is not None:
         send = ScriptedTurn(chat, script).send
     elif call.predict and isinstance(chat, Session):
-        send = partial(chat.send, prediction=predicted_ids(chat, call.message))
+        send = partial(chat.send, prediction=chat.expected(call.message))
     else:
         send = chat.send
     def on_text(delta: str, stats: TurnStats) -> None:
@@ -230,13 +230,6 @@ def open_session(
     if isinstance(lm, RemoteModel):
         return RemoteSession(lm, session_id, system)
     return Session(lm, spec, system=system, draft=draft)
-
-
-def predicted_ids(session: Session, message: str) -> list[int]:
-    """What a remote turn would send as `prediction` (the region's code block, else the last
-    answer), as token ids: the in-process copy pointer starts in it from the first pass."""
-    text = predicted_answer([*session.messages, {"role": "user", "content": message}])
-    return session.lm.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
 def trim_oldest_turn(messages: list[dict[str, str]]) -> bool:

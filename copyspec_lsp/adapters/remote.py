@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ import httpx
 
 from copyspec_lsp.adapters.settings import Settings
 from engine.config import SamplingConfig
+from engine.expected import expected_answer
 from engine.serve.protocol import OWNER, PREDICTION
 from engine.session import PromptTooLongError, TurnResult
 from engine.stats import TurnStats
@@ -47,8 +47,6 @@ CONTEXT_WORDS = ("context length", "context window", "maximum context", "too lon
 """How servers word "the prompt does not fit" in a 400 (ours, vLLM, OpenAI)."""
 PREDICTION_HOSTS = ("api.openai.com",)
 """Other servers known to take `prediction` (ours are recognised by their model list)."""
-FENCED = re.compile(r"^(`{3,})[^`\n]*\n(?:.*?\n)?\1$", re.M | re.S)
-"""A fenced code block as `engine.prompt_format.fence` writes it: how requests show code."""
 
 
 class RemoteUnavailable(RuntimeError):
@@ -151,7 +149,7 @@ class RemoteSession:
             body.update(top_p=sampling.top_p, top_k=sampling.top_k, seed=sampling.seed)
         if stop_strings:
             body["stop"] = list(stop_strings)
-        predicted = predicted_answer(messages) if self.lm.takes_prediction() else None
+        predicted = expected_answer(messages) if self.lm.takes_prediction() else None
         if predicted:
             body[PREDICTION] = {"type": "content", "content": predicted}
         stop = stop_event or threading.Event()
@@ -198,17 +196,6 @@ class RemoteSession:
                     turn.feed(event)
             finally:
                 done.set()
-
-
-def predicted_answer(messages: Sequence[dict[str, str]]) -> str | None:
-    """What the answer will mostly repeat: the code block the last message shows (an edit
-    request), else the previous answer (a follow-up or a fix rewrites that); None when the
-    conversation shows no code yet."""
-    shown = FENCED.search(messages[-1]["content"])
-    if shown:
-        return shown.group(0)
-    answers = [m["content"] for m in messages if m["role"] == "assistant"]
-    return answers[-1] if answers else None
 
 
 def close_on_stop(stop: threading.Event, done: threading.Event, response: httpx.Response) -> None:

@@ -54,18 +54,24 @@ class Runner(Protocol):
 
 
 class SessionRunner:
-    """A method of our engine: one `Session` per task, its KV cache kept across turns."""
+    """A method of our engine: one `Session` per task, its KV cache kept across turns, each
+    turn given the prediction editors and `copyspec generate` give it (`predict=False`: none,
+    as before predictions)."""
 
-    def __init__(self, name: str, lm: LoadedModel, spec: SpecConfig, **session_extra: object):
+    def __init__(self, name: str, lm: LoadedModel, spec: SpecConfig, predict: bool = True,
+                 **session_extra: object):
         self.name, self.lm, self.spec, self.session_extra = name, lm, spec, session_extra
-        self.config: dict[str, object] = {"engine": "copyspec", **asdict(spec)}
+        self.predict = predict
+        self.config: dict[str, object] = {"engine": "copyspec", **asdict(spec),
+                                          "predict": predict}
         Session(lm, spec, **session_extra)  # a setup the engine refuses fails now, not mid-run
 
     def run(self, task: Task, max_new_tokens: int) -> Iterator[TurnOutcome]:
         session = Session(self.lm, self.spec, system=task.system, **self.session_extra)
         for message in task.turns:
             started = time.perf_counter()
-            result = session.send(message, max_new_tokens)
+            prediction = session.expected(message) if self.predict else []
+            result = session.send(message, max_new_tokens, prediction=prediction)
             seconds = time.perf_counter() - started
             yield TurnOutcome(result.token_ids, result.prompt_ids, seconds, result.stats)
 

@@ -301,7 +301,7 @@ def write_plots(
     for filename, (title, candidates) in ablations.items():
         wanted = [(label, {"engine": "copyspec", **asdict(spec)}) for label, spec in candidates]
         bars = [(label, name) for label, config in wanted
-                for name, run_config in methods.items() if run_config == config]
+                for name, run_config in methods.items() if config.items() <= run_config.items()]
         if len(bars) > 1:
             paths.append(plot_bars(out / filename, title, bars, summaries, device))
     return paths
