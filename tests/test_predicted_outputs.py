@@ -23,7 +23,7 @@ from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
 from engine.detokenize import TextStream
-from engine.expected import expected_answer, renamed
+from engine.expected import expected_answer, renamed, renames
 from engine.index import NgramIndex
 from engine.loading import LoadedModel, load_model
 from engine.paths import demo_model_path
@@ -302,6 +302,12 @@ def test_the_expected_answer_makes_the_renames_asked_for() -> None:
     assert renamed(code, both) == code.replace("(count, items)", "(n, xs)").replace(
         "count + items", "n + xs").replace("= count", "= n").replace("return count", "return n")
     assert renamed(code, "Add a docstring mentioning the rename of count.") == code
+    assert renamed(code, "Rename it to `n`.") == code, "no old name: the selection is meant"
+    assert renames("Please rename the local variable total into acc. Then rename `x` to `y`") == {
+        "total": "acc", "x": "y"}
+    assert renames("Rename `a` to `b`, and `b` to `a`.") == {"a": "b", "b": "a"}
+    assert renamed("a(b)", "Rename `a` to `b`, and `b` to `a`.") == "b(a)", "made at once"
+    assert renames(edit_request("# rename x to y", "Add a docstring.")) == {}, "not in code"
     follow = [{"role": "user", "content": edit_request(code, "Rename `count` to `num`.")},
               {"role": "assistant", "content": fence(code)},
               {"role": "user", "content": "Now rename `items` to `values`."}]
