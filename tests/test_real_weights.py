@@ -113,10 +113,13 @@ def expected(lm: LoadedModel, cache: dict[tuple[int, ...], list[int]],
 
 
 def chat(lm: LoadedModel, spec: SpecConfig, turns: int = len(CHAT),
-         draft: LoadedModel | None = None) -> list[TurnResult]:
-    """The refine chat as the CLI sends it, one turn per message."""
+         draft: LoadedModel | None = None, predict: bool = False) -> list[TurnResult]:
+    """The refine chat, one turn per message; `predict`: each with the prediction the CLI and
+    the editors send (the code with the rename asked for made, or the previous answer)."""
     session = Session(lm, spec, system=SYSTEM_PROMPT, draft=draft)
-    return [session.send(message, MAX_NEW) for message in CHAT[:turns]]
+    return [session.send(message, MAX_NEW,
+                         prediction=session.expected(message) if predict else ())
+            for message in CHAT[:turns]]
 
 
 def first_layers(lm: LoadedModel, layers: int) -> LoadedModel:
@@ -212,6 +215,7 @@ timings) must not decide whether a configuration's verify path is exercised at a
 METHODS = {
     "greedy": SpecConfig(method="greedy"),
     "default": SpecConfig(),
+    "default-predicted": SpecConfig(),
     "copy-g1-k1-recent-fixed": SpecConfig(gamma=1, block=1, policy="recent", adaptive=False,
                                           **VERIFY_ALL),
     "copy-g2-k4-oldest-adaptive": SpecConfig(gamma=2, block=4, policy="oldest", **VERIFY_ALL),
@@ -235,7 +239,7 @@ def test_every_method_gives_greedy_tokens_over_a_refine_chat(
 ) -> None:
     spec = METHODS[name]
     draft = first_layers(smollm2, DRAFT_LAYERS) if spec.drafts else None
-    turns = chat(smollm2, spec, draft=draft)
+    turns = chat(smollm2, spec, draft=draft, predict=name.endswith("-predicted"))
     for number, turn in enumerate(turns, 1):
         assert turn.token_ids == expected(smollm2, reference, turn.prompt_ids), f"turn {number}"
     # Proposals were really verified and some accepted, so the identity above covers them. The
@@ -245,6 +249,8 @@ def test_every_method_gives_greedy_tokens_over_a_refine_chat(
         assert sum(t.stats.copied_tokens for t in turns) > 0
     if spec.drafts and not spec.cost_aware:
         assert sum(t.stats.drafted_tokens for t in turns) > 0
+    if name.endswith("-predicted"):
+        assert sum(t.stats.accepted_prediction_tokens for t in turns) > 0
     if name == "default":  # the answers that the shaping test below reads
         regions = [code_block(CHAT[0])]
         for turn in turns:
