@@ -200,7 +200,7 @@ def stats_line(stats: TurnStats, spec: SpecConfig, limit: int) -> str:
     """One line per turn: why it stopped, then only the counters that the method has."""
     reason = STOP_REASONS.get(stats.stop_reason, stats.stop_reason or "stopped")
     parts = [reason.format(limit=limit), f"{stats.new_tokens} tokens",
-             f"{stats.forward_passes} forward passes"]
+             f"{stats.forward_passes} forward pass{'' if stats.forward_passes == 1 else 'es'}"]
     if spec.copies:
         parts.append(f"{stats.copied_share:.0%} copied (τ={stats.tau:.2f})")
     if spec.drafts:
