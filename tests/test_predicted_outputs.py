@@ -23,7 +23,7 @@ from engine.chat import render_ids
 from engine.config import SamplingConfig, SpecConfig
 from engine.decode import StopRules
 from engine.detokenize import TextStream
-from engine.expected import expected_answer, renamed, renames
+from engine.expected import edited, expected_answer, renamed, renames
 from engine.index import NgramIndex
 from engine.loading import LoadedModel, load_model
 from engine.paths import demo_model_path
@@ -313,6 +313,32 @@ def test_the_expected_answer_makes_the_renames_asked_for() -> None:
               {"role": "user", "content": "Now rename `items` to `values`."}]
     assert expected_answer(follow[:1]) == fence(renamed(code, "Rename `count` to `num`."))
     assert expected_answer(follow) == fence(code.replace("items", "values"))
+
+
+def test_the_expected_answer_makes_the_line_and_literal_edits_spelled_out() -> None:
+    """A line to delete or insert, found once exactly, and a literal changed where it stands
+    whole; the attribute a rename names is `self`'s; an edit whose line is not found, or
+    found twice, is left out; prose that names no single value changes nothing."""
+    code = "def f(x):\n    y = 10\n    print(y)\n    self.z = 'a b'\n    return text.split()"
+    lines = code.split("\n")
+    without_print = "\n".join(lines[:2] + lines[3:])
+    assert edited(code, "Delete the line `print(y)`.") == without_print
+    assert edited(code, "delete this line: print(y)") == without_print
+    assert edited(code, "Add `assert y` after the line `y = 10`.") == "\n".join(
+        [*lines[:2], "    assert y", *lines[2:]])
+    assert edited(code, "Insert `pass` before `return text.split()`.") == "\n".join(
+        [*lines[:4], "    pass", lines[4]])
+    assert edited(code, "Change `10` to `20`.") == code.replace("10", "20")
+    assert edited(code, "Replace 10 with 0.25.") == code.replace("10", "0.25")
+    assert edited(code, "Change the literal 'a b' to 'c'.") == code.replace("'a b'", "'c'")
+    assert edited(code, "Now replace `text.split()` with `text.split(' ')`.") == code.replace(
+        "split()", "split(' ')")
+    assert edited(code, "Rename the attribute `z` to `w`.") == code.replace("self.z", "self.w")
+    twice = code + "\n    print(y)"
+    assert edited(twice, "Delete the line `print(y)`.") == twice, "which one is meant?"
+    assert edited(code, "Delete the line `print(x)`.") == code
+    assert edited(code, "Replace the loop with a comprehension.") == code
+    assert edited(code, "Change `y` to `r'\\d'`.") == code.replace("y", "r'\\d'")
 
 
 def test_a_prediction_starts_with_the_prompt_behind_it() -> None:

@@ -82,12 +82,13 @@ def tokens(lm: LoadedModel, example: Example) -> int:
 
 def answer(lm: LoadedModel, spec: SpecConfig, messages: list[str],
            budgets: list[int]) -> list[tuple[str, TurnResult]]:
-    """Each message answered in turn in one session, as `copyspec generate --code-only` does:
-    (the shaped code, the turn)."""
+    """Each message answered in turn in one session, as `copyspec generate --code-only` does
+    (with the prediction it sends): (the shaped code, the turn)."""
     session = Session(lm, spec, system=SYSTEM_PROMPT)
     results = []
     for message, budget in zip(messages, budgets, strict=True):
-        result = session.send(message, budget, stop_event=threading.Event())
+        result = session.send(message, budget, stop_event=threading.Event(),
+                              prediction=session.expected(message))
         results.append((Shaper()(result.text, final=True), result))
     return results
 
