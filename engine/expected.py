@@ -59,20 +59,17 @@ def edited(code: str, request: str) -> str:
     lines deleted, lines inserted and literals changed. An edit whose line is not found once
     exactly is left out."""
     asked = FENCED.sub("", request)
-    code = renamed(code, asked)
+    lines = renamed(code, asked).split("\n")
     for quoted, after_colon in DELETE.findall(asked):
-        at = _only_line(code, quoted or after_colon)
+        at = _only_line(lines, quoted or after_colon)
         if at is not None:
-            lines = code.split("\n")
-            code = "\n".join(lines[:at] + lines[at + 1 :])
+            del lines[at]
     for statement, where, anchor in INSERT.findall(asked):
-        at = _only_line(code, anchor)
+        at = _only_line(lines, anchor)
         if at is not None:
-            lines = code.split("\n")
-            line = lines[at]
-            indent = line[: len(line) - len(line.lstrip())]
-            at += where.lower() == "after"
-            code = "\n".join([*lines[:at], indent + statement.strip(), *lines[at:]])
+            indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+            lines.insert(at + (where.lower() == "after"), indent + statement.strip())
+    code = "\n".join(lines)
     for quoted_old, old, quoted_new, new in CHANGE.findall(asked):
         old, new = quoted_old or old, quoted_new or new
         if old != new:
@@ -108,9 +105,9 @@ def renamed(code: str, request: str) -> str:
     return re.sub(rf"(?<![\w.])(?:{names})(?!\w)", lambda m: pairs[m.group(0)], code)
 
 
-def _only_line(code: str, text: str) -> int | None:
-    """The index of the one line of `code` that is `text` (stripped), or None."""
-    found = [i for i, line in enumerate(code.split("\n")) if line.strip() == text.strip()]
+def _only_line(lines: list[str], text: str) -> int | None:
+    """The index of the one line that is `text` (stripped), or None."""
+    found = [i for i, line in enumerate(lines) if line.strip() == text.strip()]
     return found[0] if len(found) == 1 else None
 
 
