@@ -11,6 +11,7 @@ from dataclasses import replace
 from engine.config import SamplingConfig, SpecConfig
 from engine.costs import curve_for, forget
 from engine.decode import StopRules, decode
+from engine.indentation import LineStarts, line_starts
 from engine.loading import LoadedModel
 from engine.prediction import Predicted
 from engine.proposers import Proposer
@@ -62,13 +63,14 @@ def draft_state(
 
 def build_proposers(
     spec: SpecConfig, draft: SequenceState | None = None, sampler: Sampler | None = None,
-    width: int | None = None,
+    width: int | None = None, line_starts: LineStarts | None = None,
 ) -> list[Proposer]:
     """The proposers a method uses, in priority order: a copy when the index has a match, else
-    a draft (which needs `width`, the target's logit width)."""
+    a draft (which needs `width`, the target's logit width). The copy carries indentation
+    shifts where it knows the tokenizer's `line_starts`."""
     proposers: list[Proposer] = []
     if spec.copies:
-        proposers.append(copy_proposer(spec))
+        proposers.append(copy_proposer(spec, line_starts))
     if spec.drafts:
         if draft is None or width is None:
             raise ValueError(f"method {spec.method!r} needs a draft model")
@@ -115,10 +117,11 @@ def run_turn(
         stats.speculation, proposers = SPECULATION_RECURRENT, []
     else:
         stats.speculation, proposers = SPECULATION_ON, build_proposers(
-            spec, draft, sampler, state.model.config.vocab_size)
+            spec, draft, sampler, state.model.config.vocab_size, line_starts(lm.tokenizer))
     lead = None
     if prediction and spec.copies and proposers:
-        copier = build_proposers(replace(spec, method="copy"))[0]
+        copier = build_proposers(replace(spec, method="copy"),
+                                 line_starts=line_starts(lm.tokenizer))[0]
         lead = Predicted(copier, prediction, state.index, stats)
         proposers.insert(0, lead)
     chooser = None

@@ -156,6 +156,17 @@ def bound_seconds(prompt: list[int], output: list[int], cost: CostCurve) -> floa
     return seconds
 
 
+def tokenizer_line_starts(directory: str | None) -> Any:
+    """The line starts of the tokenizer in `directory` (None without one)."""
+    if directory is None:
+        return None
+    from transformers import AutoTokenizer
+
+    from engine.indentation import line_starts
+
+    return line_starts(AutoTokenizer.from_pretrained(directory))
+
+
 def model(args: argparse.Namespace) -> None:
     from engine.bench.methods import BLOCK, GAMMA
     from engine.bench.timing import PromptLookup
@@ -166,6 +177,7 @@ def model(args: argparse.Namespace) -> None:
     from engine.turn import build_proposers
 
     cost = parse_curve(args.curve)
+    starts = tokenizer_line_starts(args.tokenizer)
     turns = [json.loads(line) for line in args.turns.read_text().splitlines()]
     print("| task | turn | tokens | " + " | ".join(f"{name} × greedy" for name in MODELLED)
           + " | ours × HF prompt lookup |")
@@ -180,9 +192,9 @@ def model(args: argparse.Namespace) -> None:
             for name in MODELLED[:-1]:
                 state = Oracle(turn["prompt"], turn["output"], cost)
                 proposers = ([PromptLookup(GAMMA, BLOCK)] if name == "HF prompt lookup"
-                             else build_proposers(SpecConfig()))
+                             else build_proposers(SpecConfig(), line_starts=starts))
                 if prediction and name.startswith("ours"):
-                    copier = build_proposers(SpecConfig())[0]
+                    copier = build_proposers(SpecConfig(), line_starts=starts)[0]
                     proposers.insert(0, Predicted(copier, prediction, state.index, TurnStats()))
                 chooser = {"ours": DraftChooser(cost, None, acceptance),
                            "ours, perfect cut": PerfectCut(state)}.get(name)
@@ -208,8 +220,9 @@ class Chosen:
     """The engine's copy proposer with the chooser, as a replay proposer: the chooser cuts each
     candidate under a given curve, whose cost(width) it sums over the passes."""
 
-    def __init__(self, cost: CostCurve, choose: bool) -> None:
+    def __init__(self, cost: CostCurve, choose: bool, line_starts: Any = None) -> None:
         self.name, self.cost, self.choose, self.seconds = "chosen", cost, choose, 0.0
+        self.line_starts = line_starts
 
     def begin(self, pair_id: str, context: list[int]) -> None:
         from engine.index import NgramIndex
@@ -218,7 +231,7 @@ class Chosen:
 
         self.index = NgramIndex(SpecConfig.gamma, SpecConfig.policy)
         self.index.extend(context)
-        self.proposer = build_proposers(SpecConfig())[0]
+        self.proposer = build_proposers(SpecConfig(), line_starts=self.line_starts)[0]
         self.chooser = DraftChooser(self.cost) if self.choose else None
 
     def propose(self, tokens: list[int]) -> list[int]:
@@ -255,7 +268,7 @@ def replay_curves(args: argparse.Namespace) -> None:
     print("| figure | curve | draft length | "
           + " | ".join(f"{w} {t or ''}".strip() for w, t in cells) + " |")
     for (name, cost), choose in itertools.product(curves.items(), (False, True)):
-        chosen = Chosen(cost, choose)
+        chosen = Chosen(cost, choose, tokenizer_line_starts(args.tokenizer))
         passes, tokens, seconds = (collections.Counter() for _ in range(3))
         for pair in pairs:
             cell = (pair.workload, pair.turn if pair.workload == "multi_turn" else 0)
@@ -290,6 +303,8 @@ def main() -> None:
     sub = commands.add_parser("model")
     sub.add_argument("turns", type=Path)
     sub.add_argument("--curve", required=True, help="width:cost pairs, e.g. 1:1,4:1.5,16:2.3")
+    sub.add_argument("--tokenizer", help="the recorded model's HF tokenizer directory, for the "
+                     "copy's indentation shifts (as the engine carries them); none: no shifts")
     sub = commands.add_parser("replay")
     sub.add_argument("--workload", nargs="+", type=Path, required=True)
     sub.add_argument("--tokenizer", required=True)

@@ -31,6 +31,7 @@ from engine.bench.replay_cli import (
 )
 from engine.bench.timing import DECODE_METHODS, OURS, PLAIN, PROMPT_LOOKUP, DecodeBench, Decoded
 from engine.compiled import decodes_compiled, use_compile
+from engine.indentation import line_starts
 
 EXACT_DTYPES = (torch.float32,)
 """Where a method writing other tokens than plain decoding fails the run. In reduced precision a
@@ -72,7 +73,8 @@ def run_decode(args: argparse.Namespace) -> int:
             print("compiled path: measuring the cost curve and compiling every width for the "
                   "longest request's cache size", file=sys.stderr, flush=True)
         began = time.perf_counter()
-        bench = DecodeBench(model, pairs, args.identity_tokens)
+        bench = DecodeBench(model, pairs, args.identity_tokens,
+                            line_starts=line_starts(tokenizer))
         setup = time.perf_counter() - began
         checks = bench.identity(args.identity_tokens)
         timed = bench.timed(args.plain_tokens, lambda pair_id: print(

@@ -16,6 +16,7 @@ import torch
 
 from engine.config import SpecConfig
 from engine.costs import CostCurve
+from engine.indentation import LineStarts
 from engine.index import NgramIndex
 from engine.proposers import Indexed, Proposal, Proposer
 from engine.proposers.copy import ResyncProposer
@@ -37,8 +38,9 @@ class Ours:
     the ablation without carried edits."""
 
     def __init__(self, name: str, spec: SpecConfig, cost: CostCurve | None = None,
-                 carry: bool = True) -> None:
+                 carry: bool = True, line_starts: LineStarts | None = None) -> None:
         self.name, self.spec, self.cost, self.carry = name, spec, cost, carry
+        self.line_starts = line_starts
         self._index = NgramIndex(spec.gamma, spec.policy)
         self._proposer = self._build()
         self._chooser: DraftChooser | None = None
@@ -49,7 +51,7 @@ class Ours:
         self._last = Proposal()
 
     def _build(self) -> Proposer:
-        proposer = build_proposers(self.spec)[0]
+        proposer = build_proposers(self.spec, line_starts=self.line_starts)[0]
         if isinstance(proposer, ResyncProposer):
             proposer.carry = self.carry
         return proposer

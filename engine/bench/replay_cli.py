@@ -31,6 +31,7 @@ from engine.bench.timing import TimedPair, forward_costs, suggested_cap, timed_r
 from engine.bench.workloads import WorkloadError, extract, read_jsonl, tokenize
 from engine.config import SpecConfig
 from engine.costs import CONTEXT, CostCurve, curve_for, measure
+from engine.indentation import LineStarts, line_starts
 from engine.loading import (
     ModelLoadError,
     load_model,
@@ -46,6 +47,7 @@ OURS = "ours (default)"
 CHOSEN = "ours + chooser, {curve} curve"
 """The engine's default as it decodes on a device: the chooser cuts each draft by that curve."""
 WITHOUT_CARRY = " without carried edits"
+WITHOUT_SHIFTS = " without indentation shifts"
 PREVIOUS = "previous default (recent, K 10→64)"
 LONGEST = "ours, policy longest (K 10→64)"
 PROPOSER_CONTEXTS = (8192, 32768)
@@ -82,9 +84,10 @@ def load_pairs(args: argparse.Namespace, tokenizer: Any) -> tuple[list[Pair], di
     return pairs, source
 
 
-def methods(args: argparse.Namespace, curves: dict[str, CostCurve]) -> list[Any]:
+def methods(args: argparse.Namespace, curves: dict[str, CostCurve],
+            starts: LineStarts | None) -> list[Any]:
     """Ours first (the reference of every ratio), then ours with the chooser on each curve,
-    the ablations, and the peers."""
+    the ablations, and the peers. Ours reads line starts as `starts` (the tokenizer's)."""
     try:
         spec = SpecConfig(gamma=args.gamma, block=args.block, policy=args.policy,
                           max_block=max(args.max_block, args.block))
@@ -92,9 +95,10 @@ def methods(args: argparse.Namespace, curves: dict[str, CostCurve]) -> list[Any]
         raise UsageError(str(error)) from error
     variants = [(OURS, None), *((CHOSEN.format(curve=name), curve)
                                 for name, curve in curves.items())]
-    chosen: list[Any] = [Ours(name, spec, cost) for name, cost in variants]
+    chosen: list[Any] = [Ours(name, spec, cost, line_starts=starts) for name, cost in variants]
     if not args.no_ablations:
         chosen += [Ours(name + WITHOUT_CARRY, spec, cost, carry=False) for name, cost in variants]
+        chosen += [Ours(name + WITHOUT_SHIFTS, spec, cost) for name, cost in variants]
         chosen += [Ours(PREVIOUS, SpecConfig(policy="recent", block=10, max_block=64)),
                    Ours(LONGEST, SpecConfig(policy="longest", block=10, max_block=64))]
     factories = peer_factories()
@@ -116,7 +120,7 @@ def run_replay(args: argparse.Namespace) -> int:
     pairs, source = load_pairs(args, tokenizer)
     if args.timed:
         check_vocabulary(args, pairs)
-    chosen = methods(args, curves)
+    chosen = methods(args, curves, line_starts(tokenizer))
     results: list[PairResult] = bound_results(pairs)
     for method in chosen:
         started = time.perf_counter()

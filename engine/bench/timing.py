@@ -27,6 +27,7 @@ from engine.bench.replay import Pair, ReplayProposer, replay
 from engine.config import SpecConfig
 from engine.costs import CostCurve, measure
 from engine.decode import StopRules, decode
+from engine.indentation import LineStarts
 from engine.index import NgramIndex
 from engine.proposers import Proposal, Proposer
 from engine.schedule import Acceptance, DraftChooser
@@ -334,8 +335,8 @@ class DecodeBench:
     (`costs.measure`) but on a cache of the same size (one compile, not two)."""
 
     def __init__(self, model: PreTrainedModel, pairs: Sequence[Pair], identity_tokens: int = 0,
-                 curve: CostCurve | None = None) -> None:
-        self.pairs = list(pairs)
+                 curve: CostCurve | None = None, line_starts: LineStarts | None = None) -> None:
+        self.pairs, self.line_starts = list(pairs), line_starts
         spec = SpecConfig()
         self.reserve = max(len(p.context) + max(len(p.target), identity_tokens) for p in pairs)
         self.curve = curve if curve is not None else measure(model, reserve=self.reserve)
@@ -351,7 +352,8 @@ class DecodeBench:
             return [], None
         if method == PROMPT_LOOKUP:
             return [PromptLookup()], None
-        return build_proposers(SpecConfig()), DraftChooser(self.curve, None, acceptance)
+        return (build_proposers(SpecConfig(), line_starts=self.line_starts),
+                DraftChooser(self.curve, None, acceptance))
 
     def identity(self, tokens: int) -> list[Identity]:
         """The first pair of each workload, `tokens` decoded for real by every method."""

@@ -20,9 +20,11 @@ carrying those from the first time made whole files dearer on the replay's CPU c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.config import SpecConfig
+from engine.indentation import LINE_START_MOST, LineStarts
 from engine.proposers import COPIED_ELSEWHERE, Context, CopySource, Proposal
 from engine.schedule import BlockSchedule
 
@@ -48,6 +50,9 @@ EDIT_CONFIRM = 8
 (fewer let coincidental re-anchors through: more edits declined on the replay)."""
 EDITS = 8
 """Edits carried at once, the latest first."""
+LINE_WITHIN = 64
+"""Tokens from a line's start within which a copy that resumed is compared with the line the
+output writes (to see the same line at another depth)."""
 RELABEL_RUN = 3
 """Longest run, on either side, that a match across a substitution replaces (tokens)."""
 RELABEL_WITHIN = 8
@@ -55,10 +60,12 @@ RELABEL_WITHIN = 8
 sought (it scans ANCHOR_WINDOW tokens, so it is kept to the answer's first passes)."""
 
 
-def copy_proposer(spec: SpecConfig) -> CopyProposer | ResyncProposer:
-    """The copy proposer `spec` asks for: its policy, γ-gram lookups or the pointer."""
+def copy_proposer(spec: SpecConfig, line_starts: LineStarts | None = None
+                  ) -> CopyProposer | ResyncProposer:
+    """The copy proposer `spec` asks for: its policy, γ-gram lookups or the pointer (which
+    carries indentation shifts where it knows the tokenizer's `line_starts`)."""
     if spec.policy == "resync":
-        return ResyncProposer(spec.block, spec.max_block)
+        return ResyncProposer(spec.block, spec.max_block, line_starts=line_starts)
     # Verifying a few more copied tokens costs next to nothing, so K never drops below the
     # starting block: measured on the bench, shrinking to 1–2 lost more than it saved.
     return CopyProposer(BlockSchedule(spec.block, spec.adaptive, spec.max_block,
@@ -96,6 +103,13 @@ class Edit:
 
 
 @dataclass(frozen=True)
+class Shift:
+    """Every line start moved the same number of columns: a re-indented block."""
+
+    columns: int
+
+
+@dataclass(frozen=True)
 class _Piece:
     """A stretch of a plan: `length` tokens from plan position `begin` on, copied as they are
     from source position `source` (edit None) or written by a carried edit whose old run
@@ -105,7 +119,7 @@ class _Piece:
     length: int
     source: int
     resume: int
-    edit: Edit | None = None
+    edit: Edit | Shift | None = None
 
 
 @dataclass
@@ -121,8 +135,8 @@ class _Plan:
     end: int = 0
     """Source position after the last piece."""
 
-    def add(self, tokens: list[int], source: int, resume: int, edit: Edit | None = None
-            ) -> None:
+    def add(self, tokens: list[int], source: int, resume: int,
+            edit: Edit | Shift | None = None) -> None:
         self.pieces.append(_Piece(len(self.tokens), len(tokens), source, resume, edit))
         self.tokens.extend(tokens)
         self.end = resume
@@ -135,20 +149,22 @@ class _Plan:
                        else [COPIED_ELSEWHERE] * piece.length)
         return out
 
-    def before(self, i: int) -> tuple[int, int, int, Edit | None]:
+    def before(self, i: int) -> tuple[int, int, int, Edit | Shift | None]:
         """Where things stand before token i: the source position the pointer is at, how many
         tokens a carried edit still owes first, where the output leaves the source if token i
-        is rejected, and the carried edit that token i shows (a deletion shows in the token
-        after it)."""
+        is rejected, and the carried edit that token i shows (a deletion, or a shift whose
+        run is a prefix of the one written, shows in the token after it)."""
         previous = None
         for piece in self.pieces:
             if piece.begin <= i < piece.begin + piece.length:
                 offset = i - piece.begin
                 if piece.edit is not None:
                     return piece.resume, piece.length - offset, piece.source, piece.edit
-                if offset == 0 and previous is not None and previous.edit is not None \
-                        and not previous.length:
-                    return piece.source, 0, previous.source, previous.edit
+                if offset == 0 and previous is not None and previous.edit is not None:
+                    if not previous.length:
+                        return piece.source, 0, previous.source, previous.edit
+                    if isinstance(previous.edit, Shift):  # a line start the output moved less
+                        return piece.source, 0, piece.source, previous.edit
                 return piece.source + offset, 0, piece.source + offset, None
             previous = piece
         return self.end, 0, self.end, None
@@ -165,18 +181,21 @@ class ResyncProposer:
     It learns from the sequence itself: before each proposal it compares what was written since
     the last one with what it proposed, so it follows along whether its tokens were verified,
     cut short by a chooser, or not verified at all. `carry=False` proposes the source as it is
-    (no edits carried), as the replay's ablation."""
+    (no edits carried), as the replay's ablation. With the tokenizer's `line_starts`, a change
+    of indentation is carried too: a block re-indented moves every line start it copies."""
 
     source = "copy"
 
-    def __init__(self, min_block: int, max_block: int, carry: bool = True) -> None:
+    def __init__(self, min_block: int, max_block: int, carry: bool = True,
+                 line_starts: LineStarts | None = None) -> None:
         self.min_block, self.max_block, self.carry = min_block, max_block, carry
+        self.line_starts = line_starts
         self._pointer: int | None = None
         """Source position expected to hold the next output token, while aligned."""
         self._owed: list[int] = []
         """While aligned inside a carried edit: the rest of its new run, due before the
         source resumes at the pointer."""
-        self._owed_edit: Edit | None = None
+        self._owed_edit: Edit | Shift | None = None
         self._diverged: int | None = None
         """Source position where the output last left the source, until re-anchored."""
         self._left = 0
@@ -197,6 +216,11 @@ class ResyncProposer:
         """Edits the output made once: the second time they are carried."""
         self._refused: set[Edit] = set()
         """Edits the output declined somewhere: not carried again."""
+        self._shift: Shift | None = None
+        """The indentation shift carried into drafts, until the output declines it."""
+        self._shift_made: tuple[Shift, int] | None = None
+        """The shift the output made last, and where: made again on the next line, it is
+        carried."""
         self._resumed: tuple[int, int, int, int] | None = None
         """(source, sequence) positions where the output left the source and where the copy
         resumed, until the output has followed the copy long enough for an edit to count."""
@@ -228,25 +252,37 @@ class ResyncProposer:
         every carried edit applied where its old run occurs (edits are planned whole, so one
         cut off by `length` still tells where the pointer stands after any of its tokens)."""
         plan = _Plan(start, len(self._owed), end=start)
-        if self._owed and self._owed_edit is not None:
-            plan.add(self._owed, start - len(self._owed_edit.old), start, self._owed_edit)
+        owed = self._owed_edit
+        if self._owed and owed is not None:
+            plan.add(self._owed, start - len(owed.old) if isinstance(owed, Edit) else start,
+                     start, owed)
         wanted = length - len(plan.tokens)
-        source = index.copy(start, wanted + EDIT_OLD) if wanted > 0 and start < len(index) else []
-        if not self._edits:
+        shift, lines = self._shift, self.line_starts
+        ahead = EDIT_OLD if shift is None else EDIT_OLD + LINE_START_MOST
+        source = index.copy(start, wanted + ahead) if wanted > 0 and start < len(index) else []
+        if not self._edits and shift is None:
             if source[:wanted]:
                 plan.add(source[:wanted], start, start + len(source[:wanted]))
             return plan
         firsts = {e.old[0] for e in self._edits}
+        starts = lines.firsts if shift is not None and lines is not None else frozenset()
         run = i = 0
         while i < len(source) and len(plan.tokens) + i - run < length:
             edit = self._edit_at(source, i) if source[i] in firsts else None
-            if edit is None:
-                i += 1
-                continue
+            if edit is not None:
+                new, end = list(edit.new), i + len(edit.old)
+            else:
+                moved = (lines.shifted(source, i, shift.columns)
+                         if source[i] in starts and lines is not None and shift is not None
+                         else None)
+                if moved is None:
+                    i += 1
+                    continue
+                new, end, edit = list(moved[0]), moved[1], shift
             if i > run:
                 plan.add(source[run:i], start + run, start + i)
-            plan.add(list(edit.new), start + i, start + i + len(edit.old), edit)
-            i = run = i + len(edit.old)
+            plan.add(new, start + i, start + end, edit)
+            i = run = end
         if i > run:
             plan.add(source[run:i], start + run, start + i)
         return plan
@@ -301,6 +337,8 @@ class ResyncProposer:
         followed it for EDIT_CONFIRM tokens, what it wrote in between is an edit to carry."""
         if self._diverged is not None and matched > plan.owed and self.carry:
             self._resumed = (self._diverged, self._left, plan.start, self._seen + plan.owed)
+            if self._learn_shift(index, plan.start, self._seen + plan.owed):
+                self._resumed = None
         if self._resumed is not None and self._seen + matched - self._resumed[3] >= EDIT_CONFIRM:
             self._learn(index, *self._resumed)
             self._resumed = None
@@ -338,13 +376,39 @@ class ResyncProposer:
         elif edit not in self._refused:
             self._made.add(edit)
 
+    def _learn_shift(self, index: CopySource, source: int, out: int) -> bool:
+        """Whether the copy that resumed at `source`, the output being at `out`, resumed in a
+        line the output writes at another depth, the same up to there: a shift, carried the
+        second time it is made (on any line)."""
+        lines, tokens = self.line_starts, index.tokens
+        if lines is None:
+            return False
+        found = [_line_start(lines, tokens, at) for at in (source, out)]
+        if found[0] is None or found[1] is None:
+            return False
+        (newlines, depth, begin), (out_newlines, out_depth, out_begin) = found
+        if (newlines != out_newlines or depth == out_depth
+                or source - begin != out - out_begin
+                or any(tokens[begin + i] != tokens[out_begin + i] for i in range(source - begin))):
+            return False
+        shift, previous = Shift(out_depth - depth), self._shift_made
+        if (previous is not None and previous[0] == shift
+                and sum(tokens[p] in lines.firsts for p in range(previous[1], out)) <= 1):
+            self._shift = shift
+        self._shift_made = (shift, out)
+        return True
+
     def _carried(self, edit: Edit) -> None:
         """Carry `edit` into drafts from now on (unless the output declined it before)."""
         if edit not in self._refused and edit not in self._edits:
             self._edits = [edit, *(e for e in self._edits if e.old != edit.old)][:EDITS]
 
-    def _declined(self, edit: Edit) -> None:
-        """The output did not write a carried edit where its old run recurred: drop it."""
+    def _declined(self, edit: Edit | Shift) -> None:
+        """The output did not write a carried edit where its old run recurred: drop it. A
+        shift can be learnt again (the next block may move as far)."""
+        if isinstance(edit, Shift):
+            self._shift = self._shift_made = None
+            return
         self._edits = [e for e in self._edits if e is not edit]
         self._refused.add(edit)
 
@@ -396,6 +460,21 @@ class ResyncProposer:
         if agreement >= ANCHOR_MIN:
             return anchor, "anchor", 0
         return self._diverged, "resume", 0  # an insertion so far: the source may resume here
+
+
+def _line_start(lines: LineStarts, tokens: Sequence[int], at: int) -> tuple[int, int, int] | None:
+    """(newlines, columns, where its first word is) of the line that position `at` is in, at
+    or after that word; None when it is not (or the line is longer than LINE_WITHIN)."""
+    begin = at - 1
+    while begin >= 0 and at - begin <= LINE_WITHIN and tokens[begin] not in lines.firsts:
+        begin -= 1
+    if begin < 0 or at - begin > LINE_WITHIN:
+        return None
+    ahead = range(begin, min(begin + LINE_START_MOST, len(tokens)))
+    found = lines.at([tokens[p] for p in ahead], 0)  # by position: a prediction's view
+    if found is None or begin + found[2] > at:
+        return None
+    return found[0], found[1], begin + found[2]
 
 
 def _relabelled(index: CopySource) -> tuple[int | None, int]:
