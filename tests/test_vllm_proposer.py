@@ -7,16 +7,20 @@ shapes and the batch moves rows as vLLM's `InputBatch` does)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import AutoTokenizer
 
 from engine.config import SpecConfig
+from engine.indentation import line_starts
 from engine.index import NgramIndex
-from engine.proposers import Indexed
+from engine.paths import demo_model_path
+from engine.proposers import COPIED_ELSEWHERE, Indexed
 from engine.proposers.copy import copy_proposer
 from engine.vllm.proposer import CopySpecProposer
 
@@ -26,9 +30,11 @@ K = 8
 WIDTH = 512
 
 
-def vllm_config(k: int = K, max_model_len: int = WIDTH) -> SimpleNamespace:
+def vllm_config(k: int = K, max_model_len: int = WIDTH, tokenizer: str | None = None
+                ) -> SimpleNamespace:
     return SimpleNamespace(speculative_config=SimpleNamespace(num_speculative_tokens=k),
-                           model_config=SimpleNamespace(max_model_len=max_model_len))
+                           model_config=SimpleNamespace(max_model_len=max_model_len,
+                                                        tokenizer=tokenizer))
 
 
 class Request:
@@ -140,3 +146,30 @@ def test_a_first_call_proposes_what_a_fresh_engine_proposer_does(
     expected = copy_proposer(spec).propose(Indexed(index), K).tokens[:K]
     row = np.array([tokens + [0] * (WIDTH - len(tokens))])
     assert adapter.propose([[tokens[-1]]], np.array([len(tokens)]), row) == [expected]
+
+
+def test_the_served_tokenizer_gives_the_copy_its_line_starts(tmp_path: Path) -> None:
+    """With the served model's tokenizer the adapter's proposals for a re-indented answer are
+    the engine's with that tokenizer's line starts, which carry the shift; a tokenizer that
+    does not load leaves the copy as it is, with a warning, never a crash."""
+    tokenizer = AutoTokenizer.from_pretrained(str(demo_model_path()))
+    adapter = CopySpecProposer(vllm_config(tokenizer=str(demo_model_path())))
+    assert adapter.line_starts == line_starts(tokenizer)
+    body = [f"value_{i} = compute({i}, limit)" for i in range(8)]
+    source = tokenizer.encode("def f(limit):\n" + "".join(f"    {b}\n" for b in body),
+                              add_special_tokens=False)
+    target = tokenizer.encode("def f(limit):\n    try:\n"
+                              + "".join(f"        {b}\n" for b in body), add_special_tokens=False)
+    spec = SpecConfig(block=K, max_block=K)
+    request = Request([*source, 0], target, spec)
+    request.engine = copy_proposer(spec, line_starts(tokenizer))
+    carried = 0
+    while not request.finished:
+        tokens = request.index.tokens
+        row = np.array([list(tokens) + [0] * (WIDTH - len(tokens))])
+        draft = adapter.propose([[tokens[-1]]], np.array([len(tokens)]), row)[0]
+        assert draft == request.expected()
+        carried += COPIED_ELSEWHERE in request.last.origins
+        request.step(draft)
+    assert carried >= 2, "no draft carried the shift"
+    assert CopySpecProposer(vllm_config(tokenizer=str(tmp_path))).line_starts is None

@@ -15,16 +15,22 @@ of them; vLLM verifies them, so output stays exactly the model's.
      "model": "engine.vllm.proposer.CopySpecProposer", "num_speculative_tokens": 16}'
   (with this repository on PYTHONPATH; COPYSPEC_GAMMA and COPYSPEC_POLICY set γ and the match
   policy, the engine's defaults otherwise)
+
+The served model's tokenizer (`model_config.tokenizer`, read from local files) gives the copy
+its line starts, so it carries re-indented blocks as the engine does; without one it copies
+the source as it is.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import numpy as np
 
 from engine.config import SpecConfig
+from engine.indentation import LineStarts, line_starts
 from engine.index import NgramIndex
 from engine.proposers import Indexed, Proposal, Proposer
 from engine.proposers.copy import copy_proposer
@@ -33,9 +39,9 @@ from engine.proposers.copy import copy_proposer
 class _Row:
     """One batch row's request as the engine sees it: its indexed tokens and its proposer."""
 
-    def __init__(self, spec: SpecConfig) -> None:
+    def __init__(self, spec: SpecConfig, starts: LineStarts | None) -> None:
         self.index = NgramIndex(spec.gamma, spec.policy)
-        self.proposer: Proposer = copy_proposer(spec)
+        self.proposer: Proposer = copy_proposer(spec, starts)
         self.known = np.empty(0, dtype=np.int64)
         self.last = Proposal()
 
@@ -75,6 +81,7 @@ class CopySpecProposer:
             block=self.k, max_block=self.k,  # vLLM verifies K slots each step: propose K
         )
         self._rows: dict[int, _Row] = {}
+        self.line_starts = served_line_starts(vllm_config.model_config)
 
     def propose(
         self,
@@ -106,7 +113,23 @@ class CopySpecProposer:
         found = [r for r, state in states.items() if state.continues(tokens)]
         if found:
             return states.pop(max(found, key=lambda r: len(states[r].known)))
-        return _Row(self.spec)
+        return _Row(self.spec, self.line_starts)
 
     def load_model(self, *args: Any, **kwargs: Any) -> None:
         """Nothing to load: the proposer is the context itself."""
+
+
+def served_line_starts(model_config: Any) -> LineStarts | None:
+    """The line starts of the served model's tokenizer; None when it names none that loads
+    from local files (the copy then carries no indentation shifts)."""
+    name = getattr(model_config, "tokenizer", None)
+    if not name:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return line_starts(AutoTokenizer.from_pretrained(name, local_files_only=True))
+    except (OSError, ValueError) as error:
+        logging.getLogger(__name__).warning("no indentation shifts: tokenizer %s: %s", name,
+                                            error)
+        return None
