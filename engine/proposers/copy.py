@@ -15,7 +15,9 @@ Where the output makes an edit it made before, it is recognised as it is written
 where the output left the source, the new one begun): the rest of the new run is proposed, and
 from then on every draft writes the new run wherever the old one recurs in what it copies,
 until the output declines it somewhere. An edit made once is as likely a one-off change:
-carrying those from the first time made whole files dearer on the replay's CPU curve.
+carrying those from the first time made whole files dearer on the replay's CPU curve. Given
+the tokenizer's line starts (`engine.indentation`), it carries a re-indented block the same
+way: two lines in a row written at another depth, and every line start it copies moves there.
 """
 
 from __future__ import annotations
@@ -257,7 +259,7 @@ class ResyncProposer:
             plan.add(self._owed, start - len(owed.old) if isinstance(owed, Edit) else start,
                      start, owed)
         wanted = length - len(plan.tokens)
-        shift, lines = self._shift, self.line_starts
+        shift = self._shift
         ahead = EDIT_OLD if shift is None else EDIT_OLD + LINE_START_MOST
         source = index.copy(start, wanted + ahead) if wanted > 0 and start < len(index) else []
         if not self._edits and shift is None:
@@ -265,16 +267,13 @@ class ResyncProposer:
                 plan.add(source[:wanted], start, start + len(source[:wanted]))
             return plan
         firsts = {e.old[0] for e in self._edits}
-        starts = lines.firsts if shift is not None and lines is not None else frozenset()
         run = i = 0
         while i < len(source) and len(plan.tokens) + i - run < length:
             edit = self._edit_at(source, i) if source[i] in firsts else None
             if edit is not None:
                 new, end = list(edit.new), i + len(edit.old)
             else:
-                moved = (lines.shifted(source, i, shift.columns)
-                         if source[i] in starts and lines is not None and shift is not None
-                         else None)
+                moved = self._moved(source, i)
                 if moved is None:
                     i += 1
                     continue
@@ -286,6 +285,14 @@ class ResyncProposer:
         if i > run:
             plan.add(source[run:i], start + run, start + i)
         return plan
+
+    def _moved(self, source: list[int], i: int) -> tuple[tuple[int, ...], int] | None:
+        """The line start at `source[i]` written at the carried shift's depth, and where the
+        source's own run ends; None where no line starts or no shift is carried."""
+        lines, shift = self.line_starts, self._shift
+        if shift is None or lines is None or source[i] not in lines.firsts:
+            return None
+        return lines.shifted(source, i, shift.columns)
 
     def _edit_at(self, source: list[int], i: int) -> Edit | None:
         """The latest carried edit whose old run starts at `source[i]` (and fits)."""
@@ -378,8 +385,9 @@ class ResyncProposer:
 
     def _learn_shift(self, index: CopySource, source: int, out: int) -> bool:
         """Whether the copy that resumed at `source`, the output being at `out`, resumed in a
-        line the output writes at another depth, the same up to there: a shift, carried the
-        second time it is made (on any line)."""
+        line the output writes at another depth, the same up to there: a shift, carried once
+        it is made again on the next line (a block moves as one; two far-apart lines at other
+        depths are more likely two unrelated edits)."""
         lines, tokens = self.line_starts, index.tokens
         if lines is None:
             return False
