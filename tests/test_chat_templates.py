@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from chat_templates import TEMPLATES, measure, template_text, template_tokenizer
 
 from engine.chat import ChatFormat, chat_format, render_ids
 from engine.prompt_format import SYSTEM_PROMPT
+
+from chat_templates import TEMPLATES, measure, template_text, template_tokenizer
 
 REFUSE_SYSTEM = {"gemma2", "starcoder2-instruct"}
 MOVE_SYSTEM = {"mistral-nemo"}  # glues the system prompt to the last user message

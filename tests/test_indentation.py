@@ -9,17 +9,18 @@ reference data.
 from __future__ import annotations
 
 import pytest
-from chat_templates import shared_dir
 from transformers import AutoTokenizer
 
-from engine.bench.peers import NO_LIMIT
 from engine.indentation import LineStarts, build_line_starts, line_starts
 from engine.index import NgramIndex
 from engine.paths import demo_model_path
 from engine.prediction import Predicted
-from engine.proposers import COPIED_ELSEWHERE, Indexed, Proposal, Proposer
+from engine.proposers import COPIED_ELSEWHERE, Proposal
 from engine.proposers.copy import ResyncProposer
 from engine.stats import TurnStats
+
+from chat_templates import shared_dir
+from test_replay import drive
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,26 +49,6 @@ def function(body: list[str], depth: int, header: list[str] = ()) -> str:
     lines = ["def summarise(items, limit, seen, log, skipped):", *header,
              *(" " * depth + line for line in body), "    return result", ""]
     return "\n".join(lines)
-
-
-def drive(proposer: Proposer, context: list[int], target: list[int],
-          index: NgramIndex | None = None) -> list[tuple[Proposal, int]]:
-    """Each pass's proposal and how many of its tokens the target accepted (the replay), on
-    `index` (which the proposer may read too) or a new one."""
-    index = index if index is not None else NgramIndex(3, "resync")
-    index.extend(context)
-    done, passes = 0, []
-    while done < len(target):
-        proposal = proposer.propose(Indexed(index), NO_LIMIT)
-        accepted = 0
-        while (accepted < min(len(proposal), len(target) - done)
-               and proposal.tokens[accepted] == target[done + accepted]):
-            accepted += 1
-        proposer.feedback(proposal, accepted)
-        index.extend(target[done : done + accepted + 1])
-        done += accepted + 1
-        passes.append((proposal, accepted))
-    return passes
 
 
 def shifted_accepted(passes: list[tuple[Proposal, int]]) -> int:
@@ -161,7 +142,7 @@ def test_a_shift_is_carried_through_the_prediction(name: str) -> None:
     predicted = Predicted(ResyncProposer(16, 256, line_starts=line_starts(tok)), source, index,
                           stats)
     passes = drive(predicted, tok.encode("Wrap it in a try.", add_special_tokens=False),
-                   target, index)
+                   target, index=index)
     predicted.settle()
     assert shifted_accepted(passes) >= 4
     assert stats.accepted_prediction_tokens > len(source) // 2

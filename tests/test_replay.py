@@ -43,7 +43,7 @@ from engine.config import SpecConfig
 from engine.costs import CostCurve
 from engine.index import NgramIndex
 from engine.options import UsageError
-from engine.proposers import COPIED_ELSEWHERE, Indexed, Proposal
+from engine.proposers import COPIED_ELSEWHERE, Indexed, Proposal, Proposer
 from engine.proposers.copy import ResyncProposer
 
 pytestmark = pytest.mark.timeout(120)
@@ -162,12 +162,13 @@ def test_a_short_deletion_resumes_after_it_at_once() -> None:
     assert passes[after][1] > 0
 
 
-def drive(proposer: ResyncProposer, context: list[int], target: list[int],
-          limit: int = NO_LIMIT) -> list[tuple[Proposal, int]]:
+def drive(proposer: Proposer, context: list[int], target: list[int],
+          limit: int = NO_LIMIT, index: NgramIndex | None = None
+          ) -> list[tuple[Proposal, int]]:
     """The replay's protocol through the engine's proposer interface: each pass's proposal
     (at most `limit` tokens, as a chooser would cut it) and how many of its tokens the target
-    accepted."""
-    index = NgramIndex(3, "resync")
+    accepted, on `index` (which the proposer may read too: a prediction's) or a new one."""
+    index = index if index is not None else NgramIndex(3, "resync")
     index.extend(context)
     done, passes = 0, []
     while done < len(target):

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_templates import save_template_model
 
+from chat_templates import save_template_model
 from lsp_fixtures import rng, server_command, start_editor
 
 DOC = "import os\n\n\ndef add(a, b):\n    total = a + b\n    return total\n"
