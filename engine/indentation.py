@@ -92,7 +92,7 @@ def build_line_starts(tokenizer: Any) -> LineStarts | None:
 _BUILT: weakref.WeakKeyDictionary[Any, LineStarts | None] = weakref.WeakKeyDictionary()
 
 
-def line_starts(tokenizer: Any) -> LineStarts | None:
+def line_starts_of(tokenizer: Any) -> LineStarts | None:
     """`build_line_starts`, once per tokenizer object (about 200 encodes)."""
     try:
         return _BUILT[tokenizer]

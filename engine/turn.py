@@ -11,7 +11,7 @@ from dataclasses import replace
 from engine.config import SamplingConfig, SpecConfig
 from engine.costs import curve_for, forget
 from engine.decode import StopRules, decode
-from engine.indentation import LineStarts, line_starts
+from engine.indentation import LineStarts, line_starts_of
 from engine.loading import LoadedModel
 from engine.prediction import Predicted
 from engine.proposers import Proposer
@@ -111,17 +111,17 @@ def run_turn(
     stats.cache_reused = stats.reused_tokens > 0
     stats.prefill_seconds = time.perf_counter() - started
     sampler = Sampler(sampling, lm.device) if sampling and not sampling.greedy else None
+    starts = line_starts_of(lm.tokenizer) if spec.copies else None
     if spec.method == "greedy":
         stats.speculation, proposers = SPECULATION_OFF, []
     elif not state.speculative:
         stats.speculation, proposers = SPECULATION_RECURRENT, []
     else:
         stats.speculation, proposers = SPECULATION_ON, build_proposers(
-            spec, draft, sampler, state.model.config.vocab_size, line_starts(lm.tokenizer))
+            spec, draft, sampler, state.model.config.vocab_size, starts)
     lead = None
     if prediction and spec.copies and proposers:
-        copier = build_proposers(replace(spec, method="copy"),
-                                 line_starts=line_starts(lm.tokenizer))[0]
+        copier = build_proposers(replace(spec, method="copy"), line_starts=starts)[0]
         lead = Predicted(copier, prediction, state.index, stats)
         proposers.insert(0, lead)
     chooser = None

@@ -162,9 +162,9 @@ def tokenizer_line_starts(directory: str | None) -> Any:
         return None
     from transformers import AutoTokenizer
 
-    from engine.indentation import line_starts
+    from engine.indentation import line_starts_of
 
-    return line_starts(AutoTokenizer.from_pretrained(directory))
+    return line_starts_of(AutoTokenizer.from_pretrained(directory))
 
 
 def model(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from engine.indentation import LineStarts, build_line_starts, line_starts
+from engine.indentation import LineStarts, build_line_starts, line_starts_of
 from engine.index import NgramIndex
 from engine.paths import demo_model_path
 from engine.prediction import Predicted
@@ -73,7 +73,7 @@ def test_line_starts_read_and_write_the_tokenizers_own_indentation(name: str) ->
         assert moved is not None
         run, end = moved
         assert line[:at] + list(run) + line[end:] == deeper
-    assert line_starts(tok) is line_starts(tok), "built once per tokenizer"
+    assert line_starts_of(tok) is line_starts_of(tok), "built once per tokenizer"
 
 
 @pytest.mark.parametrize("name", ["demo", "gpt2"])
@@ -91,7 +91,7 @@ def test_a_reindented_block_is_carried_from_its_second_line(name: str, shift: in
     target = tok.encode(function(BODY, after, header), add_special_tokens=False)
     context = [*tok.encode("Rewrite:\n", add_special_tokens=False), *source,
                *tok.encode("\nAnswer:\n", add_special_tokens=False)]
-    with_shift = drive(ResyncProposer(16, 256, line_starts=line_starts(tok)), context, target)
+    with_shift = drive(ResyncProposer(16, 256, line_starts=line_starts_of(tok)), context, target)
     without = drive(ResyncProposer(16, 256), context, target)
     assert shifted_accepted(with_shift) >= shifted_accepted(without) + 4, (
         "line starts carried beyond the one-token edits of lines at one depth")
@@ -106,7 +106,7 @@ def test_a_shift_ends_where_the_block_does(name: str) -> None:
     source = tok.encode(function(BODY + BODY, 4), add_special_tokens=False)
     moved = [BODY[0], "if items:", *("    " + line for line in BODY[1:8]), *BODY[8:], *BODY]
     target = tok.encode(function(moved, 4), add_special_tokens=False)
-    passes = drive(ResyncProposer(16, 256, line_starts=line_starts(tok)), [*source, 0], target)
+    passes = drive(ResyncProposer(16, 256, line_starts=line_starts_of(tok)), [*source, 0], target)
     broke = [i for i, (p, a) in enumerate(passes)
              if a < len(p) and COPIED_ELSEWHERE in p.origins[max(0, a - 1) : a + 1]]
     assert shifted_accepted(passes) >= 3 and len(broke) == 1
@@ -124,7 +124,7 @@ def test_a_line_start_the_output_extends_declines_the_shift(name: str) -> None:
     moved = ["if a:", *("    " + line for line in BODY),
              "    if b:", *("        " + line for line in BODY)]
     target = tok.encode(function(moved, 4), add_special_tokens=False)
-    passes = drive(ResyncProposer(16, 256, line_starts=line_starts(tok)), [*source, 0], target)
+    passes = drive(ResyncProposer(16, 256, line_starts=line_starts_of(tok)), [*source, 0], target)
     after_shift = [a for p, a in passes if 0 < a < len(p)
                    and p.origins[a - 1] == COPIED_ELSEWHERE != p.origins[a]]
     assert shifted_accepted(passes) >= 10 and len(after_shift) == 1
@@ -139,7 +139,7 @@ def test_a_shift_is_carried_through_the_prediction(name: str) -> None:
     target = tok.encode(function(BODY, 8, ["    try:"]), add_special_tokens=False)
     index = NgramIndex(3, "resync")
     stats = TurnStats()
-    predicted = Predicted(ResyncProposer(16, 256, line_starts=line_starts(tok)), source, index,
+    predicted = Predicted(ResyncProposer(16, 256, line_starts=line_starts_of(tok)), source, index,
                           stats)
     passes = drive(predicted, tok.encode("Wrap it in a try.", add_special_tokens=False),
                    target, index=index)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from engine.config import SpecConfig
-from engine.indentation import line_starts
+from engine.indentation import line_starts_of
 from engine.index import NgramIndex
 from engine.paths import demo_model_path
 from engine.proposers import COPIED_ELSEWHERE, Indexed
@@ -154,7 +154,7 @@ def test_the_served_tokenizer_gives_the_copy_its_line_starts(tmp_path: Path) -> 
     does not load leaves the copy as it is, with a warning, never a crash."""
     tokenizer = AutoTokenizer.from_pretrained(str(demo_model_path()))
     adapter = CopySpecProposer(vllm_config(tokenizer=str(demo_model_path())))
-    assert adapter.line_starts == line_starts(tokenizer)
+    assert adapter.line_starts == line_starts_of(tokenizer)
     body = [f"value_{i} = compute({i}, limit)" for i in range(8)]
     source = tokenizer.encode("def f(limit):\n" + "".join(f"    {b}\n" for b in body),
                               add_special_tokens=False)
@@ -162,7 +162,7 @@ def test_the_served_tokenizer_gives_the_copy_its_line_starts(tmp_path: Path) -> 
                               + "".join(f"        {b}\n" for b in body), add_special_tokens=False)
     spec = SpecConfig(block=K, max_block=K)
     request = Request([*source, 0], target, spec)
-    request.engine = copy_proposer(spec, line_starts(tokenizer))
+    request.engine = copy_proposer(spec, line_starts_of(tokenizer))
     carried = 0
     while not request.finished:
         tokens = request.index.tokens

@@ -31,7 +31,7 @@ from engine.bench.replay_cli import (
 )
 from engine.bench.timing import DECODE_METHODS, OURS, PLAIN, PROMPT_LOOKUP, DecodeBench, Decoded
 from engine.compiled import decodes_compiled, use_compile
-from engine.indentation import line_starts
+from engine.indentation import line_starts_of
 
 EXACT_DTYPES = (torch.float32,)
 """Where a method writing other tokens than plain decoding fails the run. In reduced precision a
@@ -74,7 +74,7 @@ def run_decode(args: argparse.Namespace) -> int:
                   "longest request's cache size", file=sys.stderr, flush=True)
         began = time.perf_counter()
         bench = DecodeBench(model, pairs, args.identity_tokens,
-                            line_starts=line_starts(tokenizer))
+                            line_starts=line_starts_of(tokenizer))
         setup = time.perf_counter() - began
         checks = bench.identity(args.identity_tokens)
         timed = bench.timed(args.plain_tokens, lambda pair_id: print(

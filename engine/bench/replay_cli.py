@@ -31,7 +31,7 @@ from engine.bench.timing import TimedPair, forward_costs, suggested_cap, timed_r
 from engine.bench.workloads import WorkloadError, extract, read_jsonl, tokenize
 from engine.config import SpecConfig
 from engine.costs import CONTEXT, CostCurve, curve_for, measure
-from engine.indentation import LineStarts, line_starts
+from engine.indentation import LineStarts, line_starts_of
 from engine.loading import (
     ModelLoadError,
     load_model,
@@ -120,7 +120,7 @@ def run_replay(args: argparse.Namespace) -> int:
     pairs, source = load_pairs(args, tokenizer)
     if args.timed:
         check_vocabulary(args, pairs)
-    chosen = methods(args, curves, line_starts(tokenizer))
+    chosen = methods(args, curves, line_starts_of(tokenizer))
     results: list[PairResult] = bound_results(pairs)
     for method in chosen:
         started = time.perf_counter()

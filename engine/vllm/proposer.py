@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import SpecConfig
-from engine.indentation import LineStarts, line_starts
+from engine.indentation import LineStarts, line_starts_of
 from engine.index import NgramIndex
 from engine.proposers import Indexed, Proposal, Proposer
 from engine.proposers.copy import copy_proposer
@@ -128,7 +128,7 @@ def served_line_starts(model_config: Any) -> LineStarts | None:
     from transformers import AutoTokenizer
 
     try:
-        return line_starts(AutoTokenizer.from_pretrained(name, local_files_only=True))
+        return line_starts_of(AutoTokenizer.from_pretrained(name, local_files_only=True))
     except (OSError, ValueError) as error:
         logging.getLogger(__name__).warning("no indentation shifts: tokenizer %s: %s", name,
                                             error)
