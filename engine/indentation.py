@@ -10,6 +10,7 @@ never needs the tokenizer while it proposes.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +98,18 @@ def line_starts_of(tokenizer: Any) -> LineStarts | None:
     try:
         return _BUILT[tokenizer]
     except KeyError:
-        built = _BUILT[tokenizer] = build_line_starts(tokenizer)
+        built = _BUILT[tokenizer] = _built(tokenizer)
         return built
     except TypeError:  # not weakly referable
+        return _built(tokenizer)
+
+
+def _built(tokenizer: Any) -> LineStarts | None:
+    """`build_line_starts`, or None (with a warning) where the tokenizer fails at it: carrying
+    a shift speeds a turn up, and is never a reason for one to fail."""
+    try:
         return build_line_starts(tokenizer)
+    except Exception as error:  # the tokenizer's own failure, whatever its kind
+        logging.getLogger(__name__).warning(
+            "no indentation shifts: the tokenizer could not encode a line start: %s", error)
+        return None

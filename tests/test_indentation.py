@@ -146,3 +146,17 @@ def test_a_shift_is_carried_through_the_prediction(name: str) -> None:
     predicted.settle()
     assert shifted_accepted(passes) >= 4
     assert stats.accepted_prediction_tokens > len(source) // 2
+
+
+def test_a_tokenizer_that_fails_gives_no_shifts_and_says_so(caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    """Carrying a shift is a speed-up: a tokenizer that cannot encode a line start leaves the
+    copy as it is, with a warning, and the turn goes on."""
+
+    class Broken:
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            raise RuntimeError("no vocabulary loaded")
+
+    with caplog.at_level("WARNING", logger="engine.indentation"):
+        assert line_starts_of(Broken()) is None
+    assert "no vocabulary loaded" in caplog.text
