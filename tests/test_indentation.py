@@ -151,7 +151,8 @@ def test_a_shift_is_carried_through_the_prediction(name: str) -> None:
 def test_a_tokenizer_that_fails_gives_no_shifts_and_says_so(caplog: pytest.LogCaptureFixture
                                                             ) -> None:
     """Carrying a shift is a speed-up: a tokenizer that cannot encode a line start leaves the
-    copy as it is, with a warning, and the turn goes on."""
+    copy as it is, with a warning, and the turn goes on. (A stand-in tokenizer: no real one
+    fails on demand.)"""
 
     class Broken:
         def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
