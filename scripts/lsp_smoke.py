@@ -33,9 +33,11 @@ class Server:
     """A language server subprocess with a reader thread. It answers the server's own requests
     as an editor would: applyEdit is applied to its buffers and echoed back as didChange."""
 
-    def __init__(self, command: list[str], log: Path) -> None:
+    def __init__(self, command: list[str], log: Path, env: dict[str, str] | None = None
+                 ) -> None:
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("wb")
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("wb"),
+            env=env,
         )
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.next_id = 0

@@ -6,6 +6,8 @@ that needs another's names for its annotations depends on it as much as one that
 from __future__ import annotations
 
 import ast
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,21 @@ def test_one_engine_thread_and_one_session_cache_serve_the_lsp_and_copyspec_serv
         for path in (ROOT / pkg).rglob("*.py"):
             source = path.read_text(encoding="utf-8")
             assert "ThreadPoolExecutor" not in source and "run_in_executor" not in source, path
+
+
+def test_the_refine_trace_follows_one_refine_down_the_layers_to_the_decode_loop() -> None:
+    """scripts/refine_trace.py, which measures how many files a refine crosses, on a real
+    server: its trace starts at the handler, goes down every layer to the engine's decode loop
+    and copy proposer, and every server file it lists is in a layer."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from refine_trace import crossed
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    files = crossed(str(ROOT / "engine" / "models" / "demo"))
+    assert files[0] == os.path.join("copyspec_lsp", "handlers", "methods.py")
+    for needed in ("copyspec_lsp/flow/refine.py", "copyspec_lsp/adapters/model_host.py",
+                   "engine/session.py", "engine/decode.py", "engine/proposers/copy.py"):
+        assert os.path.join(*needed.split("/")) in files, needed
+    server = [Path(f).parts for f in files if f.startswith("copyspec_lsp")]
+    assert all(len(parts) == 3 and parts[1] in LAYERS for parts in server), server
