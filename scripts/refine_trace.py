@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("copyspec_lsp", "engine")
 TRACER = '''
 import os, sys, threading
-_out, _root = os.environ["COPYSPEC_TRACE_OUT"], os.environ["COPYSPEC_TRACE_ROOT"]
+_out = os.environ["COPYSPEC_TRACE_OUT"]
+_roots = tuple(os.environ["COPYSPEC_TRACE_ROOTS"].split(os.pathsep))
 _on, _seen = [False], set()
 
 def _trace(frame, event, arg):
@@ -43,7 +44,7 @@ def _trace(frame, event, arg):
             _on[0] = False
             with open(_out + ".done", "w"):
                 pass
-    if _on[0] and name.startswith(_root) and name not in _seen:
+    if _on[0] and name.startswith(_roots) and name not in _seen:
         _seen.add(name)
         with open(_out, "a") as out:
             out.write(name + "\\n")
@@ -60,7 +61,8 @@ def crossed(model: str) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "sitecustomize.py").write_text(TRACER, encoding="utf-8")
         out = Path(folder, "files.txt")
-        env = {**os.environ, "COPYSPEC_TRACE_OUT": str(out), "COPYSPEC_TRACE_ROOT": str(ROOT),
+        roots = os.pathsep.join(str(ROOT / package) + os.sep for package in PACKAGES)
+        env = {**os.environ, "COPYSPEC_TRACE_OUT": str(out), "COPYSPEC_TRACE_ROOTS": roots,
                "PYTHONPATH": os.pathsep.join([folder, os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "copyspec_lsp", "--model", model, "--device", "cpu"]
         server = Server(command, Path(folder, "server.log"), env=env)
@@ -75,8 +77,7 @@ def crossed(model: str) -> list[str]:
         finally:
             server.process.kill()
             server.process.wait()
-    return [str(Path(name).relative_to(ROOT)) for name in files
-            if Path(name).relative_to(ROOT).parts[0] in PACKAGES]
+    return [str(Path(name).relative_to(ROOT)) for name in files]
 
 
 def main() -> int:
